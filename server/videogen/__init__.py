@@ -1,0 +1,1 @@
+"""videogen: turn a chat request into a saved video."""

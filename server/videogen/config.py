@@ -1,0 +1,240 @@
+"""Settings, read from the environment once at start (CLI run or server lifespan), never at import.
+
+Seed 002's variables keep their meaning and defaults; the other providers and the project's own
+settings follow the same style. A bad value stops the program with a message naming the
+variable and the fix. With no credentials for any provider, everything runs against the
+embedded sandbox and says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final, get_args
+
+from videogen.catalog import PROVIDERS, ProviderName
+from videogen.errors import ConfigError, CredentialsError
+
+SANDBOX_NOTICE: Final = "sandbox: offline preview, no credentials configured"
+
+#: Each provider's credential variables, for messages that name the fix.
+CREDENTIAL_VARIABLES: Final[dict[ProviderName, tuple[str, ...]]] = {
+    "jenius": ("JENIUS_API_KEY",),
+    "tokenops": ("TOKENOPS_API_KEY",),
+    "volcengine": ("VOLC_ACCESSKEY", "VOLC_SECRETKEY"),
+}
+
+#: Every variable the program reads, with its default, for --help and the README.
+VARIABLES: Final[dict[str, str]] = {
+    "VOLC_ACCESSKEY": "Volcengine access key id",
+    "VOLC_SECRETKEY": "Volcengine secret access key",
+    "VOLC_SESSIONTOKEN": "Volcengine STS session token (optional)",
+    "JIMENG_VIDEO_API_URL": "Volcengine endpoint (default https://visual.volcengineapi.com)",
+    "JIMENG_VIDEO_API_TIMEOUT": "request timeout in seconds (default 300)",
+    "JIMENG_VIDEO_POLL_INTERVAL": "seconds between polls (default 5)",
+    "JIMENG_VIDEO_MAX_POLL_ATTEMPTS": "polls before the CLI stops waiting (default 120)",
+    "TOKENOPS_API_KEY": "TokenOps API key",
+    "TOKENOPS_BASE_URL": "TokenOps base URL (default https://api.tokenops.ai/v1)",
+    "JENIUS_API_KEY": "Jenius API key",
+    "JENIUS_BASE_URL": "Jenius base URL (default https://www.jenius.cn/api)",
+    "VIDEOGEN_PROVIDER": "volcengine | tokenops | jenius (default: the first with credentials)",
+    "VIDEOGEN_SANDBOX": "1 to use the offline sandbox even when credentials are set",
+    "VIDEOGEN_SANDBOX_JOB_SECONDS": "how long a sandbox generation takes (default 8)",
+    "VIDEOGEN_OUTPUT_DIR": "where videos are saved (default ~/Videos/videogen)",
+    "VIDEOGEN_DATA_DIR": "where the task ledger lives (default ~/.local/state/videogen)",
+    "VIDEOGEN_WAIT_SECONDS": "how long one MCP tool call waits before answering (default 45)",
+    "VIDEOGEN_DEDUPE_SECONDS": "window in which an identical request returns the first task "
+    "(default 600)",
+    "VIDEOGEN_MAX_DOWNLOAD_MB": "largest video accepted, in MB (default 2048)",
+    "VIDEOGEN_DOWNLOAD_TIMEOUT": "overall deadline for one download in seconds (default 900)",
+    "VIDEOGEN_HTTP_TOKEN": "bearer token(s), comma-separated, for the HTTP transport",
+    "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEndpoint:
+    """Where a provider is and the secrets to reach it. ``repr`` hides the secrets."""
+
+    base_url: str
+    api_key: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return f"ProviderEndpoint(base_url={self.base_url!r}, configured={self.configured})"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_key) or bool(self.access_key and self.secret_key)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value held, for scrubbing output."""
+        return tuple(s for s in (self.api_key, self.secret_key, self.session_token) if s)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    volcengine: ProviderEndpoint
+    tokenops: ProviderEndpoint
+    jenius: ProviderEndpoint
+    provider: ProviderName
+    sandbox: bool
+    sandbox_job_seconds: float = 8.0
+    request_timeout: float = 300.0
+    poll_interval: float = 5.0
+    max_poll_attempts: int = 120
+    output_dir: Path = Path.home() / "Videos" / "videogen"
+    data_dir: Path = Path.home() / ".local" / "state" / "videogen"
+    wait_seconds: float = 45.0
+    dedupe_seconds: float = 600.0
+    max_download_bytes: int = 2048 * 1024 * 1024
+    download_timeout: float = 900.0
+    http_tokens: tuple[str, ...] = field(default=(), repr=False)
+    log_level: str = "WARNING"
+
+    @property
+    def notice(self) -> str | None:
+        """The line every result starts with when nothing real is called."""
+        return SANDBOX_NOTICE if self.sandbox else None
+
+    def endpoint(self, provider: ProviderName) -> ProviderEndpoint:
+        endpoint: ProviderEndpoint = getattr(self, provider)
+        return endpoint
+
+    def require_credentials(self, provider: ProviderName) -> ProviderEndpoint:
+        """The provider's endpoint, or a ``CredentialsError`` naming the variables to set."""
+        endpoint = self.endpoint(provider)
+        if not endpoint.configured:
+            names = " and ".join(CREDENTIAL_VARIABLES[provider])
+            raise CredentialsError(
+                f"No credentials for {provider}: set {names} in the environment "
+                f"(or unset VIDEOGEN_PROVIDER / set VIDEOGEN_SANDBOX=1 to try the offline sandbox)."
+            )
+        return endpoint
+
+    def secrets(self) -> tuple[str, ...]:
+        values = [s for p in PROVIDERS for s in self.endpoint(p).secrets()]
+        return (*values, *self.http_tokens)
+
+    def with_endpoints(self, **endpoints: ProviderEndpoint) -> Settings:
+        return replace(self, **endpoints)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting; raise ``ConfigError`` naming the variable for a bad value."""
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        volcengine = ProviderEndpoint(
+            base_url=read.url("JIMENG_VIDEO_API_URL", "https://visual.volcengineapi.com"),
+            access_key=read.text("VOLC_ACCESSKEY"),
+            secret_key=read.text("VOLC_SECRETKEY"),
+            session_token=read.text("VOLC_SESSIONTOKEN"),
+        )
+        tokenops = ProviderEndpoint(
+            base_url=read.url("TOKENOPS_BASE_URL", "https://api.tokenops.ai/v1"),
+            api_key=read.text("TOKENOPS_API_KEY"),
+        )
+        jenius = ProviderEndpoint(
+            base_url=read.url("JENIUS_BASE_URL", "https://www.jenius.cn/api"),
+            api_key=read.text("JENIUS_API_KEY"),
+        )
+        if bool(volcengine.access_key) != bool(volcengine.secret_key):
+            missing = "VOLC_SECRETKEY" if volcengine.access_key else "VOLC_ACCESSKEY"
+            raise ConfigError(f"{missing} is not set: Volcengine needs both VOLC_ACCESSKEY and "
+                              "VOLC_SECRETKEY.")  # fmt: skip
+        endpoints = {"volcengine": volcengine, "tokenops": tokenops, "jenius": jenius}
+        chosen = read.choice("VIDEOGEN_PROVIDER", PROVIDERS)
+        forced_sandbox = read.flag("VIDEOGEN_SANDBOX")
+        any_configured = [
+            p for p in ("volcengine", "tokenops", "jenius") if endpoints[p].configured
+        ]
+        sandbox = forced_sandbox or not any_configured
+        provider: ProviderName = chosen or (any_configured[0] if any_configured else "volcengine")  # type: ignore[assignment]
+        home = Path(env.get("HOME") or Path.home())
+        state = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else home / ".local/state"
+        return cls(
+            volcengine=volcengine,
+            tokenops=tokenops,
+            jenius=jenius,
+            provider=provider,
+            sandbox=sandbox,
+            sandbox_job_seconds=read.number("VIDEOGEN_SANDBOX_JOB_SECONDS", 8.0, 0.0, 3600.0),
+            request_timeout=read.number("JIMENG_VIDEO_API_TIMEOUT", 300.0, 1.0, 3600.0),
+            poll_interval=read.number("JIMENG_VIDEO_POLL_INTERVAL", 5.0, 0.05, 600.0),
+            max_poll_attempts=int(read.number("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", 120, 1, 100_000)),
+            output_dir=read.path("VIDEOGEN_OUTPUT_DIR", home / "Videos" / "videogen"),
+            data_dir=read.path("VIDEOGEN_DATA_DIR", state / "videogen"),
+            wait_seconds=read.number("VIDEOGEN_WAIT_SECONDS", 45.0, 0.0, 3600.0),
+            dedupe_seconds=read.number("VIDEOGEN_DEDUPE_SECONDS", 600.0, 0.0, 86_400.0),
+            max_download_bytes=int(read.number("VIDEOGEN_MAX_DOWNLOAD_MB", 2048, 1, 1 << 20))
+            * 1024
+            * 1024,
+            download_timeout=read.number("VIDEOGEN_DOWNLOAD_TIMEOUT", 900.0, 1.0, 86_400.0),
+            http_tokens=tuple(
+                t.strip() for t in (read.text("VIDEOGEN_HTTP_TOKEN") or "").split(",") if t.strip()
+            ),
+            log_level=read.choice("VIDEOGEN_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
+            or "WARNING",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    env: Mapping[str, str]
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def url(self, name: str, default: str) -> str:
+        value = self.text(name) or default
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{name}={value!r} is not a URL: give it as http(s)://host[:port]/path."
+            )
+        return value.rstrip("/")
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return float(default)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number: set it to a number of "
+                              f"{'seconds' if 'SECONDS' in name or 'TIMEOUT' in name else 'units'} "
+                              f"between {low:g} and {high:g}, or unset it.") from None  # fmt: skip
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={raw} is out of range: use a value between {low:g} and "
+                              f"{high:g}, or unset it for the default ({default:g}).")  # fmt: skip
+        return value
+
+    def flag(self, name: str) -> bool:
+        raw = (self.text(name) or "0").lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} is not a yes/no value: use 1 or 0.")
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise ConfigError(f"{name}={raw!r} is not one of: {', '.join(choices)}.")
+
+    def path(self, name: str, default: Path) -> Path:
+        raw = self.text(name)
+        if raw is not None and "\x00" in raw:
+            raise ConfigError(f"{name} contains a NUL byte: give a plain directory path.")
+        return Path(raw).expanduser() if raw else default
+
+
+assert set(CREDENTIAL_VARIABLES) == set(get_args(ProviderName))

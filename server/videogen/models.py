@@ -1,0 +1,142 @@
+"""Models shared by every layer: the request, the task record and its states, media facts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from videogen.catalog import (
+    AspectRatio,
+    CameraMove,
+    CameraStrength,
+    Duration,
+    Fps,
+    Mode,
+    OmniResolution,
+    ProviderName,
+    provider_clip_seconds,
+)
+
+#: A task's life in the ledger.
+#: ``submitting``: written, submit in flight. ``queued``/``running``: the provider has it.
+#: ``ready``: the provider finished; the video is not saved yet (download pending or failed).
+#: ``completed``: the file is saved. ``failed``: the provider failed or refused it.
+#: ``expired``: the provider no longer knows it. ``unknown``: the submit's outcome could not be
+#: learned (it may be billed); nothing is resent automatically.
+TaskStatus = Literal[
+    "submitting", "queued", "running", "ready", "completed", "failed", "expired", "unknown"
+]
+TERMINAL_STATUSES: Final[frozenset[TaskStatus]] = frozenset(
+    {"completed", "failed", "expired", "unknown"}
+)
+#: What a provider says of a task, mapped from its own vocabulary.
+ProviderStatus = Literal["queued", "running", "succeeded", "failed", "expired"]
+
+
+class GenerationRequest(BaseModel):
+    """What the caller asked for, normalised. Never holds credentials or file contents.
+
+    ``images`` are references as the caller gave them (URL, local path or data URL), in order:
+    first frame then tail frame for Jimeng; the portrait for OmniHuman; the photos for a scene.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: ProviderName
+    mode: Mode
+    prompt: str = ""
+    images: tuple[str, ...] = ()
+    audio: str | None = None
+    masks: tuple[str, ...] = ()
+    duration: Duration = 5
+    fps: Fps = 24
+    aspect_ratio: AspectRatio | None = None
+    seed: int = -1
+    camera: CameraMove | None = None
+    camera_strength: CameraStrength | None = None
+    resolution: OmniResolution | None = None
+    fast_mode: bool = False
+    scene: str | None = None
+    filename: str | None = None
+
+    @property
+    def provider_seconds(self) -> int:
+        """The provider clip length (5 or 10 s) this request is generated at."""
+        return provider_clip_seconds(self.duration)
+
+    @property
+    def mode_label(self) -> str:
+        return f"scene:{self.scene}" if self.mode == "scene" else self.mode
+
+    def dedupe_key(self) -> str:
+        """Same provider, mode, prompt, inputs and parameters give the same key."""
+        fields = self.model_dump(mode="json", exclude={"filename"})
+        blob = json.dumps(fields, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class StatusEvent(BaseModel):
+    status: TaskStatus
+    at: float
+    note: str | None = None
+
+
+class MediaInfo(BaseModel):
+    """Facts probed from a saved file."""
+
+    duration: float = Field(description="seconds")
+    fps: float
+    width: int
+    height: int
+    codec: str
+    size_bytes: int
+    frames: int | None = None
+
+
+class TaskError(BaseModel):
+    """An error recorded on a task, as the user should read it."""
+
+    kind: str
+    message: str
+    code: str | None = None
+    request_id: str | None = None
+
+
+class Task(BaseModel):
+    """One generation as the ledger keeps it."""
+
+    id: str
+    request: GenerationRequest
+    status: TaskStatus
+    created_at: float
+    updated_at: float
+    history: list[StatusEvent] = Field(default_factory=list)
+    provider_task_id: str | None = None
+    req_key: str | None = None
+    request_ids: list[str] = Field(default_factory=list)
+    video_url: str | None = None
+    video_url_expires_at: float | None = None
+    local_path: str | None = None
+    poster_path: str | None = None
+    media: MediaInfo | None = None
+    error: TaskError | None = None
+    progress: float | None = None
+    sandbox: bool = False
+    owner: str | None = None
+
+    @property
+    def provider(self) -> ProviderName:
+        return self.request.provider
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def new_task_id() -> str:
+    """A short id the model can pass back verbatim, unique across providers."""
+    return "vg_" + secrets.token_hex(6)

@@ -1,0 +1,212 @@
+"""Volcengine V4 request signing (HMAC-SHA256), and its verifier for the sandbox.
+
+The algorithm is contracts.md §1.6. ``sign`` returns the headers to send; ``verify`` recomputes
+the signature of a received request and says why it does not match, so the sandbox can answer
+with the gateway's own error codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+ALGORITHM = "HMAC-SHA256"
+SERVICE = "cv"
+REGION = "cn-north-1"
+X_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never show secrets in logs or tracebacks
+        return f"Credentials(access_key={self.access_key[:4]}…)"
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    """Keys sorted by byte order; keys and values percent-encoded (RFC 3986 unreserved kept)."""
+    items = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in params.items())
+    return "&".join(f"{k}={v}" for k, v in items)
+
+
+def canonical_host(host: str, scheme: str = "https") -> str:
+    """``host[:port]`` with the scheme's default port dropped."""
+    if host.endswith(":443") and scheme == "https":
+        return host[:-4]
+    if host.endswith(":80") and scheme == "http":
+        return host[:-3]
+    return host
+
+
+def _signed(headers: Mapping[str, str]) -> dict[str, str]:
+    lower = {k.lower(): v.strip() for k, v in headers.items()}
+    return {
+        k: lower[k] for k in sorted(lower) if k in ("content-type", "host") or k.startswith("x-")
+    }
+
+
+def signature(
+    credentials: Credentials,
+    *,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+    x_date: str,
+    region: str = REGION,
+    service: str = SERVICE,
+) -> tuple[str, str, str]:
+    """Return ``(signed_header_list, scope, signature_hex)`` for a request."""
+    signed = _signed(headers)
+    canonical_headers = "".join(f"{k}:{v}\n" for k, v in signed.items())
+    signed_list = ";".join(signed)
+    canonical_request = "\n".join(
+        [method.upper(), path or "/", canonical_query(query), canonical_headers, signed_list,
+         _sha256_hex(body)]
+    )  # fmt: skip
+    date = x_date[:8]
+    scope = f"{date}/{region}/{service}/request"
+    string_to_sign = "\n".join([ALGORITHM, x_date, scope, _sha256_hex(canonical_request.encode())])
+    key = _hmac(
+        _hmac(_hmac(_hmac(credentials.secret_key.encode(), date), region), service), "request"
+    )
+    return signed_list, scope, hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def sign(
+    credentials: Credentials,
+    *,
+    method: str,
+    host: str,
+    path: str,
+    query: Mapping[str, str],
+    body: bytes,
+    now: datetime | None = None,
+    scheme: str = "https",
+    content_type: str = "application/json",
+) -> dict[str, str]:
+    """The headers a signed Volcengine request carries (``Authorization`` included)."""
+    x_date = (now or datetime.now(UTC)).astimezone(UTC).strftime(X_DATE_FORMAT)
+    headers = {
+        "Host": canonical_host(host, scheme),
+        "Content-Type": content_type,
+        "X-Date": x_date,
+        "X-Content-Sha256": _sha256_hex(body),
+    }
+    if credentials.session_token:
+        headers["X-Security-Token"] = credentials.session_token
+    signed_list, scope, sig = signature(
+        credentials, method=method, path=path, query=query, headers=headers, body=body,
+        x_date=x_date,
+    )  # fmt: skip
+    headers["Authorization"] = (
+        f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
+        f"SignedHeaders={signed_list}, Signature={sig}"
+    )
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAuthorization:
+    access_key: str
+    scope: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+
+def parse_authorization(value: str) -> ParsedAuthorization | None:
+    """Split an ``Authorization`` header; None when it is not a V4 HMAC-SHA256 header."""
+    algorithm, _, rest = value.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        return None
+    parts: dict[str, str] = {}
+    for item in rest.split(","):
+        name, sep, val = item.strip().partition("=")
+        if sep:
+            parts[name] = val
+    credential = parts.get("Credential", "")
+    access_key, _, scope = credential.partition("/")
+    if not access_key or not scope or "SignedHeaders" not in parts or "Signature" not in parts:
+        return None
+    return ParsedAuthorization(
+        access_key, scope, tuple(parts["SignedHeaders"].split(";")), parts["Signature"]
+    )
+
+
+class VerifyError(Exception):
+    """Why a signature was refused: ``code`` is the gateway's error ``Code`` (contracts.md §1.1)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def verify(
+    secrets: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    max_skew_seconds: float = 900,
+) -> str:
+    """Check a received request's signature; return its access key or raise ``VerifyError``.
+
+    ``secrets`` maps access keys to secret keys. ``headers`` must hold the received headers
+    (any case); the signed ones are taken from the Authorization header's list.
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    auth_value = lower.get("authorization")
+    if not auth_value:
+        raise VerifyError("MissingAuthenticationToken", "Request is missing Authorization header")
+    parsed = parse_authorization(auth_value)
+    if parsed is None:
+        raise VerifyError("MissingSignature", "The Authorization header is not HMAC-SHA256")
+    secret = secrets.get(parsed.access_key)
+    if secret is None:
+        raise VerifyError("InvalidAccessKey", "The access key you provided is invalid")
+    x_date = lower.get("x-date", "")
+    try:
+        sent_at = datetime.strptime(x_date, X_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise VerifyError("InvalidTimestamp", "X-Date is missing or malformed") from None
+    if abs((now - sent_at).total_seconds()) > max_skew_seconds:
+        raise VerifyError("InvalidTimestamp", "X-Date is too far from the server's time")
+    missing = [h for h in parsed.signed_headers if h not in lower]
+    if missing:
+        raise VerifyError("SignatureDoesNotMatch", f"Signed header(s) not sent: {missing}")
+    signed_headers = {h: lower[h] for h in parsed.signed_headers}
+    date, _, rest = parsed.scope.partition("/")
+    region, _, rest = rest.partition("/")
+    service = rest.partition("/")[0]
+    session = lower.get("x-security-token")
+    creds = Credentials(parsed.access_key, secret, session)
+    _, _, expected = signature(
+        creds, method=method, path=path, query=query, headers=signed_headers, body=body,
+        x_date=x_date, region=region, service=service,
+    )  # fmt: skip
+    if date != x_date[:8] or not hmac.compare_digest(expected, parsed.signature):
+        raise VerifyError(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        )
+    return parsed.access_key
