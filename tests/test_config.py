@@ -1,0 +1,72 @@
+"""Settings come from the environment, and a bad value names the variable and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from videogen.config import SANDBOX_NOTICE, Settings
+from videogen.errors import ConfigError, CredentialsError
+
+
+def test_no_credentials_means_the_sandbox_and_seed_defaults() -> None:
+    settings = Settings.from_env({"HOME": "/home/u"})
+    assert settings.sandbox is True
+    assert settings.notice == SANDBOX_NOTICE
+    assert settings.volcengine.base_url == "https://visual.volcengineapi.com"
+    assert settings.tokenops.base_url == "https://api.tokenops.ai/v1"
+    assert settings.jenius.base_url == "https://www.jenius.cn/api"
+    assert (settings.request_timeout, settings.poll_interval, settings.max_poll_attempts) == (
+        300.0,
+        5.0,
+        120,
+    )
+    assert settings.output_dir == Path("/home/u/Videos/videogen")
+    assert settings.data_dir == Path("/home/u/.local/state/videogen")
+
+
+def test_credentials_choose_the_provider_and_leave_the_sandbox() -> None:
+    settings = Settings.from_env({"TOKENOPS_API_KEY": "tk-test", "HOME": "/h"})
+    assert (settings.sandbox, settings.provider, settings.notice) == (False, "tokenops", None)
+    assert settings.require_credentials("tokenops").api_key == "tk-test"
+
+
+def test_missing_credentials_name_the_variables_to_set() -> None:
+    settings = Settings.from_env({"TOKENOPS_API_KEY": "tk-test"})
+    with pytest.raises(CredentialsError, match="VOLC_ACCESSKEY and VOLC_SECRETKEY"):
+        settings.require_credentials("volcengine")
+
+
+def test_half_a_volcengine_key_pair_is_refused() -> None:
+    with pytest.raises(ConfigError, match="VOLC_SECRETKEY is not set"):
+        Settings.from_env({"VOLC_ACCESSKEY": "AKLTx"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("JIMENG_VIDEO_POLL_INTERVAL", "soon", "is not a number"),
+        ("JIMENG_VIDEO_API_TIMEOUT", "0", "out of range"),
+        ("JIMENG_VIDEO_API_URL", "visual.example", "is not a URL"),
+        ("VIDEOGEN_PROVIDER", "acme", "is not one of"),
+        ("VIDEOGEN_SANDBOX", "maybe", "yes/no"),
+    ],
+)
+def test_bad_values_stop_with_a_message_naming_the_variable(
+    name: str, value: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value})
+    assert name in error.value.message
+    assert words in error.value.message
+
+
+def test_secrets_never_appear_in_the_settings_repr() -> None:
+    settings = Settings.from_env(
+        {"VOLC_ACCESSKEY": "AKLTvisible", "VOLC_SECRETKEY": "s3cr3t-value",
+         "VIDEOGEN_HTTP_TOKEN": "tok-a, tok-b"}
+    )  # fmt: skip
+    assert "s3cr3t-value" not in repr(settings)
+    assert "tok-a" not in repr(settings)
+    assert set(settings.secrets()) >= {"s3cr3t-value", "tok-a", "tok-b"}
