@@ -127,6 +127,9 @@ class Task(BaseModel):
     progress: float | None = None
     sandbox: bool = False
     owner: str | None = None
+    #: Notes for this one answer (e.g. "an identical request ... returned the first task");
+    #: not stored in the ledger.
+    notes: list[str] = Field(default_factory=list, exclude=True)
 
     @property
     def provider(self) -> ProviderName:

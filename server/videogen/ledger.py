@@ -1,0 +1,202 @@
+"""The durable task ledger: one SQLite file in WAL mode under ``settings.data_dir``.
+
+Each task is stored as its ``Task`` JSON plus a few indexed columns (id, status, provider,
+dedupe_key, owner, created_at, updated_at). The engine writes a row *before* the submit request
+leaves and rewrites it on every state change, so a process that dies at any point leaves a row
+the next start can act on. Credentials never reach the ledger: ``GenerationRequest`` holds none.
+
+The CLI and the server may open the same file at once: WAL lets readers and one writer work
+together, ``busy_timeout`` makes a writer wait for the other instead of failing, and every
+transaction is one short statement. Calls are synchronous and fast (well under a millisecond
+for a row; see tests/engine/test_ledger.py), so the engine calls them inline on the event loop.
+
+The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version ``n`` to
+``n + 1``. Never edit a released migration: append one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+from videogen.errors import ConfigError, TaskNotFound
+from videogen.models import Task, TaskStatus
+
+LEDGER_FILENAME: Final = "tasks.sqlite3"
+BUSY_TIMEOUT_MS: Final = 5000
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        dedupe_key TEXT NOT NULL,
+        owner TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX tasks_dedupe ON tasks (dedupe_key, created_at);
+    CREATE INDEX tasks_status ON tasks (status);
+    CREATE INDEX tasks_owner_created ON tasks (owner, created_at);
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_COLUMNS: Final = "id, status, provider, dedupe_key, owner, created_at, updated_at, data"
+
+
+class Ledger:
+    """Tasks by id, with the queries the engine and the interfaces need.
+
+    ``owner`` filters: ``None`` means "no isolation" (stdio server, CLI: one local user sees every
+    task); a string restricts reads to that owner's tasks (HTTP transport, one owner per token).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"Cannot open the task ledger at {path}: {exc}. Set VIDEOGEN_DATA_DIR to a "
+                "writable directory."
+            ) from exc
+        # One connection shared by the loop thread and worker threads: serialise its use.
+        self._lock = threading.Lock()
+        self._setup()
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> Ledger:
+        return cls(data_dir / LEDGER_FILENAME)
+
+    def _setup(self) -> None:
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL is durable against process death (the case we design for); only an
+            # OS crash can lose the last commits.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"The task ledger at {self.path} was written by a newer videogen (schema "
+                f"{version}, this one knows {SCHEMA_VERSION}): upgrade videogen or point "
+                "VIDEOGEN_DATA_DIR elsewhere."
+            )
+        for number in range(version, SCHEMA_VERSION):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(MIGRATIONS[number]):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+            return version
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def insert(self, task: Task) -> None:
+        """Write a new task; an existing id is an error (ids are random, never reused)."""
+        with self._lock:
+            self._db.execute(f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             _row(task))  # fmt: skip
+
+    def save(self, task: Task) -> None:
+        """Write the task as it now stands (insert or replace)."""
+        with self._lock:
+            self._db.execute(f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _row(task))  # fmt: skip
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, task_id: str, *, owner: str | None = None) -> Task:
+        """The task, or ``TaskNotFound`` (also when it belongs to another owner)."""
+        with self._lock:
+            row = self._db.execute("SELECT data, owner FROM tasks WHERE id = ?",
+                                   (task_id,)).fetchone()  # fmt: skip
+        if row is None or (owner is not None and row[1] != owner):
+            raise TaskNotFound(
+                f"No task {task_id!r} in the ledger: check the id (it starts with 'vg_'), or "
+                "list recent tasks (list_tasks / `videogen list`)."
+            )
+        return _task(row[0])
+
+    def recent(self, *, limit: int = 20, owner: str | None = None) -> list[Task]:
+        """Most recent first."""
+        where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
+        with self._lock:
+            rows = self._db.execute(f"SELECT data FROM tasks {where} ORDER BY created_at DESC "
+                                    "LIMIT ?", (*args, limit)).fetchall()  # fmt: skip
+        return [_task(r[0]) for r in rows]
+
+    def with_status(self, statuses: Iterable[TaskStatus]) -> list[Task]:
+        """Every task in one of ``statuses``, oldest first (what a restart resumes)."""
+        wanted = tuple(statuses)
+        marks = ", ".join("?" * len(wanted))
+        with self._lock:
+            rows = self._db.execute(f"SELECT data FROM tasks WHERE status IN ({marks}) "
+                                    "ORDER BY created_at", wanted).fetchall()  # fmt: skip
+        return [_task(r[0]) for r in rows]
+
+    def find_duplicate(
+        self,
+        dedupe_key: str,
+        *,
+        owner: str | None,
+        since: float,
+        exclude: Iterable[TaskStatus] = (),
+    ) -> Task | None:
+        """The newest task with this key and owner created at or after ``since``, if any."""
+        skipped = tuple(exclude)
+        marks = ", ".join("?" * len(skipped)) or "''"
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM tasks WHERE dedupe_key = ? AND owner IS ? AND created_at >= ? "
+                f"AND status NOT IN ({marks}) ORDER BY created_at DESC LIMIT 1",
+                (dedupe_key, owner, since, *skipped),
+            ).fetchone()
+        return None if row is None else _task(row[0])
+
+
+def _row(task: Task) -> tuple[object, ...]:
+    return (
+        task.id,
+        task.status,
+        task.provider,
+        task.request.dedupe_key(),
+        task.owner,
+        task.created_at,
+        task.updated_at,
+        task.model_dump_json(),
+    )
+
+
+def _task(data: str) -> Task:
+    return Task.model_validate_json(data)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit our transaction)."""
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,248 @@
+"""What a task looks like to the person and the model: the structured result and its markdown.
+
+``VideoResult`` is flat and JSON-friendly: it is the MCP tool's published output schema and the
+CLI's ``--json`` output. ``render_markdown`` writes seed 002's block exactly for a saved video
+(the facts come from probing the file), then a few extra lines; for a task that is not done it
+writes a short status block that says what to call next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from videogen.catalog import ProviderName
+from videogen.models import Task, TaskStatus
+
+Interface = Literal["mcp", "cli"]
+
+PENDING_STATUSES: frozenset[TaskStatus] = frozenset({"submitting", "queued", "running"})
+
+
+class VideoResult(BaseModel):
+    """One task as an interface reports it."""
+
+    task_id: str = Field(description="Pass this back to check_task to follow the task.")
+    status: TaskStatus = Field(
+        description="submitting | queued | running | ready (video made, not saved yet) | "
+        "completed (saved) | failed | expired | unknown (submit outcome unknown)"
+    )
+    done: bool = Field(description="True when nothing more will happen without a new request.")
+    provider: ProviderName = Field(description="The provider API that makes the video.")
+    mode: str = Field(description="Generation mode, e.g. t2v_720p, omnihuman, scene:celebrity.")
+    prompt: str = Field(description="The prompt as given.")
+    video_url: str | None = Field(None, description="The provider's link to the video.")
+    video_url_expires_at: float | None = Field(
+        None, description="Unix time after which video_url stops working."
+    )
+    local_path: str | None = Field(None, description="Absolute path of the saved MP4.")
+    poster_path: str | None = Field(None, description="Absolute path of a small JPEG frame.")
+    duration: float | None = Field(None, description="Seconds, probed from the saved file.")
+    fps: float | None = Field(None, description="Frames per second, probed from the saved file.")
+    width: int | None = Field(None, description="Pixels, probed from the saved file.")
+    height: int | None = Field(None, description="Pixels, probed from the saved file.")
+    size_bytes: int | None = Field(None, description="Size of the saved file in bytes.")
+    requested_duration: int = Field(description="Seconds asked for.")
+    requested_fps: int = Field(description="Frames per second asked for.")
+    progress: float | None = Field(None, description="0..1 when the provider reports it.")
+    elapsed: float = Field(description="Seconds since the task was created.")
+    message: str = Field(description="One sentence on where the task stands.")
+    next_step: str | None = Field(None, description="What to do next, if anything.")
+    error_kind: str | None = Field(None, description="Kind of the recorded error, if any.")
+    error: str | None = Field(None, description="The recorded error, if any.")
+    request_ids: list[str] = Field(default_factory=list, description="Provider request ids.")
+    sandbox: bool = Field(description="True when made by the offline sandbox, not a provider.")
+    notice: str | None = Field(None, description="Shown first, e.g. the sandbox notice.")
+    notes: list[str] = Field(default_factory=list, description="Extra remarks for the user.")
+
+
+def result_of(
+    task: Task,
+    *,
+    notice: str | None,
+    notes: Sequence[str] = (),
+    interface: Interface = "mcp",
+    now: float | None = None,
+) -> VideoResult:
+    """The facts of ``task`` for an interface; ``notes`` are added after the task's own."""
+    now = time.time() if now is None else now
+    media = task.media
+    return VideoResult(
+        task_id=task.id,
+        status=task.status,
+        done=task.terminal,
+        provider=task.provider,
+        mode=task.request.mode_label,
+        prompt=task.request.prompt,
+        video_url=task.video_url,
+        video_url_expires_at=task.video_url_expires_at,
+        local_path=task.local_path,
+        poster_path=task.poster_path,
+        duration=media.duration if media else None,
+        fps=media.fps if media else None,
+        width=media.width if media else None,
+        height=media.height if media else None,
+        size_bytes=media.size_bytes if media else None,
+        requested_duration=task.request.duration,
+        requested_fps=task.request.fps,
+        progress=task.progress,
+        elapsed=round(_elapsed(task, now), 1),
+        message=_message(task),
+        next_step=_next_step(task, interface, now),
+        error_kind=task.error.kind if task.error else None,
+        error=task.error.message if task.error else None,
+        request_ids=list(task.request_ids),
+        sandbox=task.sandbox,
+        notice=notice,
+        notes=[*task.notes, *notes],
+    )
+
+
+def render_markdown(result: VideoResult) -> str:
+    """Seed 002's block for a saved video; a short status block otherwise."""
+    lines: list[str] = [result.notice] if result.notice else []
+    if result.status == "completed" and result.local_path:
+        lines += _video_block(result)
+    else:
+        lines += _status_block(result)
+    lines += [f"- Note: {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def _video_block(r: VideoResult) -> list[str]:
+    lines = [
+        "**Generated Video:**",
+        f"[Download Video]({r.video_url or _file_url(r.local_path or '')})",
+        "**Generation Info:**",
+        f"- Prompt: {r.prompt}",
+        f"- Duration: {_number(r.duration)} seconds",
+        f"- Mode: {r.mode}",
+        f"- FPS: {_number(r.fps)}",
+        f"- Save Path: {r.local_path}",
+        f"- Task ID: {r.task_id}",
+        f"- Provider: {r.provider}",
+    ]
+    if r.width and r.height:
+        lines.append(f"- Resolution: {r.width}x{r.height}")
+    if r.size_bytes is not None:
+        lines.append(f"- Size: {_size(r.size_bytes)}")
+    if r.poster_path:
+        lines.append(f"- Poster: {r.poster_path}")
+    return lines
+
+
+def _status_block(r: VideoResult) -> list[str]:
+    lines = [f"**{_headline(r.status)}**"]
+    if r.video_url:
+        lines.append(f"[Download Video]({r.video_url})")
+    status = r.status if r.progress is None else f"{r.status} ({r.progress:.0%})"
+    lines += [
+        f"- Task ID: {r.task_id}",
+        f"- Status: {status}",
+        f"- Provider: {r.provider}",
+        f"- Mode: {r.mode}",
+        f"- Prompt: {r.prompt}",
+        f"- Elapsed: {r.elapsed:.0f} s",
+    ]
+    if r.error:
+        lines.append(f"- Error: {r.error}")
+    elif r.message:
+        lines.append(f"- {r.message}")
+    if r.next_step:
+        lines.append(f"- Next: {r.next_step}")
+    return lines
+
+
+def _headline(status: TaskStatus) -> str:
+    match status:
+        case "submitting" | "queued" | "running":
+            return "Video not ready yet"
+        case "ready":
+            return "Video made but not saved yet"
+        case "completed":
+            return "Video saved"
+        case "failed":
+            return "Video generation failed"
+        case "expired":
+            return "Video task expired"
+        case "unknown":
+            return "Video task outcome unknown"
+
+
+def _message(task: Task) -> str:
+    match task.status:
+        case "submitting":
+            return "The request is being sent to the provider."
+        case "queued":
+            return "The provider has the task and has not started it yet."
+        case "running":
+            return "The provider is generating the video."
+        case "ready":
+            if task.error:
+                return "The video is made, but saving it failed; the link still works for now."
+            return "The video is made and is being saved."
+        case "completed":
+            return "The video is saved."
+        case "failed" | "expired" | "unknown":
+            return task.error.message if task.error else f"The task is {task.status}."
+
+
+def _next_step(task: Task, interface: Interface, now: float) -> str | None:
+    check = (
+        f"videogen check {task.id}"
+        if interface == "cli"
+        else f"call check_task with task_id={task.id}"
+    )
+    match task.status:
+        case "submitting" | "queued" | "running":
+            return f"{check} in about {_eta(task, now):.0f} s"
+        case "ready":
+            fix = " after fixing the error above" if task.error else ""
+            return f"{check}{fix} to save the video (the link expires after about an hour)"
+        case "completed":
+            return None
+        case "failed":
+            kind = task.error.kind if task.error else "failed"
+            if kind in ("rejected", "input"):
+                return "change the prompt or inputs named in the error, then submit again"
+            if kind == "credentials" or kind == "not_enabled":
+                return "fix the credentials or account named in the error, then submit again"
+            return "submit the request again (a new submit is billed again)"
+        case "expired":
+            return "submit the request again: the provider no longer has this task"
+        case "unknown":
+            return (
+                "check the provider console or bill for this request; submit again (with "
+                "new=true) only if it is not there"
+            )
+
+
+def _eta(task: Task, now: float) -> float:
+    """A guess at when checking again is worthwhile, from progress when the provider gives it."""
+    elapsed = max(_elapsed(task, now), 1.0)
+    if task.progress and 0 < task.progress < 1:
+        remaining = elapsed * (1 - task.progress) / task.progress
+        return min(max(remaining, 5.0), 60.0)
+    return 30.0
+
+
+def _elapsed(task: Task, now: float) -> float:
+    end = task.updated_at if task.terminal else now
+    return max(0.0, end - task.created_at)
+
+
+def _number(value: float | None) -> str:
+    return "?" if value is None else f"{round(value, 2):g}"
+
+
+def _size(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _file_url(path: str) -> str:
+    return "file://" + path
