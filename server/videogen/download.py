@@ -1,0 +1,549 @@
+"""Streaming, resumable, verified, atomic download of a finished video into the output directory.
+
+The contract of :func:`download`:
+
+- the body streams into a hidden temporary file next to the target (same filesystem), created
+  with ``O_EXCL | O_NOFOLLOW``; memory stays flat whatever the size;
+- the length is checked against ``Content-Length`` / ``Content-Range``; a dropped or truncated
+  transfer resumes with ``Range: bytes=N-`` (a server that answers 200 instead of 206 makes the
+  download restart from zero);
+- the file must be a plausible MP4 (top-level boxes tile the file exactly, ``ftyp`` first,
+  ``moov`` present) before it is published;
+- ``max_bytes`` is enforced up front (``Content-Length``) and while streaming, and the whole
+  download runs under one ``deadline_seconds``;
+- an expired URL (403, or 410) calls ``refresh()`` for a fresh source, a bounded number of times;
+- connection errors, 5xx and 429 are retried with capped, jittered backoff (``Retry-After``
+  honoured);
+- ``source.headers`` (credentials) are sent only to ``source.credential_host``; redirects are
+  followed by hand and lose the credentials as soon as the host changes;
+- the finished file is ``fsync``-ed, hard-linked into place under the first free name
+  (``name.mp4``, ``name-1.mp4``, ...), so an existing file or a planted symlink is never
+  overwritten or followed, and the directory is ``fsync``-ed;
+- whatever goes wrong, no partial file is left behind.
+
+Errors: :class:`DownloadError` for the network, integrity, size cap and deadline (the task keeps
+its video URL, so the download can be tried again); :class:`OutputError` for the directory
+(missing and uncreatable, not a directory, unwritable, full) and for unusable file names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import re
+import secrets
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import anyio
+import anyio.to_thread
+import httpx2
+
+from videogen.errors import DownloadError, InputError, OutputError
+from videogen.providers.base import DownloadSource
+
+#: Bytes handed to the disk per write: large enough that thread hops cost nothing.
+WRITE_BLOCK: Final = 1 << 20
+MAX_REDIRECTS: Final = 5
+MAX_REFRESHES: Final = 3
+#: Consecutive failed attempts (no byte received) before giving up.
+MAX_FAILED_ATTEMPTS: Final = 6
+WAIT_INITIAL: Final = 0.25
+WAIT_MAX: Final = 8.0
+#: The longest slug taken from a prompt, in characters.
+SLUG_CHARS: Final = 48
+#: Longest accepted file name in UTF-8 bytes; leaves room for ``.<name>.part-xxxxxxxx``.
+NAME_BYTES: Final = 200
+
+_OUTPUT_HINT: Final = "set VIDEOGEN_OUTPUT_DIR (or pass --output) to a writable directory"
+_KEEPS_URL: Final = "the task keeps its video URL, so the download can be tried again"
+_CREDENTIAL_HEADERS: Final = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+)
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+# --------------------------------------------------------------------------------- file names
+
+
+def safe_filename(prompt: str, task_id: str, requested: str | None = None) -> str:
+    """The file name a video is saved under.
+
+    With ``requested``: that bare name (``.mp4`` appended when missing); a name with ``/``,
+    ``\\``, ``..``, NUL, control characters, a leading dot or an absolute path raises
+    :class:`InputError` asking for a bare file name. Without: ``<slug>_<task_id>.mp4``, the slug
+    being the prompt ASCII-folded where possible (CJK and other letters kept), lower case,
+    separators and punctuation turned into ``-``, at most 48 characters (``video`` if empty).
+    """
+    if requested is not None:
+        return _checked_requested(requested)
+    slug = _slug(prompt)[:SLUG_CHARS].strip("-") or "video"
+    while len(slug.encode()) > NAME_BYTES - 40:
+        slug = slug[:-1]
+    tid = re.sub(r"[^A-Za-z0-9_-]", "", task_id) or "task"
+    return f"{slug}_{tid[:40]}.mp4"
+
+
+def _slug(text: str) -> str:
+    pieces: list[str] = []
+    for char in unicodedata.normalize("NFKD", text):
+        category = unicodedata.category(char)
+        if category == "Mn":  # accents left behind by NFKD: "é" -> "e"
+            continue
+        if char.isascii() and char.isalnum():
+            pieces.append(char.lower())
+        elif category[0] in "LN" and not char.isascii():
+            pieces.append(char)  # CJK and other scripts are fine in file names
+        else:
+            pieces.append("-")
+    return re.sub(r"-{2,}", "-", "".join(pieces)).strip("-")
+
+
+def _checked_requested(requested: str) -> str:
+    name = requested.strip()
+    bad = (
+        not name
+        or "/" in name
+        or "\\" in name
+        or ".." in name
+        or name.startswith(".")
+        or _DRIVE.match(name) is not None
+        or any(unicodedata.category(c) == "Cc" for c in name)
+    )
+    if bad:
+        raise InputError(
+            f"The file name {requested!r} cannot be used: give a bare file name such as "
+            "'boat.mp4' (no folders, no '..', no leading dot); the video is always saved in "
+            "the output directory."
+        )
+    if not name.lower().endswith(".mp4"):
+        name += ".mp4"
+    if len(name.encode()) > NAME_BYTES:
+        raise InputError(
+            f"The file name is too long ({len(name.encode())} bytes): give a bare file name "
+            f"of at most {NAME_BYTES} bytes."
+        )
+    return name
+
+
+def _check_bare(filename: str) -> None:
+    if (
+        not filename
+        or filename in {".", ".."}
+        or "/" in filename
+        or "\\" in filename
+        or "\0" in filename
+        or len(filename.encode()) > NAME_BYTES
+    ):
+        raise OutputError(
+            f"Refusing to save under {filename!r}: the name must be a bare file name "
+            f"(no folders, at most {NAME_BYTES} bytes)."
+        )
+
+
+# ------------------------------------------------------------------------- output directory
+
+
+def _prepare_dir(dest_dir: Path) -> Path:
+    """The resolved output directory, created when its parent exists; OutputError otherwise."""
+    path = Path(dest_dir).expanduser()
+    if not path.exists():
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise OutputError(
+                f"The output directory {str(path)!r} does not exist and cannot be created "
+                f"({exc.strerror}): {_OUTPUT_HINT}."
+            ) from exc
+    root = path.resolve()
+    if not root.is_dir():
+        raise OutputError(f"The output path {str(root)!r} is not a directory: {_OUTPUT_HINT}.")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise OutputError(f"The output directory {str(root)!r} is not writable: {_OUTPUT_HINT}.")
+    return root
+
+
+def _output_error(exc: OSError, root: Path) -> OutputError:
+    if exc.errno in {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}:
+        return OutputError(
+            f"The output directory {str(root)!r} is full ({exc.strerror}): free some space or "
+            f"{_OUTPUT_HINT}; {_KEEPS_URL}."
+        )
+    return OutputError(
+        f"Cannot write in the output directory {str(root)!r} ({exc.strerror}): {_OUTPUT_HINT}."
+    )
+
+
+@dataclass
+class _PartFile:
+    """The hidden temporary file a download streams into."""
+
+    root: Path
+    path: Path
+    fd: int
+
+    @classmethod
+    def create(cls, root: Path, filename: str) -> _PartFile:
+        path = root / f".{filename}.part-{secrets.token_hex(4)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise _output_error(exc, root) from exc
+        return cls(root, path, fd)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            raise _output_error(exc, self.root) from exc
+
+    def restart(self) -> None:
+        """Throw away what was received (the server would not resume)."""
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def finish(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise _output_error(exc, self.root) from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _publish(part: _PartFile, filename: str) -> Path:
+    """Link the finished file to the first free name; never replaces or follows anything."""
+    stem, dot, ext = filename.rpartition(".")
+    if not stem:
+        stem, dot, ext = filename, "", ""
+    for n in range(10_000):
+        name = filename if n == 0 else f"{stem}-{n}{dot}{ext}"
+        target = part.root / name
+        if target.parent != part.root:  # belt and braces: names are bare already
+            raise OutputError(f"Refusing to save outside the output directory: {name!r}.")
+        try:
+            _link_exclusive(part.path, target)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _output_error(exc, part.root) from exc
+        os.unlink(part.path)
+        _fsync_dir(part.root)
+        return target
+    raise OutputError(f"Too many files named like {filename!r} in {str(part.root)!r}.")
+
+
+def _link_exclusive(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in {errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}:
+            raise
+        # No hard links here (some network/FUSE filesystems): reserve the name exclusively,
+        # then move our own file over the empty placeholder we just created.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        os.close(os.open(target, flags, 0o644))
+        os.replace(source, target)
+
+
+def _fsync_dir(root: Path) -> None:
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename is still done
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------- MP4 check
+
+
+def check_mp4(path: Path) -> None:
+    """Raise DownloadError unless the top-level MP4 boxes tile the file exactly,
+    ``ftyp`` comes first (after at most one ``free``/``skip``/``wide``) and ``moov`` exists."""
+    size = path.stat().st_size
+    kinds: list[bytes] = []
+    with path.open("rb") as f:
+        offset = 0
+        while offset < size:
+            header = f.read(16)
+            if len(header) < 8:
+                raise _corrupt(f"a box header is cut at byte {offset}")
+            box_size = int.from_bytes(header[:4], "big")
+            kind = header[4:8]
+            if box_size == 1:
+                if len(header) < 16:
+                    raise _corrupt(f"a large box header is cut at byte {offset}")
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:
+                box_size = size - offset
+            if not re.fullmatch(rb"[ -~]{4}", kind) or box_size < 8:
+                raise _corrupt(f"no valid box at byte {offset}")
+            if offset + box_size > size:
+                raise _corrupt(f"box {kind.decode()!r} runs past the end of the file")
+            kinds.append(kind)
+            offset += box_size
+            f.seek(offset)
+    leading = [k for k in kinds[:2] if k not in {b"free", b"skip", b"wide"}]
+    if not leading or leading[0] != b"ftyp":
+        raise _corrupt("it does not start with an 'ftyp' box")
+    if b"moov" not in kinds:
+        raise _corrupt("it has no 'moov' box")
+
+
+def _corrupt(why: str) -> DownloadError:
+    return DownloadError(f"The downloaded file is not a valid MP4 ({why}); {_KEEPS_URL}.")
+
+
+# ---------------------------------------------------------------------------------- transfer
+
+
+class _Retry(Exception):
+    """A transient failure: wait (at least ``after`` seconds) and try again."""
+
+    def __init__(self, why: str, *, after: float | None = None) -> None:
+        super().__init__(why)
+        self.why = why
+        self.after = after
+
+
+class _Expired(Exception):
+    """The URL no longer works; a fresh one is needed."""
+
+
+class _Restart(Exception):
+    """The server will not resume; start again from byte zero."""
+
+
+@dataclass
+class _Transfer:
+    client: httpx2.AsyncClient
+    source: DownloadSource
+    part: _PartFile
+    max_bytes: int
+    refresh: Callable[[], Awaitable[DownloadSource]] | None
+    received: int = 0
+    total: int | None = None
+
+    async def run(self) -> None:
+        failures = refreshes = 0
+        while True:
+            before = self.received
+            try:
+                if await self._attempt():
+                    return
+                raise _Retry(f"the transfer stopped at {self.received} of {self.total} bytes")
+            except _Restart:
+                await anyio.to_thread.run_sync(self.part.restart)
+                self.received, self.total = 0, None
+                continue
+            except _Expired as exc:
+                if self.refresh is None or refreshes >= MAX_REFRESHES:
+                    raise DownloadError(
+                        f"The video URL has expired ({exc}) and no fresh one could be had; "
+                        "check the task again to get a new URL."
+                    ) from None
+                refreshes += 1
+                self.source = await self.refresh()
+            except _Retry as exc:
+                failures = 0 if self.received > before else failures + 1
+                if failures >= MAX_FAILED_ATTEMPTS:
+                    raise DownloadError(
+                        f"The video could not be downloaded ({exc.why}); {_KEEPS_URL}."
+                    ) from None
+                await anyio.sleep(_backoff(failures, exc.after))
+
+    async def _attempt(self) -> bool:
+        """One request; True when the whole body is on disk."""
+        try:
+            response = await self._open()
+            try:
+                return await self._receive(response)
+            finally:
+                await response.aclose()
+        except (httpx2.TransportError, httpx2.DecodingError) as exc:
+            raise _Retry(f"network error: {type(exc).__name__}") from None
+
+    async def _open(self) -> httpx2.Response:
+        url = self.source.url
+        for _ in range(MAX_REDIRECTS + 1):
+            request = self._request(url)
+            response = await self.client.send(request, stream=True, follow_redirects=False)
+            if not response.has_redirect_location:
+                return response
+            await response.aclose()
+            url = str(request.url.join(response.headers["location"]))
+        raise DownloadError(f"The video URL redirected more than {MAX_REDIRECTS} times.")
+
+    def _request(self, url: str) -> httpx2.Request:
+        headers = {"Accept-Encoding": "identity"}
+        if self.received:
+            headers["Range"] = f"bytes={self.received}-"
+        target = httpx2.URL(url)
+        trusted = self.source.credential_host is not None and (
+            target.host == self.source.credential_host
+        )
+        if trusted:
+            headers.update(self.source.headers)
+        request = self.client.build_request("GET", target, headers=headers)
+        if not trusted:
+            # The client may carry default credentials of its own: none of them leave the API host.
+            for name in {*_CREDENTIAL_HEADERS, *(h.lower() for h in self.source.headers)}:
+                request.headers.pop(name, None)
+        return request
+
+    async def _receive(self, response: httpx2.Response) -> bool:
+        if response.status_code == 200 and self.received:
+            # The server ignored our Range: this body starts at byte zero, so start over with it.
+            await anyio.to_thread.run_sync(self.part.restart)
+            self.received = 0
+        self._check_status(response)
+        self._check_length(response)
+        buffer = bytearray()
+        try:
+            async for chunk in _body(response):
+                if self.received + len(buffer) + len(chunk) > self.max_bytes:
+                    raise DownloadError(_too_big(self.max_bytes), retryable=False)
+                buffer += chunk
+                if len(buffer) >= WRITE_BLOCK:
+                    await self._flush(buffer)
+                    buffer = bytearray()
+        except httpx2.TransportError:
+            await self._flush(buffer)  # what did arrive is good: the resume starts after it
+            raise
+        await self._flush(buffer)
+        if self.total is not None and self.received > self.total:
+            raise DownloadError(f"The server sent more bytes than it announced; {_KEEPS_URL}.")
+        return self.total is None or self.received == self.total
+
+    async def _flush(self, buffer: bytearray) -> None:
+        if buffer:
+            await anyio.to_thread.run_sync(self.part.write, buffer)
+            self.received += len(buffer)
+
+    def _check_status(self, response: httpx2.Response) -> None:
+        status = response.status_code
+        if status in {200, 206}:
+            return
+        if status in {403, 410}:
+            raise _Expired(f"HTTP {status}")
+        if status == 416 and self.received and self.received == self.total:
+            return
+        if status == 416:
+            raise _Restart()
+        if status == 429 or status >= 500:
+            raise _Retry(f"HTTP {status}", after=_retry_after(response))
+        raise DownloadError(
+            f"The video URL answered HTTP {status}; {_KEEPS_URL}.", retryable=status == 404
+        )
+
+    def _check_length(self, response: httpx2.Response) -> None:
+        if response.status_code == 206:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+            if match is None or int(match.group(1)) != self.received:
+                raise _Restart()
+            if match.group(3) != "*":
+                self.total = int(match.group(3))
+        elif response.status_code == 200:
+            length = response.headers.get("content-length")
+            self.total = int(length) if length and length.isdigit() else None
+        if self.total is not None and self.total > self.max_bytes:
+            raise DownloadError(_too_big(self.max_bytes, self.total), retryable=False)
+
+
+async def _body(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The raw body; a response built from bytes (``httpx2.MockTransport``) is already read."""
+    if response.is_stream_consumed:
+        yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
+def _too_big(limit: int, announced: int | None = None) -> str:
+    size = f" ({announced} bytes)" if announced is not None else ""
+    return (
+        f"The video is larger than the {limit}-byte limit{size}; nothing was saved "
+        "(raise the limit to save it)."
+    )
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _backoff(failures: int, retry_after: float | None) -> float:
+    # TODO(retry.py): use videogen.retry's policy once it lands; same shape: capped, jittered.
+    wait = min(WAIT_MAX, WAIT_INITIAL * 2.0 ** max(failures - 1, 0)) * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        wait = max(wait, min(retry_after, 30.0))
+    return wait
+
+
+# ------------------------------------------------------------------------------------- entry
+
+
+async def download(
+    client: httpx2.AsyncClient,
+    source: DownloadSource,
+    dest_dir: Path,
+    filename: str,
+    *,
+    max_bytes: int,
+    deadline_seconds: float,
+    refresh: Callable[[], Awaitable[DownloadSource]] | None = None,
+) -> Path:
+    """Save the video at ``source`` as ``dest_dir/filename`` (or ``filename-N`` if taken).
+
+    Returns the path written. Raises :class:`DownloadError` (network, integrity, size cap,
+    deadline) or :class:`OutputError` (directory or name); never leaves a partial file and
+    never overwrites. ``refresh`` is awaited for a fresh source when the URL has expired.
+    """
+    _check_bare(filename)
+    root = await anyio.to_thread.run_sync(_prepare_dir, Path(dest_dir))
+    part = await anyio.to_thread.run_sync(_PartFile.create, root, filename)
+    try:
+        transfer = _Transfer(client, source, part, max_bytes, refresh)
+        try:
+            with anyio.fail_after(deadline_seconds):
+                await transfer.run()
+        except TimeoutError:
+            raise DownloadError(
+                f"The download did not finish within {deadline_seconds:g} s "
+                f"({transfer.received} bytes received); {_KEEPS_URL}."
+            ) from None
+        await anyio.to_thread.run_sync(part.finish)
+        await anyio.to_thread.run_sync(check_mp4, part.path)
+        return await anyio.to_thread.run_sync(_publish, part, filename)
+    finally:
+        # Synchronous on purpose: it must also run when the task is being cancelled.
+        part.discard()

@@ -1,0 +1,517 @@
+"""Downloads are resumable, verified, confined, atomic and never leave a partial file behind.
+
+The tests talk over real loopback HTTP to a tiny ASGI file server defined here (served by
+uvicorn in a thread) that can truncate bodies, ignore ``Range``, expire URLs, fail with 503 and
+redirect to another host name (``localhost`` vs ``127.0.0.1``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+import uvicorn
+
+from videogen.download import check_mp4, download, safe_filename
+from videogen.errors import DownloadError, InputError, OutputError
+from videogen.providers.base import DownloadSource
+
+MiB = 1 << 20
+
+
+def fake_mp4(size: int, seed: int = 0) -> bytes:
+    """A body whose top-level boxes are those of an MP4: ftyp, moov, mdat filling ``size``."""
+    ftyp = (24).to_bytes(4, "big") + b"ftypisom" + b"\0\0\2\0" + b"isomiso2"
+    moov = (16).to_bytes(4, "big") + b"moov" + b"\0" * 8
+    rest = size - len(ftyp) - len(moov)
+    payload = random.Random(seed).randbytes(rest - 8)
+    return ftyp + moov + rest.to_bytes(4, "big") + b"mdat" + payload
+
+
+@dataclass
+class Seen:
+    path: str
+    query: str
+    host: str
+    headers: dict[str, str]
+
+
+@dataclass
+class FileServer:
+    """Serves ``bodies[name]`` at ``/f/<name>``; ``?b=`` picks a misbehaviour.
+
+    Behaviours (comma-separated): ``truncate`` (first answer cut after half the body, connection
+    dropped), ``norange`` (ignores Range), ``expire`` (403 unless ``sig=fresh``), ``503`` (the
+    first answer is a 503), ``chunked`` (no Content-Length), ``slow`` (trickles), ``redirect``
+    (302 to the same file on ``localhost``), ``loop`` (redirects forever).
+    """
+
+    port: int = 0
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+
+    def url(self, name: str, behaviours: str = "", host: str = "127.0.0.1", **extra: str) -> str:
+        query = "&".join([f"b={behaviours}", *(f"{k}={v}" for k, v in extra.items())])
+        return f"http://{host}:{self.port}/f/{name}?{query}"
+
+    def count(self, name: str) -> int:
+        return sum(1 for s in self.seen if s.path == f"/f/{name}")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        query = scope["query_string"].decode()
+        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        seen = Seen(scope["path"], query, headers.get("host", ""), headers)
+        self.seen.append(seen)
+        attempt = self.count(scope["path"].removeprefix("/f/"))
+        await self._answer(seen, params, attempt, send)
+
+    async def _answer(self, seen: Seen, params: dict[str, str], attempt: int, send: Any) -> None:
+        name = seen.path.removeprefix("/f/")
+        behaviours = set(params.get("b", "").split(","))
+        if "loop" in behaviours:
+            return await _plain(
+                send, 302, b"", ((b"location", f"{seen.path}?{seen.query}".encode()),)
+            )
+        if "redirect" in behaviours and seen.host.startswith("127.0.0.1"):
+            to = f"http://localhost:{self.port}/f/{name}"
+            return await _plain(send, 302, b"", ((b"location", to.encode()),))
+        if "expire" in behaviours and params.get("sig") != "fresh":
+            return await _plain(send, 403, b"Request has expired")
+        if "503" in behaviours and attempt == 1:
+            return await _plain(send, 503, b"busy", ((b"retry-after", b"0"),))
+        if name not in self.bodies:
+            return await _plain(send, 404, b"no such file")
+        body = self.bodies[name]
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", seen.headers.get("range", ""))
+        status = 200
+        if match and "norange" not in behaviours:
+            start, status = int(match.group(1)), 206
+        part = body[start:]
+        head = [(b"content-type", b"video/mp4")]
+        if "chunked" not in behaviours:
+            head.append((b"content-length", str(len(part)).encode()))
+        if status == 206:
+            head.append((b"content-range", f"bytes {start}-{len(body) - 1}/{len(body)}".encode()))
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        if "truncate" in behaviours and attempt == 1:
+            await send(
+                {"type": "http.response.body", "body": part[: len(part) // 2], "more_body": True}
+            )
+            raise ConnectionAbortedError("dropping the connection on purpose")
+        step = 4096 if "slow" in behaviours else len(part)
+        for offset in range(0, len(part), step):
+            if "slow" in behaviours:
+                await anyio.sleep(0.05)
+            chunk = part[offset : offset + step]
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _plain(
+    send: Any, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    head = [(b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FileServer]:
+    app = FileServer()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app.port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", log_level="critical", ws="none")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not srv.started:
+        threading.Event().wait(0.01)
+    yield app
+    srv.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def body(server: FileServer, request: pytest.FixtureRequest) -> tuple[str, bytes]:
+    name = re.sub(r"\W", "_", request.node.name)
+    data = fake_mp4(3 * MiB + 12345, seed=len(name))
+    server.bodies[name] = data
+    return name, data
+
+
+def files_in(path: Path) -> list[str]:
+    return sorted(os.listdir(path))
+
+
+async def fetch(url: str, dest: Path, name: str = "out.mp4", **kw: Any) -> Path:
+    kw.setdefault("max_bytes", 64 * MiB)
+    kw.setdefault("deadline_seconds", 20)
+    async with httpx2.AsyncClient() as client:
+        return await download(client, DownloadSource(url=url), dest, name, **kw)
+
+
+@pytest.mark.anyio
+async def test_a_download_saves_the_exact_bytes_under_the_name_and_nothing_else(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """The whole body lands under the requested name; no temporary file remains."""
+    name, data = body
+    path = await fetch(server.url(name), tmp_path)
+    assert path.name == "out.mp4" and path.parent.samefile(tmp_path)
+    assert path.read_bytes() == data
+    assert files_in(tmp_path) == ["out.mp4"]
+
+
+@pytest.mark.anyio
+async def test_a_truncated_download_resumes_with_range_and_is_byte_identical(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A connection dropped half way is resumed from where it stopped, not restarted."""
+    name, data = body
+    path = await fetch(server.url(name, "truncate"), tmp_path)
+    assert path.read_bytes() == data
+    ranges = [s.headers.get("range") for s in server.seen if s.path == f"/f/{name}"]
+    assert ranges[0] is None
+    assert ranges[1] is not None and int(ranges[1].removeprefix("bytes=").rstrip("-")) > 0
+
+
+@pytest.mark.anyio
+async def test_a_server_that_ignores_range_makes_the_download_restart_from_zero(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A 200 answer to a Range request replaces what was received, so nothing is doubled."""
+    name, data = body
+    path = await fetch(server.url(name, "truncate,norange"), tmp_path)
+    assert path.read_bytes() == data
+    assert server.count(name) == 2
+
+
+@pytest.mark.anyio
+async def test_a_503_is_retried(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A transient server error is retried and the download succeeds."""
+    name, data = body
+    path = await fetch(server.url(name, "503"), tmp_path)
+    assert path.read_bytes() == data
+    assert server.count(name) == 2
+
+
+@pytest.mark.anyio
+async def test_an_expired_url_is_refreshed_and_the_download_continues(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A 403 asks ``refresh()`` for a fresh source, which is then used."""
+    name, data = body
+    calls: list[int] = []
+
+    async def refresh() -> DownloadSource:
+        calls.append(1)
+        return DownloadSource(url=server.url(name, "expire", sig="fresh"))
+
+    path = await fetch(server.url(name, "expire"), tmp_path, refresh=refresh)
+    assert path.read_bytes() == data
+    assert calls == [1]
+
+
+@pytest.mark.anyio
+async def test_an_expired_url_without_refresh_fails_and_leaves_nothing(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """Without a way to refresh, an expired URL is a DownloadError that says what to do."""
+    name, _ = body
+    with pytest.raises(DownloadError, match="expired"):
+        await fetch(server.url(name, "expire"), tmp_path)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_refreshes_are_bounded(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A refresh that keeps handing out dead URLs ends in a DownloadError, not a loop."""
+    name, _ = body
+    calls: list[int] = []
+
+    async def refresh() -> DownloadSource:
+        calls.append(1)
+        return DownloadSource(url=server.url(name, "expire"))
+
+    with pytest.raises(DownloadError, match="expired"):
+        await fetch(server.url(name, "expire"), tmp_path, refresh=refresh)
+    assert len(calls) == 3
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("behaviour", ["", "chunked"])
+async def test_a_body_over_the_size_cap_fails_and_leaves_no_partial_file(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path, behaviour: str
+) -> None:
+    """The cap holds from Content-Length up front and, without it, while streaming."""
+    name, _ = body
+    with pytest.raises(DownloadError, match="limit"):
+        await fetch(server.url(name, behaviour), tmp_path, max_bytes=MiB)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_body_that_is_not_an_mp4_is_refused(server: FileServer, tmp_path: Path) -> None:
+    """An HTML error page served with 200 is not saved as a video."""
+    server.bodies["page"] = b"<html>" + b"x" * 5000 + b"</html>"
+    with pytest.raises(DownloadError, match="not a valid MP4"):
+        await fetch(server.url("page"), tmp_path)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_missing_file_is_a_download_error(server: FileServer, tmp_path: Path) -> None:
+    """A 404 is reported as a DownloadError and nothing is written."""
+    with pytest.raises(DownloadError, match="404"):
+        await fetch(server.url("absent"), tmp_path)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_the_deadline_stops_a_slow_download_and_leaves_nothing(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A trickling server cannot hold the caller past ``deadline_seconds``."""
+    name, _ = body
+    with anyio.fail_after(10):
+        with pytest.raises(DownloadError, match=r"did not finish within 0\.5 s"):
+            await fetch(server.url(name, "slow"), tmp_path, deadline_seconds=0.5)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_credentials_go_to_the_api_host_only_and_are_dropped_on_redirect(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """``source.headers`` reach ``credential_host`` and never the host a redirect points to."""
+    name, data = body
+    source = DownloadSource(
+        url=server.url(name, "redirect"),
+        headers={"Authorization": "Bearer test-not-a-secret"},
+        credential_host="127.0.0.1",
+    )
+    async with httpx2.AsyncClient(headers={"X-Api-Key": "client-default"}) as client:
+        path = await download(
+            client, source, tmp_path, "c.mp4", max_bytes=64 * MiB, deadline_seconds=20
+        )
+    assert path.read_bytes() == data
+    first, second = (s for s in server.seen if s.path == f"/f/{name}")
+    assert first.host.startswith("127.0.0.1") and first.headers["authorization"].endswith("secret")
+    assert second.host.startswith("localhost")
+    assert "authorization" not in second.headers and "x-api-key" not in second.headers
+
+
+@pytest.mark.anyio
+async def test_endless_redirects_are_refused(server: FileServer, tmp_path: Path) -> None:
+    """Redirects are followed at most five times."""
+    with pytest.raises(DownloadError, match="redirected more than 5"):
+        await fetch(server.url("x", "loop"), tmp_path)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_an_existing_file_is_never_overwritten(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A taken name gets ``-1``, ``-2``...; the old file keeps its bytes."""
+    name, data = body
+    (tmp_path / "out.mp4").write_bytes(b"precious")
+    first = await fetch(server.url(name), tmp_path)
+    second = await fetch(server.url(name), tmp_path)
+    assert (first.name, second.name) == ("out-1.mp4", "out-2.mp4")
+    assert (tmp_path / "out.mp4").read_bytes() == b"precious"
+    assert first.read_bytes() == data == second.read_bytes()
+
+
+@pytest.mark.anyio
+async def test_a_symlink_planted_at_the_target_is_not_followed(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A symlink named like the target is left alone, and so is the file it points to."""
+    name, data = body
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"do not touch")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "out.mp4").symlink_to(victim)
+    path = await fetch(server.url(name), out)
+    assert path.name == "out-1.mp4" and not path.is_symlink()
+    assert path.read_bytes() == data
+    assert victim.read_bytes() == b"do not touch"
+    assert (out / "out.mp4").is_symlink()
+
+
+@pytest.mark.anyio
+async def test_a_missing_output_directory_is_created_when_its_parent_exists(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """The last path component is created silently."""
+    name, data = body
+    path = await fetch(server.url(name), tmp_path / "new")
+    assert path.read_bytes() == data
+
+
+@pytest.mark.anyio
+async def test_an_output_directory_whose_parent_is_missing_is_an_output_error(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """The error names the setting that fixes it."""
+    name, _ = body
+    with pytest.raises(OutputError, match="VIDEOGEN_OUTPUT_DIR"):
+        await fetch(server.url(name), tmp_path / "a" / "b")
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_an_output_path_that_is_a_file_is_an_output_error(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A regular file where the directory should be is refused."""
+    name, _ = body
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="not a directory"):
+        await fetch(server.url(name), tmp_path / "file")
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write in a read-only-mode directory")
+async def test_an_unwritable_output_directory_is_an_output_error(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A directory without write permission is refused before any byte is fetched."""
+    name, _ = body
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(OutputError, match="not writable"):
+        await fetch(server.url(name), locked)
+    assert server.count(name) == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("bad", ["../x.mp4", "a/b.mp4", "a\\b.mp4", "..", "", "nul\0.mp4"])
+async def test_a_file_name_with_a_path_in_it_is_refused_by_download(
+    server: FileServer, tmp_path: Path, bad: str
+) -> None:
+    """``download`` itself accepts only a bare name, whatever the caller passes."""
+    with pytest.raises(OutputError):
+        await fetch(server.url("x"), tmp_path / "d", name=bad)
+    assert files_in(tmp_path) == []
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import os, resource, signal, sys, anyio, httpx2
+    from pathlib import Path
+    from videogen.download import download
+    from videogen.errors import OutputError
+    from videogen.providers.base import DownloadSource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG back instead of being killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    body = (24).to_bytes(4, "big") + b"ftypisom" + bytes(16) + b"\\0\\0\\0\\0mdat" + bytes(4 << 20)
+
+    async def main() -> None:
+        transport = httpx2.MockTransport(lambda request: httpx2.Response(200, content=body))
+        async with httpx2.AsyncClient(transport=transport) as client:
+            try:
+                await download(client, DownloadSource(url="http://cdn.test/v.mp4"),
+                               Path(sys.argv[1]), "v.mp4", max_bytes=1 << 30, deadline_seconds=30)
+            except OutputError as exc:
+                print("OutputError:", exc)
+                return
+        print("no error")
+
+    anyio.run(main)
+    """
+)
+
+
+def test_a_full_disk_is_an_output_error_and_the_temporary_file_is_removed(tmp_path: Path) -> None:
+    """Writing past the space available (RLIMIT_FSIZE in a child process) leaves nothing."""
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OutputError:") and "is full" in done.stdout
+    assert files_in(tmp_path) == []
+
+
+def test_the_mp4_check_accepts_tiled_boxes_and_refuses_cut_ones(tmp_path: Path) -> None:
+    """Box sizes must tile the file exactly, with ftyp first and moov present."""
+    good = tmp_path / "good.mp4"
+    good.write_bytes(fake_mp4(10_000))
+    check_mp4(good)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fake_mp4(10_000)[:9_000])
+    with pytest.raises(DownloadError, match="past the end"):
+        check_mp4(cut)
+    no_moov = tmp_path / "nomoov.mp4"
+    no_moov.write_bytes(fake_mp4(10_000).replace(b"moov", b"free", 1))
+    with pytest.raises(DownloadError, match="no 'moov'"):
+        check_mp4(no_moov)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("A paper boat on a pond!", "a-paper-boat-on-a-pond_vg_1.mp4"),
+        ("Crème brûlée at dawn", "creme-brulee-at-dawn_vg_1.mp4"),
+        ("千军万马", "千军万马_vg_1.mp4"),
+        ("../../etc/passwd", "etc-passwd_vg_1.mp4"),
+        ("\0\n\t...", "video_vg_1.mp4"),
+        ("", "video_vg_1.mp4"),
+    ],
+)
+def test_a_prompt_becomes_a_safe_slug_followed_by_the_task_id(prompt: str, expected: str) -> None:
+    """Slugs are folded, lower case, and free of separators, control characters and dots."""
+    assert safe_filename(prompt, "vg_1") == expected
+
+
+def test_a_long_prompt_gives_a_bounded_name() -> None:
+    """The slug is cut so the name stays short whatever the prompt."""
+    name = safe_filename("word " * 200, "vg_abc")
+    assert len(name) <= 48 + len("_vg_abc.mp4") and name.endswith("_vg_abc.mp4")
+
+
+def test_a_requested_bare_name_is_kept_and_gets_mp4() -> None:
+    """A bare name is used as given, with ``.mp4`` added when missing."""
+    assert safe_filename("p", "vg_1", "boat.mp4") == "boat.mp4"
+    assert safe_filename("p", "vg_1", "boat") == "boat.mp4"
+
+
+@pytest.mark.parametrize(
+    "requested",
+    ["../boat.mp4", "a/b.mp4", "a\\b.mp4", "/etc/x.mp4", "C:x.mp4", "nul\0", ".hidden", ""],
+)
+def test_a_requested_name_with_a_path_is_refused_with_advice(requested: str) -> None:
+    """Separators, ``..``, NUL, absolute paths and hidden names ask for a bare file name."""
+    with pytest.raises(InputError, match="bare file name"):
+        safe_filename("p", "vg_1", requested)
