@@ -90,7 +90,7 @@ def result_of(
         requested_fps=task.request.fps,
         progress=task.progress,
         elapsed=round(_elapsed(task, now), 1),
-        message=_message(task),
+        message=describe(task),
         next_step=_next_step(task, interface, now),
         error_kind=task.error.kind if task.error else None,
         error=task.error.message if task.error else None,
@@ -99,6 +99,37 @@ def result_of(
         notice=notice,
         notes=[*task.notes, *notes],
     )
+
+
+class SubjectReport(BaseModel):
+    """Who is in a portrait: OmniHuman subject detection (+ recognition when it finished)."""
+
+    provider: ProviderName = Field(description="The provider asked.")
+    contains_subject: bool = Field(
+        description="True when the image shows a person or person-like subject."
+    )
+    mask_urls: list[str] = Field(
+        default_factory=list,
+        description="One mask per subject, largest first; pass one as mask to choose who "
+        "speaks. Valid about one hour.",
+    )
+    recognition: Literal["succeeded", "failed", "pending", "skipped"] = Field(
+        "skipped", description="How the (asynchronous) recognition check ended."
+    )
+    recognised: bool | None = Field(None, description="Recognition's verdict, when it finished.")
+    request_ids: list[str] = Field(default_factory=list, description="Provider request ids.")
+    message: str | None = Field(None, description="Anything the user should know.")
+
+
+def render_subjects(report: SubjectReport) -> str:
+    """A short markdown summary of a subject report."""
+    verdict = "contains a subject" if report.contains_subject else "contains no subject"
+    lines = [f"**Subject detection:** the image {verdict} ({report.provider})."]
+    lines += [f"- Mask {n} (largest first): {url}" for n, url in enumerate(report.mask_urls, 1)]
+    lines.append(f"- Recognition: {report.recognition}")
+    if report.message:
+        lines.append(f"- Note: {report.message}")
+    return "\n".join(lines)
 
 
 def render_markdown(result: VideoResult) -> str:
@@ -172,7 +203,8 @@ def _headline(status: TaskStatus) -> str:
             return "Video task outcome unknown"
 
 
-def _message(task: Task) -> str:
+def describe(task: Task) -> str:
+    """One sentence on where the task stands."""
     match task.status:
         case "submitting":
             return "The request is being sent to the provider."

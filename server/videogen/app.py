@@ -1,0 +1,109 @@
+"""The composition root: settings in, a running engine out, everything closed on exit.
+
+``open_app`` is what the MCP server's lifespan and each CLI run enter. It starts the embedded
+sandbox when ``settings.sandbox`` (and points every provider at it), opens the ledger, builds one
+``httpx2.AsyncClient`` per provider lazily on first use (start-up stays fast: no adapter module
+is imported until a provider is needed), and owns the task group the engine's watchers run in.
+With ``track`` the engine resumes every unfinished task in the ledger at start. On exit the
+watchers are cancelled (their tasks stay in the ledger, resumed by the next start), then the
+clients, the ledger and the sandbox are closed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from videogen.catalog import ProviderName
+from videogen.config import Settings
+from videogen.engine import Engine
+from videogen.ledger import Ledger
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from videogen.providers.base import Provider
+    from videogen.sandbox import RunningSandbox, SandboxOptions
+
+#: Connections kept per provider: the tracker may poll hundreds of tasks at once.
+MAX_CONNECTIONS = 100
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    ledger: Ledger
+    notice: str | None
+    sandbox: RunningSandbox | None
+    resumed: int = 0
+
+
+class ProviderClients:
+    """One HTTP client and one adapter per provider, built on first use, closed together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[ProviderName, httpx2.AsyncClient] = {}
+        self._providers: dict[ProviderName, Provider] = {}
+
+    def client(self, name: ProviderName) -> httpx2.AsyncClient:
+        client = self._clients.get(name)
+        if client is None:
+            import httpx2
+
+            timeout = httpx2.Timeout(self.settings.request_timeout, connect=10.0)
+            limits = httpx2.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+            )
+            client = httpx2.AsyncClient(timeout=timeout, limits=limits)
+            self._clients[name] = client
+        return client
+
+    def provider(self, name: ProviderName) -> Provider:
+        """The adapter; ``CredentialsError`` naming the variables when it has no keys."""
+        adapter = self._providers.get(name)
+        if adapter is None:
+            from videogen import providers
+
+            endpoint = self.settings.require_credentials(name)
+            adapter = providers.create(name, endpoint, self.client(name))
+            self._providers[name] = adapter
+        return adapter
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        self._providers = {}
+        for client in clients.values():
+            await client.aclose()
+
+
+@asynccontextmanager
+async def open_app(
+    settings: Settings, *, track: bool = True, sandbox_options: SandboxOptions | None = None
+) -> AsyncIterator[App]:
+    """The engine, ledger and (when ``settings.sandbox``) the sandbox, for one run or server."""
+    async with AsyncExitStack() as stack:
+        sandbox: RunningSandbox | None = None
+        if settings.sandbox:
+            from videogen.sandbox import SandboxOptions, serve
+
+            options = sandbox_options or SandboxOptions(job_seconds=settings.sandbox_job_seconds)
+            sandbox = await stack.enter_async_context(serve(options))
+            settings = dataclasses.replace(settings, **sandbox.endpoints())  # type: ignore[arg-type]
+        ledger = Ledger.in_dir(settings.data_dir)
+        stack.callback(ledger.close)
+        clients = ProviderClients(settings)
+        stack.push_async_callback(clients.aclose)
+        engine = Engine(settings, ledger, providers=clients.provider, clients=clients.client)
+        async with anyio.create_task_group() as group:
+            resumed = engine.attach(group, resume=track)
+            try:
+                yield App(settings, engine, ledger, settings.notice, sandbox, resumed)
+            finally:
+                group.cancel_scope.cancel()
