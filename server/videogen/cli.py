@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from videogen.app import App
     from videogen.engine import Progress
     from videogen.models import Task
-    from videogen.report import VideoResult
+    from videogen.report import SubjectReport, VideoResult
 
 log = logging.getLogger("videogen.cli")
 
@@ -649,39 +649,27 @@ def _scenes(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
+    from videogen.report import render_subjects
+
     if args.wait < 0:
         raise InputError("--wait must be 0 or more seconds.")
     settings = load_settings(sandbox=args.sandbox)
 
-    async def body(app: App) -> Any:
+    async def body(app: App) -> SubjectReport:
         return await app.engine.detect_subjects(
             args.image, provider=args.provider, wait_seconds=args.wait
         )
 
     report = _run_app(settings, body)
-    data = _as_dict(report)
     if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        print(report.model_dump_json(indent=2))
         return EXIT_OK
     lines = [settings.notice] if settings.notice else []
-    found = data.get("contains_subject")
-    lines.append(f"**Subject found:** {'yes' if found else 'no' if found is False else 'unknown'}")
-    masks = list(data.get("mask_urls") or ())
-    if masks:
-        lines.append("**Masks** (largest first; pass one to `videogen generate --mask URL`):")
-        lines.extend(f"{i}. {url}" for i, url in enumerate(masks, 1))
+    lines.append(render_subjects(report))
+    if report.mask_urls:
+        lines.append("- Pass one mask to `videogen generate --mask URL` to choose who speaks.")
     print("\n".join(lines))
     return EXIT_OK
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    """A report as a plain dict, whether it is a pydantic model or a dataclass."""
-    if hasattr(value, "model_dump"):
-        dumped: dict[str, Any] = value.model_dump(mode="json")
-        return dumped
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return dict(value)
 
 
 # --- serve / sandbox ------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""Waiting in bounded steps: --no-wait then check, tasks, and the exit codes of each outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from videogen.errors import (
+    EXIT_CONFIG,
+    EXIT_CREDENTIALS,
+    EXIT_FAILED,
+    EXIT_PENDING,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+)
+from videogen.sandbox import RunningSandbox
+
+from .conftest import Cli
+
+PROMPT = "a paper boat drifting on a pond"
+
+
+def test_no_wait_then_check_across_processes_saves_the_video_once(
+    standalone: tuple[Cli, RunningSandbox],
+) -> None:
+    """generate --no-wait exits 7 with a task id; a later process's check finishes it."""
+    cli, sandbox = standalone
+    submitted = cli.run("generate", PROMPT, "--no-wait", "--json")
+
+    assert submitted.returncode == EXIT_PENDING, submitted.stderr
+    pending = json.loads(submitted.stdout)
+    assert pending["status"] in ("queued", "running") and pending["done"] is False
+    assert pending["sandbox"] is False and pending["notice"] is None
+    assert f"videogen check {pending['task_id']}" in pending["next_step"]
+
+    checked = cli.run("check", pending["task_id"], "--wait", "60", "--json")
+
+    assert checked.returncode == 0, checked.stderr
+    result = json.loads(checked.stdout)
+    assert result["task_id"] == pending["task_id"] and result["status"] == "completed"
+    assert Path(result["local_path"]).is_file()
+    assert sandbox.log.count(operation="submit") == 1
+    assert len(list(cli.output_dir.glob("*.mp4"))) == 1
+
+
+def test_check_without_wait_reports_a_running_task_as_a_status_block(
+    standalone: tuple[Cli, RunningSandbox],
+) -> None:
+    """check with no --wait looks once; a task not yet done exits 7 with what to do next."""
+    cli, sandbox = standalone
+    sandbox.options.job_seconds = 60.0
+    submitted = cli.run("generate", PROMPT, "--no-wait", "--json")
+    task_id = json.loads(submitted.stdout)["task_id"]
+
+    checked = cli.run("check", task_id)
+
+    assert checked.returncode == EXIT_PENDING, checked.stderr
+    assert f"- Task ID: {task_id}" in checked.stdout
+    assert f"videogen check {task_id}" in checked.stdout
+
+
+def test_no_wait_is_refused_with_the_embedded_sandbox_before_anything_is_sent(cli: Cli) -> None:
+    """The embedded sandbox dies with the process, so a left-running task could never finish."""
+    done = cli.run("generate", PROMPT, "--no-wait")
+
+    assert done.returncode == EXIT_USAGE
+    assert done.stdout == ""
+    assert "--no-wait cannot be used with the embedded sandbox" in done.stderr
+    assert "videogen sandbox" in done.stderr
+    assert not cli.data_dir.exists() or "vg_" not in cli.run("tasks").stdout
+
+
+def test_tasks_lists_what_was_generated_newest_first(cli: Cli) -> None:
+    """tasks (text and --json) shows the task id, status and saved file."""
+    made = json.loads(cli.run("generate", PROMPT, "--json").stdout)
+
+    listed = cli.run("tasks")
+    as_json = cli.run("tasks", "--limit", "5", "--json")
+
+    assert listed.returncode == 0 and as_json.returncode == 0
+    first = listed.stdout.splitlines()[0]
+    assert first.startswith(made["task_id"]) and "completed" in first
+    assert made["local_path"] in first
+    items = json.loads(as_json.stdout)
+    assert [i["task_id"] for i in items] == [made["task_id"]]
+
+
+def test_a_repeated_request_returns_the_first_task_unless_new_is_given(cli: Cli) -> None:
+    """The duplicate guard keeps an identical request from being billed twice."""
+    first = json.loads(cli.run("generate", PROMPT, "--json").stdout)
+    again = json.loads(cli.run("generate", PROMPT, "--json").stdout)
+    forced = json.loads(cli.run("generate", PROMPT, "--new", "--json").stdout)
+
+    assert again["task_id"] == first["task_id"]
+    assert any("identical request" in note for note in again["notes"])
+    assert forced["task_id"] != first["task_id"]
+
+
+def test_a_prompt_refused_by_content_review_exits_5(
+    standalone: tuple[Cli, RunningSandbox],
+) -> None:
+    cli, sandbox = standalone
+    sandbox.set_faults("reject_text")
+    done = cli.run("generate", PROMPT)
+
+    assert done.returncode == EXIT_REJECTED
+    assert done.stdout == ""
+    assert done.stderr.startswith("videogen: error: ") and "Traceback" not in done.stderr
+
+
+def test_a_task_that_fails_at_the_provider_exits_6_with_the_reason(
+    standalone: tuple[Cli, RunningSandbox],
+) -> None:
+    cli, sandbox = standalone
+    sandbox.set_faults("fail_after_generating")
+    done = cli.run("generate", PROMPT, "--json")
+
+    assert done.returncode in (EXIT_FAILED, EXIT_REJECTED), done.stderr
+    if done.stdout:
+        result = json.loads(done.stdout)
+        assert result["status"] == "failed" and result["error"]
+
+
+def test_a_wait_that_ends_first_exits_7(standalone: tuple[Cli, RunningSandbox]) -> None:
+    cli, sandbox = standalone
+    sandbox.options.job_seconds = 60.0
+    done = cli.run("generate", PROMPT, "--wait", "0.5", "--json")
+
+    assert done.returncode == EXIT_PENDING, done.stderr
+    assert json.loads(done.stdout)["status"] in ("queued", "running")
+
+
+def test_a_bad_setting_exits_3_naming_the_variable(cli: Cli) -> None:
+    done = cli.run("generate", PROMPT, extra_env={"JIMENG_VIDEO_POLL_INTERVAL": "soon"})
+
+    assert done.returncode == EXIT_CONFIG
+    assert "JIMENG_VIDEO_POLL_INTERVAL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_provider_without_keys_exits_4_naming_the_variables(cli: Cli) -> None:
+    """Keys for TokenOps only, but Volcengine asked for: the message names what to set."""
+    keyed = cli.with_env(VIDEOGEN_SANDBOX=None, TOKENOPS_API_KEY="tk-not-a-real-key")
+    done = keyed.run("generate", PROMPT, "--provider", "volcengine")
+
+    assert done.returncode == EXIT_CREDENTIALS
+    assert "VOLC_ACCESSKEY" in done.stderr and "tk-not-a-real-key" not in done.stderr
+
+
+def test_bad_arguments_and_unknown_tasks_exit_2(cli: Cli) -> None:
+    assert cli.run("generate", PROMPT, "--duration", "7").returncode == EXIT_USAGE
+    refused = cli.run("generate", PROMPT, "--tail-image", "https://example.com/b.png")
+    assert refused.returncode == EXIT_USAGE and "videogen: error:" in refused.stderr
+    unknown = cli.run("check", "vg_000000000000")
+    assert unknown.returncode == EXIT_USAGE and "vg_000000000000" in unknown.stderr
