@@ -1,0 +1,318 @@
+"""Turn the caller's input references into checked provider inputs. Reads files; never sends.
+
+A reference is a URL (``http``/``https``: passed through untouched, the provider fetches it), a
+local path, or a ``data:`` URL. Local and data images are read off the event loop, capped in
+size *before* they are read whole, and checked by content: JPEG or PNG by their magic bytes (the
+name is never trusted), at most 4.7 MB, at most 4096×4096, short side at least 320 px, long/short
+at most 3 — the providers' own limits (contracts.md §1.2), so nothing is billed for an image
+they would refuse. Where a provider only takes URLs (Jenius images, OmniHuman portraits, all
+audio and masks) a local file is refused with a message saying a public URL is needed.
+
+Hostile references (NUL bytes, ``..``, FIFOs, devices, directories, symlinks to any of them,
+a private key named ``photo.png``) end in an ``InputError``, never a hang or a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Final, Literal
+
+import anyio
+
+from videogen.catalog import IMAGE_MAX_BYTES, IMAGE_MAX_RATIO, IMAGE_MAX_SIDE, IMAGE_MIN_SHORT_SIDE
+from videogen.errors import InputError
+from videogen.models import GenerationRequest
+from videogen.providers.base import PreparedImage, PreparedInputs
+
+RefKind = Literal["url", "data", "path"]
+
+#: First and tail frames must share an aspect ratio; this much relative difference is allowed
+#: (cropping to even sides and phone cameras' odd sizes differ by well under 2%).
+TAIL_RATIO_TOLERANCE: Final = 0.02
+
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI: Final = b"\xff\xd8"
+_SCHEME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_DATA_URL: Final = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),", re.I)
+#: JPEG start-of-frame markers that carry the image size (not DHT C4, JPG C8, DAC CC).
+_SOF_MARKERS: Final = frozenset(
+    {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
+)
+_URL_ONLY_FIX: Final = (
+    "upload it somewhere public and pass its http(s) URL instead of a local file or data URL"
+)
+
+
+def describe(ref: str) -> str:
+    """A short, safe rendering of a reference for messages (data URLs are never echoed)."""
+    if ref[:5].lower() == "data:":
+        return "the data URL"
+    shown = ref if len(ref) <= 80 else ref[:77] + "..."
+    return repr(shown.replace("\x00", "\\0"))
+
+
+def classify_ref(ref: str, *, label: str = "image") -> RefKind:
+    """What kind of reference ``ref`` is, with no I/O. Raises ``InputError`` when unusable."""
+    if not ref or not ref.strip():
+        raise InputError(f"The {label} reference is empty: give a URL, a local path or a data URL.")
+    if "\x00" in ref:
+        raise InputError(f"The {label} reference contains a NUL byte: give a plain path or URL.")
+    head = ref[:8].lower()
+    if head.startswith(("http://", "https://")):
+        if not ref.split("://", 1)[1].split("/", 1)[0]:
+            raise InputError(f"The {label} URL {describe(ref)} has no host: give a full URL.")
+        return "url"
+    if head.startswith("data:"):
+        return "data"
+    if _SCHEME.match(ref):
+        raise InputError(
+            f"The {label} reference {describe(ref)} uses an unsupported scheme: give an "
+            "http(s) URL, a local file path or a data: URL."
+        )
+    return "path"
+
+
+def require_url(ref: str, *, label: str, why: str) -> str:
+    """``ref`` if it is an http(s) URL; otherwise an ``InputError`` saying a URL is needed."""
+    if classify_ref(ref, label=label) != "url":
+        raise InputError(
+            f"The {label} {describe(ref)} must be a public http(s) URL ({why}): {_URL_ONLY_FIX}."
+        )
+    return ref
+
+
+async def prepare_image(ref: str, *, allow_upload: bool, label: str = "image") -> PreparedImage:
+    """A URL passed through, or a local/data image read, checked and base64-encoded.
+
+    ``allow_upload`` False refuses anything but a URL. Raises ``InputError`` naming ``label``.
+    """
+    kind = classify_ref(ref, label=label)
+    if kind == "url":
+        return PreparedImage(url=ref)
+    if not allow_upload:
+        raise InputError(
+            f"The {label} {describe(ref)} must be a public http(s) URL (this "
+            f"provider or mode cannot take uploaded images): {_URL_ONLY_FIX}."
+        )
+    if kind == "data":
+        data = _decode_data_url(ref, label=label)
+    else:
+        data = await anyio.to_thread.run_sync(_read_image_file, ref, label)
+    mime, width, height = check_image_bytes(data, label=label)
+    return PreparedImage(
+        base64=base64.b64encode(data).decode("ascii"), mime=mime, width=width, height=height
+    )
+
+
+async def prepare_inputs(
+    request: GenerationRequest, *, accepts_uploaded_images: bool
+) -> PreparedInputs:
+    """Check and prepare every input of ``request`` for a provider.
+
+    Images may be uploaded only when the provider accepts uploads and the mode is a Jimeng one
+    (OmniHuman and scenes take URLs). Audio and masks are always URLs. A tail frame must share
+    the first frame's aspect ratio when both sizes are known (i.e. both were uploaded).
+    """
+    allow_upload = accepts_uploaded_images and request.mode not in ("omnihuman", "scene")
+    labels = _image_labels(request)
+    images = tuple(
+        [
+            await prepare_image(ref, allow_upload=allow_upload, label=label)
+            for ref, label in zip(request.images, labels, strict=True)
+        ]
+    )
+    if request.mode in ("i2v_first_tail_720p", "i2v_first_tail_1080p") and len(images) == 2:
+        check_same_ratio(images[0], images[1])
+    audio = None
+    if request.audio is not None:
+        audio = require_url(request.audio, label="audio", why="no provider accepts audio uploads")
+    masks = tuple(
+        require_url(m, label=f"mask {i}", why="masks are passed to the provider by URL")
+        for i, m in enumerate(request.masks, 1)
+    )
+    return PreparedInputs(images=images, audio_url=audio, mask_urls=masks)
+
+
+def _image_labels(request: GenerationRequest) -> list[str]:
+    count = len(request.images)
+    if request.mode in ("i2v_first_tail_720p", "i2v_first_tail_1080p") and count == 2:
+        return ["first-frame image", "tail-frame image"]
+    if request.mode == "omnihuman":
+        return ["portrait image"] * count
+    if count == 1:
+        return ["image"]
+    return [f"image {i}" for i in range(1, count + 1)]
+
+
+def check_same_ratio(first: PreparedImage, tail: PreparedImage) -> None:
+    """Refuse a tail frame whose aspect ratio differs from the first frame's."""
+    if not (first.width and first.height and tail.width and tail.height):
+        return  # a URL: its size is unknown here, the provider checks it
+    a, b = first.width / first.height, tail.width / tail.height
+    if abs(a - b) / a > TAIL_RATIO_TOLERANCE:
+        raise InputError(
+            f"The tail-frame image is {tail.width}×{tail.height} but the first-frame image is "
+            f"{first.width}×{first.height}: both frames must have the same aspect ratio. Crop "
+            "one of them to match the other."
+        )
+
+
+def check_image_bytes(data: bytes, *, label: str = "image") -> tuple[str, int, int]:
+    """``(mime, width, height)`` of a JPEG/PNG within the provider limits, else ``InputError``."""
+    if len(data) > IMAGE_MAX_BYTES:
+        raise _too_large(label, len(data))
+    if data.startswith(_PNG_SIGNATURE):
+        mime, size = "image/png", _png_size(data)
+    elif data.startswith(_JPEG_SOI):
+        mime, size = "image/jpeg", _jpeg_size(data)
+    else:
+        raise InputError(
+            f"The {label} is not a JPEG or PNG image (judged by its content, not its "
+            "name): convert it to JPEG or PNG."
+        )
+    if size is None:
+        raise InputError(
+            f"The {label} looks like a {mime[6:].upper()} but its size cannot be read "
+            "(truncated or damaged file): re-save it and try again."
+        )
+    width, height = size
+    _check_dimensions(width, height, label)
+    return mime, width, height
+
+
+def _check_dimensions(width: int, height: int, label: str) -> None:
+    if width > IMAGE_MAX_SIDE or height > IMAGE_MAX_SIDE:
+        raise InputError(
+            f"The {label} is {width}×{height}: at most {IMAGE_MAX_SIDE}×"
+            f"{IMAGE_MAX_SIDE} is accepted. Scale it down."
+        )
+    short, long = sorted((width, height))
+    if short < IMAGE_MIN_SHORT_SIDE:
+        raise InputError(
+            f"The {label} is {width}×{height}: its short side must be at least "
+            f"{IMAGE_MIN_SHORT_SIDE} px. Use a larger image."
+        )
+    if long / short > IMAGE_MAX_RATIO:
+        raise InputError(
+            f"The {label} is {width}×{height}: the long side may be at most "
+            f"{IMAGE_MAX_RATIO:g}× the short side. Crop it closer to square."
+        )
+
+
+def _too_large(label: str, size: int) -> InputError:
+    return InputError(
+        f"The {label} is {size / 1e6:.1f} MB: at most {IMAGE_MAX_BYTES / 1e6:.1f} MB "
+        "is accepted. Compress or scale it down."
+    )
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    # Signature (8), then the IHDR chunk: length (4), type (4), width (4), height (4).
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG segments to the first start-of-frame and read its height and width."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # standalone markers carry no length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF_MARKERS:
+            if i + 9 > len(data) or length < 7:
+                return None
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+def _decode_data_url(ref: str, *, label: str) -> bytes:
+    match = _DATA_URL.match(ref)
+    if match is None or ";base64" not in match.group("params").lower():
+        raise InputError(
+            f"The {label} data URL is not of the form data:image/png;base64,<data>: "
+            "give a base64 data URL, a local path or an http(s) URL."
+        )
+    payload = ref[match.end() :].strip()
+    # Cap before decoding: base64 is 4 characters per 3 bytes.
+    if len(payload) * 3 // 4 > IMAGE_MAX_BYTES + 3:
+        raise _too_large(label, len(payload) * 3 // 4)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(
+            f"The {label} data URL does not hold valid base64: re-encode the image "
+            "or pass its path instead."
+        ) from None
+
+
+def _read_image_file(ref: str, label: str) -> bytes:
+    """Read a local image, refusing anything that is not a small regular file. Blocking."""
+    path = _checked_path(ref, label)
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise InputError(
+            f"The {label} file {describe(ref)} does not exist: check the path "
+            "(relative paths are resolved from the server's working directory)."
+        ) from None
+    except IsADirectoryError:
+        raise _not_a_file(label, ref, "a directory") from None
+    except PermissionError:
+        raise InputError(
+            f"The {label} file {describe(ref)} cannot be read (permission denied): "
+            "make it readable or pass a URL."
+        ) from None
+    except OSError as error:
+        raise InputError(
+            f"The {label} file {describe(ref)} cannot be opened ({error.strerror}): "
+            "pass a readable image file or a URL."
+        ) from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise _not_a_file(label, ref, "a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_a_file(label, ref, "a device, pipe or socket")
+        if info.st_size > IMAGE_MAX_BYTES:
+            raise _too_large(label, info.st_size)
+        data = file.read(IMAGE_MAX_BYTES + 1)  # the file may grow after fstat
+    if len(data) > IMAGE_MAX_BYTES:
+        raise _too_large(label, len(data))
+    return data
+
+
+def _checked_path(ref: str, label: str) -> Path:
+    if ".." in re.split(r"[\\/]", ref):
+        raise InputError(
+            f"The {label} path {describe(ref)} contains '..': give the file's full "
+            "path without parent-directory steps."
+        )
+    return Path(ref).expanduser()
+
+
+def _not_a_file(label: str, ref: str, what: str) -> InputError:
+    return InputError(
+        f"The {label} path {describe(ref)} is {what}, not an image file: give the "
+        "path of a JPEG or PNG file."
+    )

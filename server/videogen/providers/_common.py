@@ -1,0 +1,174 @@
+"""What the three adapters share: sending one request, transport errors, hints, small parsing.
+
+``send`` is the only place an adapter touches the network. Transport failures become
+``ProviderUnavailable`` here, with ``sent=False`` exactly when the request provably never left
+this host (the connection was refused or never established), which is the one case in which an
+engine may resend a billed submit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Final, TypeVar
+
+import httpx2
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from videogen.config import CREDENTIAL_VARIABLES
+from videogen.errors import CredentialsError, ProviderError, ProviderUnavailable, RateLimited
+
+logger = logging.getLogger("videogen.providers")
+M = TypeVar("M", bound=BaseModel)
+
+#: Transport failures that happen before any byte of the request is sent.
+NOT_SENT: Final = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+#: The most of an error body kept (the message is truncated further for people).
+ERROR_BODY_LIMIT: Final = 64 * 1024
+
+
+class Loose(BaseModel):
+    """Base for provider answers: unknown fields are ignored, models are immutable."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+async def send(
+    client: httpx2.AsyncClient, request: httpx2.Request, provider: str, *, stream: bool = False
+) -> httpx2.Response:
+    """Send ``request`` once; transport errors become ``ProviderUnavailable``.
+
+    With ``stream`` the body is not read (the caller must close the response).
+    """
+    try:
+        return await client.send(request, stream=stream, follow_redirects=False)
+    except NOT_SENT as error:
+        raise ProviderUnavailable(
+            f"Could not connect to {provider} at {request.url.host}: nothing was sent. Check the "
+            "network (and the base URL), then try again.",
+            provider=provider,
+            sent=False,
+            provider_message=type(error).__name__,
+        ) from None
+    except httpx2.TimeoutException as error:
+        raise ProviderUnavailable(
+            f"{provider} did not answer in time; the request may have reached it. Try again "
+            "later (a submit is not resent automatically: check the task first).",
+            provider=provider,
+            provider_message=type(error).__name__,
+        ) from None
+    except httpx2.TransportError as error:
+        raise ProviderUnavailable(
+            f"The connection to {provider} broke before an answer arrived; the request may have "
+            "reached it. Try again later.",
+            provider=provider,
+            provider_message=type(error).__name__,
+        ) from None
+
+
+def retry_after(headers: Mapping[str, str], clock: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if clock is None else clock))
+
+
+def body_text(response: httpx2.Response) -> str:
+    """The (already read) body as text, bounded."""
+    return response.content[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+
+
+def json_body(response: httpx2.Response) -> object | None:
+    """The (already read) body as JSON, or None when it is not JSON."""
+    try:
+        parsed: object = json.loads(response.content[: ERROR_BODY_LIMIT * 16])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return parsed
+
+
+def parse(model: type[M], data: object, provider: str, what: str, response: httpx2.Response) -> M:
+    """Validate ``data`` as ``model``; an answer that does not fit is a ``ProviderError``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ProviderError(
+            f"{provider} answered the {what} in an unexpected shape (HTTP "
+            f"{response.status_code}); this is a provider or adapter bug — report it.",
+            provider=provider,
+            http_status=response.status_code,
+            provider_message=f"{body_text(response)[:200]} / {error.errors()[0]['msg']}",
+        ) from None
+
+
+def credentials_error(
+    provider: str, detail: str, request_id: str | None = None
+) -> CredentialsError:
+    """A ``CredentialsError`` naming the environment variables to set."""
+    names = " and ".join(CREDENTIAL_VARIABLES[provider])  # type: ignore[index]
+    suffix = f" [request id {request_id}]" if request_id else ""
+    return CredentialsError(
+        f"{provider} refused the credentials ({detail}): check {names} in the environment.{suffix}"
+    )
+
+
+def rate_limited(
+    provider: str,
+    response: httpx2.Response,
+    *,
+    code: str | int | None,
+    request_id: str | None,
+    message: str | None,
+    what: str,
+) -> RateLimited:
+    return RateLimited(
+        f"{provider} is limiting requests ({what}); waiting and asking again usually works.",
+        retry_after=retry_after(response.headers),
+        provider=provider,
+        code=code,
+        http_status=response.status_code,
+        request_id=request_id,
+        provider_message=message,
+    )
+
+
+def unavailable(
+    provider: str,
+    response: httpx2.Response,
+    *,
+    code: str | int | None,
+    request_id: str | None,
+    message: str | None,
+) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        f"{provider} had an internal error (HTTP {response.status_code}); try again later.",
+        provider=provider,
+        code=code,
+        http_status=response.status_code,
+        request_id=request_id,
+        provider_message=message,
+    )
+
+
+class Once:
+    """Log each distinct value once per process (unknown statuses must not flood the log)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def warn(self, key: str, message: str) -> None:
+        if key not in self._seen:
+            self._seen.add(key)
+            logger.warning(message)
