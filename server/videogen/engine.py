@@ -184,6 +184,11 @@ class Engine:
         """How many tasks are being polled or finished right now."""
         return len(self._watchers)
 
+    async def wait_idle(self) -> None:
+        """Return when no task is being watched (graceful shutdown, tests, benchmarks)."""
+        while self._watchers:
+            await next(iter(self._watchers.values())).done.wait()
+
     # -- the interface ------------------------------------------------------------------------
 
     async def generate(

@@ -1,0 +1,310 @@
+"""The engine's own logic against a scripted provider: who polls, when, and what is recorded."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from videogen.engine import Progress
+from videogen.errors import (
+    CredentialsError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from videogen.ledger import Ledger
+from videogen.models import Task
+from videogen.providers.base import PollResult
+
+from .conftest import ScriptedProvider, make_settings, running_engine, t2v
+
+pytestmark = pytest.mark.anyio
+
+
+#: Settings whose output "directory" is a file, so a finish stops at the download with an error.
+def blocked_output(tmp_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    (tmp_path / "blocked").write_text("a file, not a directory")
+    return make_settings(tmp_path, output_dir=tmp_path / "blocked", **overrides)
+
+
+async def test_the_task_is_in_the_ledger_before_the_submit_is_sent(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    seen: list[str] = []
+
+    class Spy(ScriptedProvider):
+        async def submit(self, request, inputs):  # type: ignore[no-untyped-def]
+            seen.extend(t.status for t in Ledger.in_dir(settings.data_dir).recent())
+            return await super().submit(request, inputs)
+
+    async with running_engine(settings, Spy()) as engine:
+        task = await engine.submit(t2v())
+    assert seen == ["submitting"]
+    assert task.status == "queued"
+    assert task.provider_task_id == "p0" and task.req_key == "jimeng_t2v_v30"
+    assert task.request_ids == ["req-submit"]
+
+
+async def test_a_fast_failure_surfaces_at_the_first_poll(tmp_path: Path) -> None:
+    provider = ScriptedProvider(script=[PollResult(status="failed", raw_status="done")])
+    async with running_engine(make_settings(tmp_path, poll_interval=30.0), provider) as engine:
+        started = time.monotonic()
+        task = await engine.generate(t2v(), wait_seconds=10)
+    assert task.status == "failed"
+    assert time.monotonic() - started < 2
+    assert task.error is not None and "submit it again" in task.error.message
+
+
+async def test_a_provider_that_forgot_the_task_marks_it_expired(tmp_path: Path) -> None:
+    provider = ScriptedProvider(script=[PollResult(status="expired", raw_status="not_found")])
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        task = await engine.generate(t2v(), wait_seconds=10)
+    assert task.status == "expired"
+    assert task.error is not None and "submit the request again" in task.error.message
+
+
+async def test_two_waiters_share_one_poll_loop(tmp_path: Path) -> None:
+    script = [PollResult(status="running", raw_status="generating")] * 10 + [
+        PollResult(status="failed", raw_status="done")
+    ]
+    provider = ScriptedProvider(script=script)
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        task = await engine.submit(t2v())
+        results: list[Task] = []
+
+        async def check() -> None:
+            results.append(await engine.check(task.id, wait_seconds=10))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(check)
+    assert [t.status for t in results] == ["failed"] * 3
+    assert provider.max_parallel_polls == 1
+    assert provider.polls == len(script)
+
+
+async def test_a_caller_whose_budget_runs_out_gets_the_task_as_it_stands(tmp_path: Path) -> None:
+    provider = ScriptedProvider(script=[PollResult(status="running", raw_status="generating")])
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        started = time.monotonic()
+        task = await engine.generate(t2v(), wait_seconds=0.3)
+        assert task.status == "running"
+        assert 0.25 < time.monotonic() - started < 2
+        assert engine.watching == 1  # the tracker keeps it
+
+
+async def test_a_cancelled_caller_abandons_nothing(tmp_path: Path) -> None:
+    provider = ScriptedProvider(
+        script=[PollResult(status="running", raw_status="generating")] * 5
+        + [PollResult(status="failed", raw_status="done")]
+    )
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        with anyio.move_on_after(0.05):
+            await engine.generate(t2v(), wait_seconds=None)
+        (task,) = engine.list_tasks()
+        assert task.status in ("queued", "running")
+        assert (await engine.check(task.id, wait_seconds=5)).status == "failed"
+
+
+async def test_cancelling_during_the_submit_still_records_its_answer(tmp_path: Path) -> None:
+    class Slow(ScriptedProvider):
+        async def submit(self, request, inputs):  # type: ignore[no-untyped-def]
+            await anyio.sleep(0.2)
+            return await super().submit(request, inputs)
+
+    async with running_engine(make_settings(tmp_path), Slow()) as engine:
+        with anyio.move_on_after(0.05):
+            await engine.submit(t2v())
+        (task,) = engine.list_tasks()
+        assert task.status == "queued" and task.provider_task_id == "p0"
+
+
+async def test_progress_is_reported_while_waiting(tmp_path: Path) -> None:
+    provider = ScriptedProvider(
+        script=[
+            PollResult(status="running", raw_status="generating", progress=0.25),
+            PollResult(status="running", raw_status="generating", progress=0.75),
+            PollResult(status="failed", raw_status="done"),
+        ]
+    )
+    heard: list[Progress] = []
+
+    async def hear(progress: Progress) -> None:
+        heard.append(progress)
+
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        await engine.generate(t2v(), wait_seconds=10, on_progress=hear)
+    fractions = [p.fraction for p in heard if p.status == "running"]
+    assert 0.25 in fractions and 0.75 in fractions
+    assert heard[-1].status == "failed"
+
+
+async def test_a_poll_hint_from_the_provider_is_honoured(tmp_path: Path) -> None:
+    hint = PollResult(status="running", raw_status="generating", poll_after=0.3)
+    provider = ScriptedProvider(script=[hint, hint, PollResult(status="failed", raw_status="x")])
+    async with running_engine(make_settings(tmp_path, poll_interval=0.01), provider) as engine:
+        started = time.monotonic()
+        await engine.generate(t2v(), wait_seconds=10)
+    assert time.monotonic() - started >= 0.6
+
+
+async def test_an_identical_request_within_the_window_returns_the_first_task(
+    tmp_path: Path,
+) -> None:
+    provider = ScriptedProvider(script=[PollResult(status="running", raw_status="generating")])
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        first = await engine.submit(t2v())
+        again = await engine.submit(t2v())
+        other_owner = await engine.submit(t2v(), owner="alice")
+        forced = await engine.submit(t2v(), new=True)
+    assert again.id == first.id
+    assert again.notes and "identical request" in again.notes[0]
+    assert other_owner.id != first.id
+    assert forced.id != first.id
+    assert provider.submits == 3
+
+
+async def test_a_failed_task_is_not_returned_as_a_duplicate(tmp_path: Path) -> None:
+    provider = ScriptedProvider(script=[PollResult(status="failed", raw_status="done")])
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        first = await engine.generate(t2v(), wait_seconds=10)
+        second = await engine.submit(t2v())
+    assert first.status == "failed"
+    assert second.id != first.id
+
+
+async def test_the_window_is_configurable(tmp_path: Path) -> None:
+    provider = ScriptedProvider(script=[PollResult(status="running", raw_status="generating")])
+    async with running_engine(make_settings(tmp_path, dedupe_seconds=0.0), provider) as engine:
+        first = await engine.submit(t2v())
+        await anyio.sleep(0.01)
+        second = await engine.submit(t2v())
+    assert second.id != first.id
+
+
+async def test_an_ambiguous_submit_marks_the_task_unknown_and_is_not_resent(
+    tmp_path: Path,
+) -> None:
+    lost = ProviderUnavailable("The connection dropped.", provider="volcengine", sent=True)
+    provider = ScriptedProvider(submit_error=lost, submit_errors_first=10)
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        task = await engine.submit(t2v())
+    assert task.status == "unknown"
+    assert task.error is not None and "may or may not have been billed" in task.error.message
+    assert provider.submits == 1
+
+
+async def test_a_submit_that_never_left_or_was_rate_limited_is_retried(tmp_path: Path) -> None:
+    refused = ProviderUnavailable("Connection refused.", provider="volcengine", sent=False)
+    limited = RateLimited("Too many.", provider="volcengine", retry_after=0.05)
+    for error in (refused, limited):
+        provider = ScriptedProvider(submit_error=error, submit_errors_first=2)
+        async with running_engine(make_settings(tmp_path), provider) as engine:
+            task = await engine.submit(t2v(prompt=repr(error)))
+        assert task.status == "queued"
+        assert provider.submits == 3
+
+
+async def test_a_refused_submit_is_recorded_and_raised(tmp_path: Path) -> None:
+    refused = CredentialsError("Volcengine rejected the keys: check VOLC_ACCESSKEY.")
+    provider = ScriptedProvider(submit_error=refused, submit_errors_first=1)  # type: ignore[arg-type]
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        with pytest.raises(CredentialsError):
+            await engine.submit(t2v())
+        (task,) = engine.list_tasks()
+    assert task.status == "failed"
+    assert task.error is not None and task.error.kind == "credentials"
+
+
+async def test_a_credentials_error_while_polling_keeps_the_task(tmp_path: Path) -> None:
+    provider = ScriptedProvider(script=[CredentialsError("Keys rejected: set VOLC_ACCESSKEY.")])
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        task = await engine.generate(t2v(), wait_seconds=10)
+        assert task.status == "queued"
+        assert task.error is not None and "VOLC_ACCESSKEY" in task.error.message
+        assert engine.watching == 0
+        # Fixed keys: checking again resumes polling.
+        provider.script = [PollResult(status="failed", raw_status="done")]
+        provider.steps.clear()
+        task = await engine.check(task.id, wait_seconds=10)
+    assert task.status == "failed"
+
+
+async def test_an_unavailable_provider_is_retried_and_shown_without_failing(
+    tmp_path: Path,
+) -> None:
+    down = ProviderUnavailable("503 from the provider.", provider="volcengine")
+    provider = ScriptedProvider(script=[down] * 8 + [PollResult(status="failed", raw_status="x")])
+    settings = make_settings(tmp_path, poll_interval=0.01)
+    async with running_engine(settings, provider) as engine:
+        engine._retry = type(engine._retry)(attempts=2, wait_initial=0.001, wait_max=0.002)
+        seen: list[str] = []
+
+        async def hear(progress: Progress) -> None:
+            seen.append(
+                engine.get(progress.task_id).error.kind
+                if engine.get(progress.task_id).error
+                else "-"
+            )  # type: ignore[union-attr]
+
+        task = await engine.generate(t2v(), wait_seconds=20, on_progress=hear)
+    assert task.status == "failed"
+    assert "unavailable" in seen
+
+
+async def test_a_submitting_row_found_at_start_becomes_unknown_and_is_never_resent(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, request_timeout=1.0)
+    ledger = Ledger.in_dir(settings.data_dir)
+    long_ago = time.time() - 60
+    orphan = Task(
+        id="vg_orphan", request=t2v(), status="submitting", created_at=long_ago, updated_at=long_ago
+    )
+    ledger.insert(orphan)
+    ledger.close()
+    provider = ScriptedProvider()
+    async with running_engine(settings, provider) as engine:
+        task = await engine.check("vg_orphan", wait_seconds=5)
+    assert task.status == "unknown"
+    assert task.error is not None and "may or may not have been billed" in task.error.message
+    assert provider.submits == 0 and provider.polls == 0
+
+
+async def test_unfinished_tasks_are_resumed_at_start(tmp_path: Path) -> None:
+    settings = blocked_output(tmp_path)
+    ledger = Ledger.in_dir(settings.data_dir)
+    now = time.time()
+    for n in range(3):
+        ledger.insert(
+            Task(
+                id=f"vg_{n}",
+                request=t2v(prompt=f"p{n}"),
+                status="running",
+                created_at=now,
+                updated_at=now,
+                provider_task_id=f"x{n}",
+                req_key="jimeng_t2v_v30",
+            )
+        )
+    ledger.close()
+    provider = ScriptedProvider()
+    async with running_engine(settings, provider) as engine:
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+        tasks = engine.list_tasks()
+    assert sorted(provider.steps) == ["x0", "x1", "x2"]
+    assert {t.status for t in tasks} == {"ready"}
+
+
+async def test_a_failed_download_keeps_the_task_ready_with_its_url_and_the_error(
+    tmp_path: Path,
+) -> None:
+    async with running_engine(blocked_output(tmp_path), ScriptedProvider()) as engine:
+        task = await engine.generate(t2v(), wait_seconds=10)
+    assert task.status == "ready"
+    assert task.video_url == "https://cdn.example/video.mp4"
+    assert task.error is not None and task.error.kind == "output"
+    assert "VIDEOGEN_OUTPUT_DIR" in task.error.message
+    assert task.local_path is None
