@@ -187,3 +187,18 @@ def test_the_bundle_manifest_maps_its_settings_to_the_programs_variables() -> No
         "list_scenes",
         "detect_subjects",
     }
+
+
+def test_the_readme_opens_with_the_two_commands_and_documents_every_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert first_block.splitlines() == [
+        'uv run videogen generate "a paper boat drifting on a pond"',
+        "uv run pytest",
+    ]
+    for name, meaning in VARIABLES.items():
+        assert f"| `{name}` | {meaning.replace('|', chr(92) + '|')} |" in readme, name
+    for line in EXIT_CODES_HELP.splitlines()[1:]:
+        code, meaning = line.strip().split("  ", 1)
+        assert f"| {code} | {meaning} |" in readme

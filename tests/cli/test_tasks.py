@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from videogen.errors import (
     EXIT_CONFIG,
@@ -13,9 +14,11 @@ from videogen.errors import (
     EXIT_REJECTED,
     EXIT_USAGE,
 )
-from videogen.sandbox import RunningSandbox
 
 from .conftest import Cli
+
+if TYPE_CHECKING:
+    from videogen.sandbox import RunningSandbox
 
 PROMPT = "a paper boat drifting on a pond"
 
