@@ -1,0 +1,330 @@
+"""True facts about saved videos, and the local trim/retime that honours seed 002's options.
+
+- :func:`probe` reads duration, frame rate, size, codec and frame count from the file itself.
+- :func:`conform` makes a provider clip (5 s or 10 s at 24 fps: 121 or 241 frames) the length
+  and frame rate the caller asked for (``--duration 4,5,6,8,10``, ``--fps 24,25,30``): exactly
+  ``round(duration * fps)`` frames at ``fps``, by dropping or repeating frames (playback speed is
+  unchanged), audio trimmed to the same length and re-encoded as AAC. The file is replaced
+  atomically. The provider's own clip is kept untouched when it already has the asked frame rate
+  and the asked frame count or one more: 121 frames at 24 fps *is* the provider's "5 s" clip
+  (5.04 s), so (5 s, 24) and (10 s, 24) never re-encode. A clip is never padded: asked for more
+  than it holds, it yields the frames it covers, and the probe says so.
+- :func:`poster` writes a small JPEG of a frame about one second in (or the middle).
+
+PyAV is imported inside the functions (the MCP server must start without loading FFmpeg), and
+all decoding/encoding runs in a worker thread through ``anyio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio.to_thread
+
+from videogen.errors import DownloadError
+from videogen.models import MediaInfo
+
+if TYPE_CHECKING:
+    from av.container import InputContainer, OutputContainer
+
+#: x264 speed/size trade-off: a 10 s 1080p clip conforms faster than real time on 2 cores.
+X264_PRESET: Final = "veryfast"
+X264_CRF: Final = "20"
+ENCODER_THREADS: Final = 2
+AUDIO_BITRATE: Final = 128_000
+#: Frame rates closer than this are the same rate (23.976 is not 24; 24.0000001 is).
+FPS_TOLERANCE: Final = 0.01
+
+
+async def probe(path: Path) -> MediaInfo:
+    """Facts read from the file: duration (s), fps, width, height, codec, size, frame count."""
+    return await anyio.to_thread.run_sync(probe_sync, Path(path))
+
+
+async def conform(path: Path, *, duration: float, fps: int) -> MediaInfo:
+    """Make ``path`` hold ``round(duration * fps)`` frames at ``fps``, in place; see the module
+    docstring for the no-op and never-pad rules. Returns the probe of the result."""
+    return await anyio.to_thread.run_sync(_conform_sync, Path(path), duration, fps)
+
+
+async def poster(path: Path, dest: Path, *, max_width: int = 320) -> Path:
+    """Write a JPEG (at most ``max_width`` wide) of the frame about 1 s in to ``dest``."""
+    return await anyio.to_thread.run_sync(_poster_sync, Path(path), Path(dest), max_width)
+
+
+# ------------------------------------------------------------------------------------ probe
+
+
+def probe_sync(path: Path) -> MediaInfo:
+    """:func:`probe` without the thread hop, for code already off the event loop."""
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        frames = int(stream.frames) or _count_packets(path)
+        duration = _duration(container, stream, frames, fps)
+        return MediaInfo(
+            duration=round(duration, 4),
+            fps=round(fps, 3),
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            codec=str(stream.codec_context.name),
+            size_bytes=path.stat().st_size,
+            frames=frames or None,
+        )
+
+
+def _duration(container: InputContainer, stream: Any, frames: int, fps: float) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000
+    return frames / fps if fps else 0.0
+
+
+def _count_packets(path: Path) -> int:
+    with _open_input(path) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+@contextlib.contextmanager
+def _open_input(path: Path) -> Iterator[InputContainer]:
+    import av
+
+    try:
+        container = av.open(str(path), "r")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise DownloadError(
+            f"The saved file {path.name!r} cannot be read as a video ({exc}).", retryable=False
+        ) from exc
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _video_stream(container: InputContainer, path: Path) -> Any:
+    if not container.streams.video:
+        raise DownloadError(f"The saved file {path.name!r} has no video track.", retryable=False)
+    return container.streams.video[0]
+
+
+# ---------------------------------------------------------------------------------- conform
+
+
+def target_frames(duration: float, fps: int) -> int:
+    """Frames a clip of ``duration`` seconds at ``fps`` has: ``round(duration * fps)``."""
+    return round(duration * fps)
+
+
+def needs_conform(info: MediaInfo, *, duration: float, fps: int) -> bool:
+    """False when the file already is what was asked (the provider's extra frame allowed)."""
+    same_rate = abs(info.fps - fps) < FPS_TOLERANCE
+    wanted = target_frames(duration, fps)
+    return not (same_rate and info.frames is not None and info.frames in {wanted, wanted + 1})
+
+
+def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
+    if duration <= 0 or fps <= 0:
+        raise ValueError(f"duration and fps must be positive, not {duration!r} and {fps!r}")
+    info = probe_sync(path)
+    if not needs_conform(info, duration=duration, fps=fps):
+        return info
+    temp = path.with_name(f".{path.name}.conform-{secrets.token_hex(4)}.mp4")
+    try:
+        _transcode(path, temp, info, duration=duration, fps=fps)
+        with open(temp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return probe_sync(path)
+
+
+def _transcode(source: Path, dest: Path, info: MediaInfo, *, duration: float, fps: int) -> None:
+    import av
+
+    wanted = target_frames(duration, fps)
+    with _open_input(source) as src:
+        video_in = _video_stream(src, source)
+        video_in.thread_type = "AUTO"
+        audio_in = src.streams.audio[0] if src.streams.audio else None
+        out = av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            video = _Retimer(out, info, fps=fps, wanted=wanted)
+            audio = _AudioTrimmer(out, audio_in, duration) if audio_in is not None else None
+            streams = [video_in] + ([audio_in] if audio_in is not None else [])
+            for packet in src.demux(*streams):
+                if packet.stream is video_in and not video.done:
+                    for frame in packet.decode():
+                        video.add(frame)
+                elif audio is not None and packet.stream is audio_in and not audio.done:
+                    for aframe in packet.decode():
+                        audio.add(aframe)
+                if video.done and (audio is None or audio.done):
+                    break
+            video.finish()
+            if audio is not None:
+                audio.finish()
+        finally:
+            out.close()
+
+
+class _Retimer:
+    """Encodes output frame ``j`` (time ``j / fps``) from the source frame showing at that time:
+    frames are dropped or repeated, never blended, so motion keeps its speed."""
+
+    def __init__(self, out: OutputContainer, info: MediaInfo, *, fps: int, wanted: int) -> None:
+        self.out = out
+        self.stream: Any = out.add_stream(
+            "libx264",
+            rate=Fraction(fps),
+            options={"preset": X264_PRESET, "crf": X264_CRF},
+        )
+        self.stream.width, self.stream.height = info.width, info.height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.thread_count = ENCODER_THREADS
+        self.stream.codec_context.time_base = Fraction(1, fps)
+        self.source_fps = info.fps
+        self.fps = fps
+        self.wanted = wanted
+        self.seen = 0  # source frames decoded so far
+        self.emitted = 0
+
+    @property
+    def done(self) -> bool:
+        return self.emitted >= self.wanted
+
+    def add(self, frame: Any) -> None:
+        self.seen += 1
+        # Source frame k shows during [k, k+1) / source_fps; emit every output time inside.
+        ends_at = self.seen / self.source_fps
+        ready = None
+        while not self.done and self.emitted / self.fps < ends_at - 1e-9:
+            if ready is None:
+                ready = frame.reformat(format="yuv420p")
+                ready.pict_type = _picture_type_none()  # let x264 choose frame types
+            ready.pts = self.emitted
+            ready.time_base = Fraction(1, self.fps)
+            self.out.mux(self.stream.encode(ready))
+            self.emitted += 1
+
+    def finish(self) -> None:
+        self.out.mux(self.stream.encode(None))
+
+
+def _picture_type_none() -> Any:
+    from av.video.frame import PictureType
+
+    return PictureType.NONE
+
+
+class _AudioTrimmer:
+    """Re-encodes audio as AAC and stops at ``duration`` seconds, to the sample."""
+
+    def __init__(self, out: OutputContainer, stream_in: Any, duration: float) -> None:
+        import av
+
+        rate = int(stream_in.codec_context.sample_rate or 48_000)
+        self.stream: Any = out.add_stream("aac", rate=rate)
+        self.stream.codec_context.bit_rate = AUDIO_BITRATE
+        layout = stream_in.codec_context.layout.name or "stereo"
+        self.stream.codec_context.layout = layout
+        self.out = out
+        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        self.fifo = av.AudioFifo()
+        self.rate = rate
+        self.limit = math.floor(duration * rate)
+        self.taken = 0  # samples pushed into the fifo
+        self.written = 0  # samples encoded
+
+    @property
+    def done(self) -> bool:
+        return self.taken >= self.limit
+
+    def add(self, frame: Any) -> None:
+        for resampled in self.resampler.resample(frame):
+            keep = min(resampled.samples, self.limit - self.taken)
+            if keep <= 0:
+                return
+            resampled.pts = None
+            self.fifo.write(resampled)
+            self.taken += resampled.samples
+        self._drain(final=False)
+
+    def _drain(self, *, final: bool) -> None:
+        size = self.stream.codec_context.frame_size or 1024
+        while True:
+            left = self.limit - self.written
+            available = min(self.fifo.samples, left)
+            if left <= 0 or available <= 0 or (available < size and not final):
+                return
+            frame = self.fifo.read(min(size, available))
+            if frame is None:
+                return
+            frame.pts = self.written
+            frame.time_base = Fraction(1, self.rate)
+            self.written += frame.samples
+            self.out.mux(self.stream.encode(frame))
+
+    def finish(self) -> None:
+        for resampled in self.resampler.resample(None):
+            resampled.pts = None
+            self.fifo.write(resampled)
+        self._drain(final=True)
+        self.out.mux(self.stream.encode(None))
+
+
+# ----------------------------------------------------------------------------------- poster
+
+
+def _poster_sync(path: Path, dest: Path, max_width: int) -> Path:
+    import av
+
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        info_duration = float(container.duration or 0) / 1_000_000
+        at = min(1.0, info_duration / 2) if info_duration else 0.0
+        if at and stream.time_base:
+            container.seek(int(at / stream.time_base), stream=stream, backward=True)
+        frame = _first_frame_at(container, stream, at)
+    width = min(max_width, frame.width)
+    width -= width % 2
+    height = max(2, round(frame.height * width / frame.width / 2) * 2)
+    small = frame.reformat(width=width, height=height, format="yuvj420p")
+    encoder: Any = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.options = {"qmin": "2", "qmax": "6"}
+    packets = [*encoder.encode(small), *encoder.encode(None)]
+    temp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
+    try:
+        with open(temp, "xb") as f:
+            for packet in packets:
+                f.write(bytes(packet))
+        os.replace(temp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return dest
+
+
+def _first_frame_at(container: InputContainer, stream: Any, at: float) -> Any:
+    """The first decoded frame at or after ``at`` seconds (the last one if the clip is shorter)."""
+    last = None
+    for frame in container.decode(stream):
+        last = frame
+        if frame.time is None or frame.time >= at - 1e-6:
+            return frame
+    if last is None:
+        raise DownloadError(f"The video {container.name!r} has no frames.", retryable=False)
+    return last
