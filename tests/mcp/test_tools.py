@@ -1,0 +1,263 @@
+"""The five tools through an in-memory client, in both protocol eras, against the sandbox."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp_helpers import check_output, text_of, write_png
+from mcp_types import ImageContent, ResourceLink
+
+from mcp import Client
+from videogen.config import SANDBOX_NOTICE, Settings
+from videogen.mcp_server import MAX_WAIT_SECONDS, create_server
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {"generate_video", "check_task", "list_scenes", "detect_subjects", "list_tasks"}
+
+
+async def test_the_server_lists_five_described_tools_with_side_effect_hints(client: Client) -> None:
+    """Every tool has a description and an output schema; only generate_video writes."""
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.description and len(tool.description) > 80, tool.name
+        assert tool.output_schema is not None, tool.name
+        assert tool.annotations is not None, tool.name
+    generate = tools["generate_video"]
+    assert generate.annotations is not None
+    assert generate.annotations.read_only_hint is False
+    assert generate.annotations.idempotent_hint is False
+    assert generate.annotations.open_world_hint is True
+    assert "billed" in (generate.description or "")
+    assert "check_task" in (generate.description or "")
+    for name in TOOLS - {"generate_video"}:
+        hints = tools[name].annotations
+        assert hints is not None and hints.read_only_hint is True, name
+
+
+async def test_generate_video_parameters_are_typed_enums_with_descriptions(client: Client) -> None:
+    """Modes, durations, fps and providers are enums; every parameter is described."""
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    props = tools["generate_video"].input_schema["properties"]
+    assert "ctx" not in props
+    for name, prop in props.items():
+        assert prop.get("description"), name
+    assert props["duration"]["enum"] == [4, 5, 6, 8, 10]
+    assert props["fps"]["enum"] == [24, 25, 30]
+    modes = next(a["enum"] for a in props["mode"]["anyOf"] if "enum" in a)
+    assert "omnihuman" in modes and "scene" in modes and "i2v_recamera_720p" in modes
+    assert props["wait_seconds"]["anyOf"][0]["maximum"] == MAX_WAIT_SECONDS
+
+
+async def test_generate_video_saves_the_video_and_answers_with_the_seed_block(
+    client: Client, settings: Settings
+) -> None:
+    """The block of seed 002, the sandbox notice first, a poster, a link and valid structure."""
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+
+    result = await client.call_tool(
+        "generate_video",
+        {"prompt": "a paper boat on a pond", "duration": 4, "fps": 25},
+        progress_callback=on_progress,
+    )
+    data = await check_output(client, "generate_video", result)
+    text = text_of(result)
+    assert text.splitlines()[0] == SANDBOX_NOTICE
+    assert "**Generated Video:**" in text and "**Generation Info:**" in text
+    assert "- Prompt: a paper boat on a pond" in text
+    assert "- Mode: t2v_720p" in text
+    assert data["status"] == "completed" and data["sandbox"] is True
+    saved = Path(data["local_path"])
+    assert await anyio.Path(saved).is_file() and saved.parent == settings.output_dir
+    assert f"- Save Path: {saved}" in text
+    assert data["duration"] == pytest.approx(4, abs=0.1) and data["fps"] == pytest.approx(25)
+    links = [c for c in result.content if isinstance(c, ResourceLink)]
+    assert [str(link.uri) for link in links] == [f"videogen://videos/{data['task_id']}"]
+    assert (
+        links[0].mime_type == "video/mp4"
+        and links[0].size == (await anyio.Path(saved).stat()).st_size
+    )
+    posters = [c for c in result.content if isinstance(c, ImageContent)]
+    if data["poster_path"]:
+        assert len(posters) == 1 and base64.b64decode(posters[0].data)[:2] == b"\xff\xd8"
+    assert progress, "no progress notification during the wait"
+    values = [v for v, _ in progress]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert any(data["task_id"] in (m or "") for _, m in progress)
+
+
+async def test_an_image_without_a_mode_picks_an_image_mode_and_says_so(
+    client: Client, tmp_path: Path
+) -> None:
+    """Intake infers i2v_first_720p from one image; the result names the choice."""
+    image = write_png(tmp_path / "boat.png")
+    result = await client.call_tool(
+        "generate_video", {"prompt": "the boat drifts", "image": str(image)}
+    )
+    data = await check_output(client, "generate_video", result)
+    assert data["mode"] == "i2v_first_720p"
+    assert any("i2v_first_720p" in note for note in data["notes"])
+    assert "i2v_first_720p" in text_of(result)
+
+
+async def test_a_call_that_runs_out_of_wait_returns_the_task_and_check_task_finishes_it(
+    client: Client,
+) -> None:
+    """wait_seconds=0: the task id, its status and the instruction to call check_task."""
+    result = await client.call_tool("generate_video", {"prompt": "slow clouds", "wait_seconds": 0})
+    data = await check_output(client, "generate_video", result)
+    assert data["status"] in ("submitting", "queued", "running", "ready")
+    assert data["done"] is False and data["local_path"] is None
+    text = text_of(result)
+    assert data["task_id"] in text and "check_task" in text
+    assert not [c for c in result.content if isinstance(c, ResourceLink)]
+
+    checked = await client.call_tool("check_task", {"task_id": data["task_id"], "wait_seconds": 30})
+    done = await check_output(client, "check_task", checked)
+    assert done["task_id"] == data["task_id"] and done["status"] == "completed"
+    assert await anyio.Path(done["local_path"]).is_file()
+    assert "**Generated Video:**" in text_of(checked)
+
+
+async def test_the_same_request_twice_returns_the_first_task_unless_new(client: Client) -> None:
+    """The duplicate guard answers with the first task; new=true bills a second one."""
+    args = {"prompt": "a red kite", "wait_seconds": 0}
+    first = (await client.call_tool("generate_video", args)).structured_content
+    again = (await client.call_tool("generate_video", args)).structured_content
+    fresh = (await client.call_tool("generate_video", {**args, "new": True})).structured_content
+    assert isinstance(first, dict) and isinstance(again, dict) and isinstance(fresh, dict)
+    assert again["task_id"] == first["task_id"]
+    assert any(first["task_id"] in note for note in again["notes"])
+    assert fresh["task_id"] != first["task_id"]
+
+
+async def test_bad_requests_come_back_as_tool_errors_that_say_what_to_fix(client: Client) -> None:
+    """Intake refusals carry their message; nothing is a bare 'Error executing tool'."""
+    result = await client.call_tool("generate_video", {"prompt": "x", "mode": "i2v_first_720p"})
+    assert result.is_error
+    text = text_of(result)
+    assert text.startswith("Error executing tool generate_video: ")
+    assert len(text) > len("Error executing tool generate_video: ") + 20
+    assert "image" in text.lower()
+
+
+async def test_arguments_outside_the_schema_are_refused_before_anything_runs(
+    client: Client,
+) -> None:
+    """A duration the providers do not offer is a validation error naming the field."""
+    result = await client.call_tool("generate_video", {"prompt": "x", "duration": 7})
+    assert result.is_error
+    assert "duration" in text_of(result)
+    listed = await client.call_tool("list_tasks", {})
+    assert listed.structured_content == {"tasks": [], "notice": SANDBOX_NOTICE}
+
+
+async def test_checking_an_unknown_task_is_a_tool_error_naming_it(client: Client) -> None:
+    result = await client.call_tool("check_task", {"task_id": "vg_000000000000"})
+    assert result.is_error
+    assert "vg_000000000000" in text_of(result)
+
+
+async def test_list_scenes_gives_scenes_modes_and_camera_moves(client: Client) -> None:
+    result = await client.call_tool("list_scenes", {})
+    data = await check_output(client, "list_scenes", result)
+    scenes = {s["name"]: s for s in data["scenes"]}
+    assert {"celebrity", "family"} <= set(scenes)
+    assert scenes["family"]["max_images"] == 9
+    assert "hitchcock_dolly_in" in data["camera_moves"]
+    assert data["camera_strengths"] == ["weak", "medium", "strong"]
+    assert len(data["modes"]) == 10
+    assert "celebrity" in text_of(result) and "robo_arm" in text_of(result)
+
+
+async def test_list_tasks_lists_what_was_generated_newest_first(client: Client) -> None:
+    first = await client.call_tool("generate_video", {"prompt": "one", "wait_seconds": 0})
+    second = await client.call_tool("generate_video", {"prompt": "two", "wait_seconds": 0})
+    result = await client.call_tool("list_tasks", {"limit": 5})
+    data = await check_output(client, "list_tasks", result)
+    ids = [t["task_id"] for t in data["tasks"]]
+    assert isinstance(first.structured_content, dict)
+    assert isinstance(second.structured_content, dict)
+    assert ids == [second.structured_content["task_id"], first.structured_content["task_id"]]
+    assert all(i in text_of(result) for i in ids)
+
+
+async def test_detect_subjects_reports_masks_to_pass_back(client: Client, tmp_path: Path) -> None:
+    """Detection of a portrait: whether it has a subject and its masks, largest first."""
+    portrait = write_png(tmp_path / "portrait.png", 512, 768)
+    result = await client.call_tool("detect_subjects", {"image": str(portrait)})
+    data = await check_output(client, "detect_subjects", result)
+    assert isinstance(data["contains_subject"], bool)
+    assert data["provider"] == "volcengine"
+    text = text_of(result)
+    assert text.splitlines()[0] == SANDBOX_NOTICE
+    for url in data["mask_urls"]:
+        assert url in text
+
+
+async def test_a_cancelled_call_leaves_its_task_tracked_to_the_end(
+    settings: Settings, mode: str
+) -> None:
+    """Cancel generate_video once the task exists; check_task later finds the saved video."""
+    server = create_server(settings, warm_up_after=None)
+    async with Client(server, mode=mode) as client:
+        task_ids: list[str] = []
+        submitted = anyio.Event()
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            words = (message or "").split()
+            if words and words[0].startswith("vg_"):
+                task_ids.append(words[0])
+                submitted.set()
+
+        async def call() -> None:
+            await client.call_tool(
+                "generate_video", {"prompt": "cancelled boat"}, progress_callback=on_progress
+            )
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            with anyio.fail_after(20):
+                await submitted.wait()
+            group.cancel_scope.cancel()
+
+        result = await client.call_tool("check_task", {"task_id": task_ids[0], "wait_seconds": 30})
+        data = await check_output(client, "check_task", result)
+        assert data["status"] == "completed" and await anyio.Path(data["local_path"]).is_file()
+
+
+async def test_check_task_finds_a_task_after_the_server_restarts(settings: Settings) -> None:
+    """The ledger outlives the server: a new server resumes the task and saves the video."""
+    async with Client(create_server(settings, warm_up_after=None)) as client:
+        result = await client.call_tool("generate_video", {"prompt": "restart", "wait_seconds": 0})
+        assert isinstance(result.structured_content, dict)
+        task_id = result.structured_content["task_id"]
+    async with Client(create_server(settings, warm_up_after=None)) as client:
+        result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+        data = await check_output(client, "check_task", result)
+        assert data["status"] == "completed" and await anyio.Path(data["local_path"]).is_file()
+
+
+async def test_the_engine_starts_on_its_own_shortly_after_the_server(settings: Settings) -> None:
+    """With warm-up on, unfinished tasks resume without waiting for a tool call."""
+    async with Client(create_server(settings, warm_up_after=None)) as client:
+        result = await client.call_tool("generate_video", {"prompt": "resume", "wait_seconds": 0})
+        assert isinstance(result.structured_content, dict)
+        task_id = result.structured_content["task_id"]
+    async with Client(create_server(settings, warm_up_after=0.0)) as client:
+        with anyio.fail_after(30):
+            while True:
+                await anyio.sleep(0.2)
+                files = list(settings.output_dir.glob(f"*{task_id}*.mp4"))
+                if files:
+                    break
+        result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        assert isinstance(result.structured_content, dict)
+        assert result.structured_content["status"] == "completed"

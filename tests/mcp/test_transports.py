@@ -1,0 +1,163 @@
+"""The server as hosts run it: a stdio subprocess, and streamable HTTP with its guards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp.client.streamable_http import streamable_http_client
+from mcp_helpers import child_env, free_port, text_of
+
+from mcp import Client, StdioServerParameters
+from videogen.config import SANDBOX_NOTICE, Settings
+from videogen.errors import ConfigError
+from videogen.mcp_server import owner_of, plan_http
+
+pytestmark = pytest.mark.anyio
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"},
+    },
+}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_stdio_subprocess_generates_a_saved_video(tmp_path: Path, mode: str) -> None:
+    """``python -m videogen.mcp_server`` with only PATH, HOME and VIDEOGEN_* in its env."""
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "videogen.mcp_server"], env=child_env(tmp_path)
+    )
+    async with Client(params, mode=mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "generate_video" in names
+        result = await client.call_tool("generate_video", {"prompt": "stdio boat"})
+    assert not result.is_error, text_of(result)
+    assert text_of(result).splitlines()[0] == SANDBOX_NOTICE
+    assert isinstance(result.structured_content, dict)
+    saved = Path(result.structured_content["local_path"])
+    assert await anyio.Path(saved).is_file() and saved.parent == tmp_path / "videos"
+
+
+def test_the_console_script_is_wired_to_main() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "videogen-mcp"]
+    assert script.value == "videogen.mcp_server:main"
+
+
+def test_http_off_loopback_without_a_token_is_refused(tmp_path: Path) -> None:
+    """The plan refuses, and the process exits non-zero with the fix before binding."""
+    settings = Settings.from_env({"HOME": str(tmp_path)})
+    with pytest.raises(ConfigError, match="VIDEOGEN_HTTP_TOKEN"):
+        plan_http(settings, "0.0.0.0", 8000)
+    assert plan_http(settings, "127.0.0.1", 8000).tokens == ()
+    done = subprocess.run(
+        [sys.executable, "-m", "videogen.mcp_server", "--http", "--host", "0.0.0.0",
+         "--port", str(free_port())],
+        env=child_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "VIDEOGEN_HTTP_TOKEN" in done.stderr
+    assert done.stdout == ""
+
+
+async def test_http_off_loopback_requires_the_bearer_token(spawn_http: Any) -> None:
+    port, _ = spawn_http("0.0.0.0", VIDEOGEN_HTTP_TOKEN="tok-a,tok-b")
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx2.AsyncClient() as http:
+        bare = await http.post(url, json=INITIALIZE, headers=ACCEPT)
+        wrong = await http.post(
+            url, json=INITIALIZE, headers={**ACCEPT, "Authorization": "Bearer x"}
+        )
+        right = await http.post(
+            url, json=INITIALIZE, headers={**ACCEPT, "Authorization": "Bearer tok-b"}
+        )
+    assert bare.status_code == 401 and "bearer" in bare.headers["www-authenticate"].lower()
+    assert wrong.status_code == 401
+    assert right.status_code == 200
+
+
+async def test_each_token_sees_only_its_own_tasks(spawn_http: Any) -> None:
+    """Tasks belong to the caller's token identity (a hash): another token cannot see them."""
+    port, _ = spawn_http("0.0.0.0", VIDEOGEN_HTTP_TOKEN="tok-a,tok-b")
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    def connect(token: str) -> Client:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        return Client(streamable_http_client(url, http_client=http))
+
+    async with connect("tok-a") as alice:
+        made = await alice.call_tool(
+            "generate_video", {"prompt": "alice's boat", "wait_seconds": 0}
+        )
+        assert not made.is_error, text_of(made)
+        assert isinstance(made.structured_content, dict)
+        task_id = made.structured_content["task_id"]
+        mine = await alice.call_tool("list_tasks", {})
+        assert isinstance(mine.structured_content, dict)
+        assert [t["task_id"] for t in mine.structured_content["tasks"]] == [task_id]
+    async with connect("tok-b") as bob:
+        theirs = await bob.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        assert theirs.is_error and task_id in text_of(theirs)
+        listed = await bob.call_tool("list_tasks", {})
+        assert isinstance(listed.structured_content, dict)
+        assert listed.structured_content["tasks"] == []
+    assert owner_of("tok-a") != owner_of("tok-b") and "tok-a" not in owner_of("tok-a")
+
+
+async def test_http_on_loopback_checks_host_and_origin(spawn_http: Any) -> None:
+    """DNS-rebinding protection: a foreign Host gets 421, a foreign Origin 403."""
+    port, _ = spawn_http("127.0.0.1")
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx2.AsyncClient() as http:
+        good = await http.post(url, json=INITIALIZE, headers=ACCEPT)
+        bad_host = await http.post(url, json=INITIALIZE, headers={**ACCEPT, "Host": "evil.example"})
+        bad_origin = await http.post(
+            url, json=INITIALIZE, headers={**ACCEPT, "Origin": "http://evil.example"}
+        )
+    assert good.status_code == 200
+    assert bad_host.status_code == 421
+    assert bad_origin.status_code == 403
+
+
+async def test_a_loopback_http_server_runs_a_generation_with_progress(spawn_http: Any) -> None:
+    port, _ = spawn_http("127.0.0.1")
+    messages: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        result = await client.call_tool(
+            "generate_video", {"prompt": "http boat"}, progress_callback=on_progress
+        )
+    assert not result.is_error, text_of(result)
+    assert isinstance(result.structured_content, dict)
+    assert result.structured_content["status"] == "completed"
+    assert messages
+
+
+def test_importing_the_server_loads_no_engine_provider_or_media_module() -> None:
+    """Start-up stays close to a bare SDK server: heavy modules load on first use."""
+    heavy = ["av", "numpy", "sqlite3", "uvicorn", "videogen.engine", "videogen.app"]
+    heavy += ["videogen.ledger", "videogen.sandbox", "videogen.providers.volcengine"]
+    heavy += ["videogen.media", "videogen.download"]
+    code = (
+        "import sys, videogen.mcp_server as m; m.create_server(warm_up_after=None); "
+        f"print(sorted(n for n in {heavy!r} if n in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
