@@ -594,12 +594,16 @@ class Engine:
         from videogen import media
 
         notes: list[str] = []
-        if task.request.mode in JIMENG_MODES:
+        info: MediaInfo | None = None
+        if task.request.mode in JIMENG_MODES:  # OmniHuman and scenes last as long as they last
             try:
-                await media.conform(path, duration=task.request.duration, fps=task.request.fps)
+                info = await media.conform(
+                    path, duration=task.request.duration, fps=task.request.fps
+                )
             except VideogenError as exc:
                 notes.append(f"conform failed: {exc.message}")
-        info: MediaInfo = await media.probe(path)
+        if info is None:
+            info = await media.probe(path)
         poster_dir = path.parent / ".posters"
         try:
             await anyio.Path(poster_dir).mkdir(exist_ok=True)

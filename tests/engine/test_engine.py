@@ -18,9 +18,21 @@ from videogen.ledger import Ledger
 from videogen.models import Task
 from videogen.providers.base import PollResult
 
-from .conftest import ScriptedProvider, make_settings, running_engine, t2v
+from .conftest import (
+    VIDEO_URL,
+    ScriptedProvider,
+    cdn_client,
+    make_settings,
+    running_engine,
+    t2v,
+    tiny_mp4,
+)
 
 pytestmark = pytest.mark.anyio
+
+
+def file_bytes(path: str | Path) -> bytes:
+    return Path(path).read_bytes()
 
 
 #: Settings whose output "directory" is a file, so a finish stops at the download with an error.
@@ -308,3 +320,67 @@ async def test_a_failed_download_keeps_the_task_ready_with_its_url_and_the_error
     assert task.error is not None and task.error.kind == "output"
     assert "VIDEOGEN_OUTPUT_DIR" in task.error.message
     assert task.local_path is None
+
+
+async def test_a_finished_task_is_saved_probed_and_given_a_poster(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    body = tiny_mp4(seconds=121 / 24)
+    async with running_engine(settings, ScriptedProvider(), cdn_client(body)) as engine:
+        task = await engine.generate(t2v(), wait_seconds=20)
+    assert task.status == "completed", task.error
+    assert task.local_path is not None and task.media is not None
+    path = Path(task.local_path)
+    assert path.parent == (tmp_path / "out").resolve()
+    assert task.id in path.name
+    assert file_bytes(path) == body  # 121 frames at 24 fps is already a "5 s" clip
+    assert task.media.frames == 121 and task.media.fps == 24
+    assert task.poster_path is not None and file_bytes(task.poster_path)[:2] == b"\xff\xd8"
+    assert [e.status for e in task.history] == [
+        "submitting",
+        "queued",
+        "running",
+        "ready",
+        "completed",
+    ]
+
+
+async def test_a_clip_is_conformed_to_the_requested_duration_and_fps(tmp_path: Path) -> None:
+    body = tiny_mp4(seconds=121 / 24)
+    async with running_engine(
+        make_settings(tmp_path), ScriptedProvider(), cdn_client(body)
+    ) as engine:
+        task = await engine.generate(t2v(duration=4, fps=30), wait_seconds=30)
+    assert task.status == "completed", task.error
+    assert task.media is not None
+    assert task.media.fps == 30
+    assert abs(task.media.duration - 4.0) <= 1 / 30 + 1e-6
+
+
+async def test_a_video_already_saved_by_a_run_that_died_is_adopted_not_duplicated(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    body = tiny_mp4(seconds=121 / 24)
+    ledger = Ledger.in_dir(settings.data_dir)
+    now = time.time()
+    task = Task(
+        id="vg_0000deadbeef",
+        request=t2v(),
+        status="ready",
+        created_at=now,
+        updated_at=now,
+        provider_task_id="p9",
+        req_key="jimeng_t2v_v30",
+        video_url=VIDEO_URL,
+    )
+    ledger.insert(task)
+    ledger.close()
+    from videogen.download import safe_filename
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / safe_filename(task.request.prompt, task.id)).write_bytes(body)
+    async with running_engine(settings, ScriptedProvider(), cdn_client(body)) as engine:
+        done = await engine.check(task.id, wait_seconds=20)
+    assert done.status == "completed"
+    assert [p.name for p in out.glob("*.mp4")] == [safe_filename(task.request.prompt, task.id)]
