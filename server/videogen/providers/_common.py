@@ -13,13 +13,19 @@ import logging
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import httpx2
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from videogen.config import CREDENTIAL_VARIABLES
-from videogen.errors import CredentialsError, ProviderError, ProviderUnavailable, RateLimited
+from videogen.errors import (
+    ContentRejected,
+    CredentialsError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
 
 logger = logging.getLogger("videogen.providers")
 M = TypeVar("M", bound=BaseModel)
@@ -28,6 +34,39 @@ M = TypeVar("M", bound=BaseModel)
 NOT_SENT: Final = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 #: The most of an error body kept (the message is truncated further for people).
 ERROR_BODY_LIMIT: Final = 64 * 1024
+
+
+#: Input rejections: retrying the same input will not help. Code -> which input.
+REJECTED_INPUTS: Final[dict[int, str]] = {
+    50411: "the input image",
+    50412: "the prompt",
+    50413: "the prompt (sensitive or copyrighted words)",
+    50512: "the generated text",
+    50513: "the input video",
+    50514: "the input audio",
+    50518: "the input image (copyright)",
+}
+#: Output rejections: a new submit of the same request may pass.
+REJECTED_OUTPUTS: Final[dict[int, str]] = {
+    50511: "the generated image",
+    50516: "the generated video",
+    50517: "the generated audio",
+    50519: "the generated image (copyright)",
+}
+#: Codes that reject the request's parameters, with what to do about them.
+INVALID_INPUTS: Final[dict[int, str]] = {
+    50200: "a parameter was refused (invalid value or unknown req_key); check the mode and inputs",
+    50215: "the input is invalid for this service (OmniHuman audio must be shorter than 60 s)",
+    50220: "an input URL could not be downloaded by the provider; make sure it is public",
+}
+
+
+def _int_to_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+#: An id that some answers give as a number: kept as text, verbatim.
+TextId = Annotated[str, BeforeValidator(_int_to_text)]
 
 
 class Loose(BaseModel):
@@ -172,3 +211,52 @@ class Once:
         if key not in self._seen:
             self._seen.add(key)
             logger.warning(message)
+
+
+async def read_bounded(response: httpx2.Response, limit: int = ERROR_BODY_LIMIT) -> bytes:
+    """Up to ``limit`` bytes of a streamed body (the rest is never read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
+def bearer(api_key: str | None, provider: str) -> dict[str, str]:
+    """The ``Authorization`` header, or a ``CredentialsError`` naming the variable to set."""
+    if not api_key:
+        names = " and ".join(CREDENTIAL_VARIABLES[provider])  # type: ignore[index]
+        raise CredentialsError(f"No {provider} API key: set {names} in the environment.")
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def content_rejection(
+    code: int | None, title: str, common: Mapping[str, Any]
+) -> ContentRejected | None:
+    """The ``ContentRejected`` for a review code (contracts.md §1.4), or None for other codes."""
+    if code in REJECTED_INPUTS:
+        return ContentRejected(
+            f"{title}'s content review rejected {REJECTED_INPUTS[code]} (code {code}). "
+            "Retrying the same input will not help: change it.",
+            **common,
+        )
+    if code in REJECTED_OUTPUTS:
+        return ContentRejected(
+            f"{title}'s content review rejected {REJECTED_OUTPUTS[code]} (code {code}). "
+            "The same request may pass if submitted again.",
+            same_input_may_pass=True,
+            **common,
+        )
+    return None
+
+
+def int_code(value: object) -> int | None:
+    """A provider code as an int when it is one (``50412`` or ``"50412"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None

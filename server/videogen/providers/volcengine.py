@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeGuard, assert_never, get_args
 
 import httpx2
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from videogen.catalog import (
     DEFAULT_ASPECT_RATIO,
@@ -43,9 +43,12 @@ from videogen.errors import (
 )
 from videogen.models import GenerationRequest, ProviderStatus
 from videogen.providers._common import (
+    INVALID_INPUTS,
     Loose,
     Once,
+    TextId,
     body_text,
+    content_rejection,
     credentials_error,
     json_body,
     parse,
@@ -73,29 +76,6 @@ SUCCESS: Final = 10000
 VolcStatus = Literal["in_queue", "processing", "generating", "done", "not_found", "expired"]
 _KNOWN_STATUSES: Final[frozenset[str]] = frozenset(get_args(VolcStatus))
 
-#: Input rejections: retrying the same input will not help. Code -> which input.
-REJECTED_INPUTS: Final[dict[int, str]] = {
-    50411: "the input image",
-    50412: "the prompt",
-    50413: "the prompt (sensitive or copyrighted words)",
-    50512: "the generated text",
-    50513: "the input video",
-    50514: "the input audio",
-    50518: "the input image (copyright)",
-}
-#: Output rejections: a new submit of the same request may pass.
-REJECTED_OUTPUTS: Final[dict[int, str]] = {
-    50511: "the generated image",
-    50516: "the generated video",
-    50517: "the generated audio",
-    50519: "the generated image (copyright)",
-}
-#: Codes that reject the request's parameters, with what to do about them.
-INVALID_INPUTS: Final[dict[int, str]] = {
-    50200: "a parameter was refused (invalid value or unknown req_key); check the mode and inputs",
-    50215: "the input is invalid for this service (OmniHuman audio must be shorter than 60 s)",
-    50220: "an input URL could not be downloaded by the provider; make sure it is public",
-}
 _GATEWAY_CREDENTIALS: Final = {
     100003: "missing",
     100005: "missing signature",
@@ -130,12 +110,7 @@ class _Envelope(Loose):
 
 
 class _SubmitData(Loose):
-    task_id: str
-
-    @field_validator("task_id", mode="before")
-    @classmethod
-    def _text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) else value
+    task_id: TextId
 
 
 class _ResultData(Loose):
@@ -525,21 +500,9 @@ def _error_for(
         return credentials_error(
             PROVIDER, _GATEWAY_CREDENTIALS.get(code or 0, f"HTTP {http}"), request_id
         )
-    if code in REJECTED_INPUTS:
-        what = REJECTED_INPUTS[code]
-        return ContentRejected(
-            f"Volcengine's content review rejected {what} (code {code}). "
-            "Retrying the same input will not help: change it.",
-            **common,
-        )
-    if code in REJECTED_OUTPUTS:
-        what = REJECTED_OUTPUTS[code]
-        return ContentRejected(
-            f"Volcengine's content review rejected {what} (code {code}). "
-            "The same request may pass if submitted again.",
-            same_input_may_pass=True,
-            **common,
-        )
+    rejection = content_rejection(code, "Volcengine", common)
+    if rejection is not None:
+        return rejection
     if code in (50400, 50204, 100013):
         return CapabilityNotEnabled(
             f"This Volcengine account may not use {action} (code {code}): "
