@@ -1,0 +1,192 @@
+"""Running the sandbox: ``serve()`` inside the caller's event loop, ``serve_in_thread()`` beside it.
+
+The listening socket is bound (to a free loopback port) and listening *before* uvicorn starts,
+so the URLs are valid the moment ``serve()`` yields: connections wait in the backlog until the
+server accepts them. uvicorn's signal handling is switched off (the embedding program owns
+Ctrl-C); shutdown is quick: open keep-alive connections are closed, in-flight ones get a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import uvicorn
+from anyio.from_thread import start_blocking_portal
+
+from videogen.catalog import ProviderName
+from videogen.config import ProviderEndpoint
+from videogen.sandbox.app import build_app
+from videogen.sandbox.core import Sandbox
+from videogen.sandbox.jenius import SANDBOX_JENIUS_KEY
+from videogen.sandbox.render import Renderer, default_renderer
+from videogen.sandbox.state import Clock, RequestLog, SandboxOptions, SandboxState
+from videogen.sandbox.tokenops import SANDBOX_TOKENOPS_KEY
+from videogen.sandbox.volcengine import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the program that embeds the sandbox owns them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox that is listening. ``options`` may be changed while it runs."""
+
+    url: str
+    state: SandboxState = field(repr=False)
+    renderer: Renderer = field(repr=False)
+
+    @property
+    def volcengine_url(self) -> str:
+        return self.url
+
+    @property
+    def tokenops_url(self) -> str:
+        return self.url + "/tokenops/v1"
+
+    @property
+    def jenius_url(self) -> str:
+        return self.url + "/jenius/api"
+
+    @property
+    def log(self) -> RequestLog:
+        return self.state.log
+
+    @property
+    def options(self) -> SandboxOptions:
+        return self.state.options
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def set_faults(self, *specs: str) -> None:
+        """Replace the active faults (counters restart). ``ValueError`` for a bad spec."""
+        SandboxOptions(faults=tuple(specs))  # validates
+        self.state.options.faults = tuple(specs)
+
+    def endpoints(self) -> dict[ProviderName, ProviderEndpoint]:
+        """Endpoints for every provider, pointing here, with the sandbox credentials."""
+        return {
+            "jenius": ProviderEndpoint(base_url=self.jenius_url, api_key=SANDBOX_JENIUS_KEY),
+            "tokenops": ProviderEndpoint(base_url=self.tokenops_url, api_key=SANDBOX_TOKENOPS_KEY),
+            "volcengine": ProviderEndpoint(
+                base_url=self.volcengine_url,
+                access_key=SANDBOX_ACCESS_KEY,
+                secret_key=SANDBOX_SECRET_KEY,
+            ),
+        }
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point the program (or seed 002's script) here."""
+        return {
+            "JIMENG_VIDEO_API_URL": self.volcengine_url,
+            "VOLC_ACCESSKEY": SANDBOX_ACCESS_KEY,
+            "VOLC_SECRETKEY": SANDBOX_SECRET_KEY,
+            "TOKENOPS_BASE_URL": self.tokenops_url,
+            "TOKENOPS_API_KEY": SANDBOX_TOKENOPS_KEY,
+            "JENIUS_BASE_URL": self.jenius_url,
+            "JENIUS_API_KEY": SANDBOX_JENIUS_KEY,
+        }
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+@asynccontextmanager
+async def serve(
+    options: SandboxOptions | None = None,
+    *,
+    clock: Clock | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    renderer: Renderer | None = None,
+    embedded: bool = True,
+) -> AsyncIterator[RunningSandbox]:
+    """Run the sandbox on ``host`` (a free port unless given) inside the current event loop.
+
+    ``clock`` drives task statuses, URL expiry and signature time checks (default
+    ``time.time``; see ``ManualClock``). Renders are shared process-wide unless a
+    ``renderer`` is given. ``embedded=False`` lets uvicorn handle Ctrl-C (standalone use).
+    """
+    state = SandboxState(options or SandboxOptions(), clock or time.time)
+    sandbox = Sandbox(state, renderer or default_renderer())
+    sock = _listen(host, port)
+    actual_port = sock.getsockname()[1]
+    state.base_url = f"http://{host}:{actual_port}"
+    config = uvicorn.Config(
+        build_app(sandbox),
+        log_level="warning",
+        access_log=False,
+        http="h11",
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+        log_config=None,
+    )
+    server = (_EmbeddedServer if embedded else uvicorn.Server)(config)
+    stopped = False
+
+    async def run() -> None:
+        nonlocal stopped
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            stopped = True
+            sandbox.ready.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            # set by the app's lifespan startup; the socket is already listening, so clients
+            # that connect before uvicorn accepts simply wait in the backlog
+            await sandbox.ready.wait()
+            if stopped:
+                raise RuntimeError("the sandbox server failed to start")
+            try:
+                yield RunningSandbox(state.base_url, state, sandbox.renderer)
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+@contextmanager
+def serve_in_thread(
+    options: SandboxOptions | None = None, *, clock: Clock | None = None, port: int = 0
+) -> Iterator[RunningSandbox]:
+    """``serve()`` on its own event loop in a daemon thread, for synchronous callers."""
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(serve(options, clock=clock, port=port)) as running,
+    ):
+        yield running
+
+
+def run_forever(
+    options: SandboxOptions, *, port: int, on_ready: Callable[[RunningSandbox], None]
+) -> None:
+    """Run until Ctrl-C (the command line's ``main``)."""
+
+    async def main() -> None:
+        async with serve(options, port=port) as running:
+            on_ready(running)
+            await anyio.sleep_forever()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(main)
