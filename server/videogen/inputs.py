@@ -288,18 +288,25 @@ def _read_image_file(ref: str, label: str) -> bytes:
             f"The {label} file {describe(ref)} cannot be opened ({error.strerror}): "
             "pass a readable image file or a URL."
         ) from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if stat.S_ISDIR(info.st_mode):
-            raise _not_a_file(label, ref, "a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise _not_a_file(label, ref, "a device, pipe or socket")
-        if info.st_size > IMAGE_MAX_BYTES:
-            raise _too_large(label, info.st_size)
-        data = file.read(IMAGE_MAX_BYTES + 1)  # the file may grow after fstat
+    try:
+        _check_opened(os.fstat(fd), label, ref)
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(IMAGE_MAX_BYTES + 1)  # the file may grow after fstat
+    finally:
+        os.close(fd)
     if len(data) > IMAGE_MAX_BYTES:
         raise _too_large(label, len(data))
     return data
+
+
+def _check_opened(info: os.stat_result, label: str, ref: str) -> None:
+    """Refuse what an opened descriptor must not be: a directory, a device/pipe, a huge file."""
+    if stat.S_ISDIR(info.st_mode):
+        raise _not_a_file(label, ref, "a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_a_file(label, ref, "a device, pipe or socket")
+    if info.st_size > IMAGE_MAX_BYTES:
+        raise _too_large(label, info.st_size)
 
 
 def _checked_path(ref: str, label: str) -> Path:
