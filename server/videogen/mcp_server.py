@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar, cast
 
@@ -106,12 +106,21 @@ INSTRUCTIONS: Final = (
 # --- the engine, started on first use --------------------------------------------------------
 
 
+@dataclass
+class _Start:
+    """One attempt at starting the app; a failed attempt is replaced by the next call."""
+
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    app: App | None = None
+    error: BaseException | None = None
+
+
 class LazyApp:
     """The application (engine, ledger, providers, sandbox), started on first use.
 
     ``open_app`` is entered and left by one runner task in the lifespan's task group (anyio
     cancel scopes must be left by the task that entered them), so a tool call only waits for
-    ``ready``; a cancelled call never takes the app down with it.
+    the start; a cancelled call never takes the app down with it.
     """
 
     def __init__(
@@ -123,51 +132,45 @@ class LazyApp:
         self.settings = settings
         self._task_group = task_group
         self._sandbox_options = sandbox_options
-        self._app: App | None = None
-        self._error: BaseException | None = None
-        self._ready: anyio.Event | None = None
+        self._start: _Start | None = None
         self._closing = anyio.Event()
 
     async def get(self) -> App:
         """The running app; starts it if needed. Raises the start-up error, if any."""
-        if self._app is not None:
-            return self._app
-        if self._ready is None:
-            self._ready = anyio.Event()
-            self._error = None
-            self._task_group.start_soon(self._run, self._ready)
-        await self._ready.wait()
-        if self._app is None:
-            error = self._error or RuntimeError("the engine stopped")
-            self._ready = None  # the next call tries again
-            raise error
-        return self._app
+        start = self._start
+        if start is None or (start.ready.is_set() and start.app is None):
+            start = self._start = _Start()
+            self._task_group.start_soon(self._run, start)
+        await start.ready.wait()
+        if start.app is None:
+            raise start.error or RuntimeError("the engine has stopped")
+        return start.app
 
     async def warm_up(self, delay: float) -> None:
         """Start the app after ``delay`` s unless a tool call started it already."""
         await anyio.sleep(delay)
         try:
             await self.get()
-        except Exception:
-            logger.warning("the engine could not start; tool calls will retry", exc_info=True)
+        except Exception as error:
+            logger.warning("the engine could not start (%s); tool calls will retry", error)
 
     def close(self) -> None:
         self._closing.set()
 
-    async def _run(self, ready: anyio.Event) -> None:
+    async def _run(self, start: _Start) -> None:
         try:
             from videogen.app import open_app
 
             async with open_app(self.settings, sandbox_options=self._sandbox_options) as app:
-                self._app = app
-                ready.set()
+                start.app = app
+                start.ready.set()
                 await self._closing.wait()
         except Exception as error:
             logger.exception("the engine failed to start")
-            self._error = error
+            start.error = error
         finally:
-            self._app = None
-            ready.set()
+            start.app = None
+            start.ready.set()
 
 
 def _lazy(ctx: Context) -> LazyApp:
