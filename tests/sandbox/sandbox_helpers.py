@@ -62,3 +62,28 @@ class Volc:
 
     async def poll(self, req_key: str, task_id: str) -> httpx2.Response:
         return await self.call("CVSync2AsyncGetResult", {"req_key": req_key, "task_id": task_id})
+
+
+def png_b64(width: int, height: int, variant: str = "scene") -> str:
+    """A test picture as plain base64 PNG (what ``binary_data_base64`` carries)."""
+    import base64
+
+    from videogen.sandbox.images import png, test_image
+
+    return base64.b64encode(png(test_image(width, height, variant))).decode()
+
+
+def probe(data: bytes) -> tuple[int, int, int, float, int, bool]:
+    """(width, height, frames decoded, fps, codec is h264, has audio) of an MP4."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        width, height = stream.width, stream.height
+        fps = float(stream.average_rate or 0)
+        h264 = stream.codec_context.name == "h264"
+        audio = bool(container.streams.audio)
+        frames = sum(1 for _ in container.decode(video=0))
+    return width, height, frames, fps, int(h264), audio

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from videogen.sandbox import font
 from videogen.sandbox.images import test_image
 
-RENDER_VERSION: Final = "1"
+RENDER_VERSION: Final = "2"
 RenderKind = Literal["text", "first", "first_tail", "camera", "portrait", "scene"]
 Frame = npt.NDArray[np.uint8]
 
@@ -138,8 +138,9 @@ def encode(spec: RenderSpec, path: Path) -> None:
         video.pix_fmt = "yuv420p"
         video.options = {"preset": "ultrafast", "crf": "30"}
         audio = container.add_stream("aac", rate=44100) if spec.audio else None
-        for i, rgb in enumerate(frames(spec)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        pixel_format = "yuv420p" if spec.kind == "text" else "rgb24"
+        for i, pixels in enumerate(frames(spec)):
+            frame = av.VideoFrame.from_ndarray(pixels, format=pixel_format)
             frame.pts = i
             frame.time_base = Fraction(1, spec.fps)
             container.mux(video.encode(frame))
@@ -170,7 +171,7 @@ def _encode_tone(av: Any, container: Any, stream: Any, seconds: float) -> None:
 
 
 def frames(spec: RenderSpec) -> Iterator[Frame]:
-    """The spec's frames as (h, w, 3) uint8 RGB arrays."""
+    """The spec's frames: (h, w, 3) RGB arrays, or yuv420p (h*3/2, w) arrays for ``text``."""
     match spec.kind:
         case "text":
             return _text_frames(spec)
@@ -205,7 +206,21 @@ def _stamp_text(frame: Frame, lines: list[str], *, y_fraction: float, max_scale:
     region[mask] = (255, 255, 255)
 
 
+def rgb_to_yuv420(rgb: Frame) -> Frame:
+    """BT.601 limited-range planar 4:2:0 (as PyAV's ``yuv420p`` ndarray: (h*3/2, w))."""
+    a = rgb.astype(np.int32)
+    y = ((66 * a[..., 0] + 129 * a[..., 1] + 25 * a[..., 2] + 128) >> 8) + 16
+    s = a[::2, ::2]
+    u = ((-38 * s[..., 0] - 74 * s[..., 1] + 112 * s[..., 2] + 128) >> 8) + 128
+    v = ((112 * s[..., 0] - 94 * s[..., 1] - 18 * s[..., 2] + 128) >> 8) + 128
+    h, w = rgb.shape[:2]
+    planes = [y.astype(np.uint8).ravel(), u.astype(np.uint8).ravel(), v.astype(np.uint8).ravel()]
+    return np.concatenate(planes).reshape(h * 3 // 2, w)
+
+
 def _text_frames(spec: RenderSpec) -> Iterator[Frame]:
+    """Yields yuv420p frames directly (the common case, so it skips RGB conversion): a
+    background band that scrolls sideways, the prompt in the middle, a progress bar."""
     w, h = spec.width, spec.height
     seed = int(hashlib.sha256(spec.text.encode()).hexdigest()[:6], 16)
     x = np.arange(2 * w, dtype=np.float32)
@@ -219,17 +234,24 @@ def _text_frames(spec: RenderSpec) -> Iterator[Frame]:
         axis=-1,
     ).astype(np.uint8)
     shade = np.linspace(0.55, 1.0, h, dtype=np.float32)[:, None, None]
-    background = (band[None, :, :] * shade).astype(np.uint8)  # (h, 2w, 3), periodic in w
-    lines = font.wrap(spec.text or "(no prompt)")
-    text_layer = background[:, :w].copy()
-    _stamp_text(text_layer, lines, y_fraction=0.5, max_scale=max(2, h // 90))
-    text_mask = np.any(text_layer != background[:, :w], axis=-1)
+    background = rgb_to_yuv420((band[None, :, :] * shade).astype(np.uint8))  # periodic in w
+    luma, chroma = background[:h], background[h:].reshape(2, h // 2, w)  # U, V: (h/2, w) each
+    still = np.zeros((h, w, 3), np.uint8)
+    _stamp_text(still, font.wrap(spec.text or "(no prompt)"), y_fraction=0.5,
+                max_scale=max(2, h // 90))  # fmt: skip
+    white, dark = np.all(still == 255, axis=-1), np.all(still == 20, axis=-1)
+    chroma_text = (white | dark)[::2, ::2]
+    bar = max(4, h // 120)
+    step = max(2, w // 120) // 2 * 2  # even, so chroma columns stay aligned
     for i in range(spec.frames):
-        offset = (i * max(2, w // 120)) % w
-        frame = np.ascontiguousarray(background[:, offset : offset + w])
-        frame[text_mask] = text_layer[text_mask]
-        _progress_bar(frame, i, spec.frames)
-        yield frame
+        offset = (i * step) % w
+        y = np.ascontiguousarray(luma[:, offset : offset + w])
+        u = np.ascontiguousarray(chroma[0][:, offset // 2 : offset // 2 + w // 2])
+        v = np.ascontiguousarray(chroma[1][:, offset // 2 : offset // 2 + w // 2])
+        y[white], y[dark] = 235, 30
+        u[chroma_text], v[chroma_text] = 128, 128
+        y[h - bar :, : int(w * (i + 1) / spec.frames)] = 235
+        yield np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
 
 
 def load_image(ref: str, width: int, height: int) -> Frame:
