@@ -401,6 +401,13 @@ def output_target(raw: str) -> tuple[Path, str | None]:
 def _run_app(settings: Settings, body: Callable[[App], Awaitable[T]]) -> T:
     """Open the app (the embedded sandbox too, when configured), run ``body``, close it."""
 
+    if settings.sandbox and settings.log_level != "DEBUG":
+        # The embedded sandbox's uvicorn logs its own shutdown at ERROR (with the traceback of
+        # whatever error ended the run) when an error leaves open_app; the error itself is
+        # reported once, below, as one line.
+        # A filter, not a level: uvicorn sets its loggers' levels when it starts.
+        logging.getLogger("uvicorn.error").addFilter(lambda record: False)
+
     async def run() -> T:
         from videogen.app import open_app
 

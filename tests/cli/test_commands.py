@@ -12,9 +12,9 @@ from skills_ref.validator import validate
 from videogen import catalog
 from videogen.cli import EXIT_CODES_HELP, install_skill, skill_source
 from videogen.config import CREDENTIAL_VARIABLES, SANDBOX_NOTICE, VARIABLES
-from videogen.errors import EXIT_CONFIG, OutputError
+from videogen.errors import EXIT_CONFIG, EXIT_USAGE, OutputError
 
-from .conftest import Cli
+from .conftest import Cli, png
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "skill" / "scripts" / "generate_video.py"
@@ -73,21 +73,18 @@ def test_scenes_lists_the_scenes_and_camera_moves_as_text_and_json(cli: Cli) -> 
     assert data["camera_moves"] == list(catalog.CAMERA_MOVES)
 
 
-def test_detect_reports_the_subjects_masks_largest_first(cli: Cli, tmp_path: Path) -> None:
+def test_detect_reports_the_subjects_masks_largest_first(cli: Cli) -> None:
     """detect against the embedded sandbox: the notice, the verdict and mask URLs."""
-    from .conftest import png
-
-    portrait = tmp_path / "portrait.png"
-    portrait.write_bytes(png(400, 600))
-    text = cli.run("detect", str(portrait), "--wait", "10")
-    report = json.loads(cli.run("detect", str(portrait), "--wait", "10", "--json").stdout)
+    portrait = "https://example.com/portrait.png"
+    text = cli.run("detect", portrait, "--wait", "10")
+    report = json.loads(cli.run("detect", portrait, "--wait", "10", "--json").stdout)
 
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0] == SANDBOX_NOTICE
     assert "**Subject detection:**" in text.stdout
     assert report["provider"] == "volcengine" and isinstance(report["contains_subject"], bool)
-    for url in report["mask_urls"]:
-        assert url in text.stdout
+    masks = re.findall(r"^- Mask \d+ \(largest first\): (http\S+)$", text.stdout, re.MULTILINE)
+    assert masks and len(masks) == len(report["mask_urls"])  # two runs, two sandboxes
 
 
 def test_sandbox_subcommand_is_the_sandboxs_own_command_line(cli: Cli) -> None:
@@ -202,3 +199,17 @@ def test_the_readme_opens_with_the_two_commands_and_documents_every_variable() -
     for line in EXIT_CODES_HELP.splitlines()[1:]:
         code, meaning = line.strip().split("  ", 1)
         assert f"| {code} | {meaning} |" in readme
+
+
+def test_an_error_in_the_embedded_sandbox_is_one_line_without_a_traceback(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A refused input ends with one `videogen: error:` line naming the fix, nothing else."""
+    portrait = tmp_path / "portrait.png"
+    portrait.write_bytes(png(400, 600))
+    done = cli.run("detect", str(portrait))
+
+    assert done.returncode == EXIT_USAGE
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("videogen: error: ")
+    assert "URL" in done.stderr

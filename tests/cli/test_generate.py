@@ -108,3 +108,45 @@ def test_an_omitted_mode_is_inferred_from_the_inputs_and_the_result_says_so(
     result = json.loads(done.stdout)
     assert result["mode"] == "i2v_first_720p"
     assert any("i2v_first_720p" in note for note in result["notes"])
+
+
+def test_a_terminal_gets_a_progress_line_updated_in_place(cli: Cli) -> None:
+    """stderr on a terminal: a \\r-updated line with the elapsed time and status."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "videogen", "generate", PROMPT, "--json"],
+            env={**cli.env, "VIDEOGEN_SANDBOX_JOB_SECONDS": "2"},
+            cwd=cli.cwd,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=100,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    terminal = b"".join(chunks).decode()
+
+    assert process.returncode == 0, terminal
+    assert json.loads(process.stdout)["status"] == "completed"  # stdout stays clean
+    assert re.search(r"\r\w+ — \d+ s elapsed", terminal)
+    assert terminal.count("\r") >= 2
