@@ -328,3 +328,27 @@ async def test_a_recognition_this_process_never_saw_cannot_be_polled() -> None:
 async def test_cancel_is_not_offered() -> None:
     with pytest.raises(InputError, match="cancel"):
         await provider(Recorder([])).cancel(REF)
+
+
+@pytest.mark.anyio
+async def test_a_streamed_compressed_error_from_the_content_endpoint_is_read_and_translated() -> (
+    None
+):
+    import gzip
+
+    class Body(httpx2.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield gzip.compress(b'{"error": {"message": "slow down"}}')
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {
+            "content-type": "application/json",
+            "content-encoding": "gzip",
+            "retry-after": "2",
+        }
+        return httpx2.Response(429, headers=headers, stream=Body())
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    with pytest.raises(RateLimited, match="slow down") as caught:
+        await TokenOpsProvider(ENDPOINT, client).download_source(REF, DONE)
+    assert caught.value.retry_after == 2.0

@@ -231,8 +231,13 @@ class TokenOpsProvider:
             target = str(response.url.join(response.headers["location"]))
             return DownloadSource(target, headers, credential_host=api_host)
         if response.status_code >= 300:
-            await read_bounded(response)  # error bodies are small; needed for the message
-            raise _translate(response, "GET content")
+            # Read at most a bounded error body, into a copy the translator can read.
+            head = await read_bounded(response)
+            kept = {k: v for k, v in response.headers.items()
+                    if k.lower() in ("content-type", "retry-after", "x-request-id")}  # fmt: skip
+            read = httpx2.Response(response.status_code, headers=kept, content=head,
+                                   request=response.request)  # fmt: skip
+            raise _translate(read, "GET content")
         content_type = response.headers.get("content-type", "").lower()
         if "json" not in content_type:
             return DownloadSource(url, headers, credential_host=api_host)  # the bytes themselves
