@@ -20,7 +20,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from videogen import catalog
-from videogen.providers.signing import REGION, SERVICE, X_DATE_FORMAT, VerifyError, verify
+from videogen.providers.signing import (
+    REGION,
+    SERVICE,
+    X_DATE_FORMAT,
+    VerifyError,
+    parse_authorization,
+    verify,
+)
 from videogen.sandbox import jobs
 from videogen.sandbox.core import JSONResponse, Sandbox, read_json
 from videogen.sandbox.jobs import Invalid, field_error
@@ -146,7 +153,7 @@ class Volcengine:
     def check_signature(self, request: Request, body: bytes) -> Response | None:
         headers = dict(request.headers)
         x_date = headers.get("x-date")
-        if "authorization" in headers:
+        if parse_authorization(headers.get("authorization", "")) is not None:
             try:
                 datetime.strptime(x_date or "", X_DATE_FORMAT)
             except ValueError:
