@@ -20,8 +20,12 @@ pytestmark = pytest.mark.anyio
 T2V = {"req_key": "jimeng_t2v_v30", "prompt": "a boat"}
 I2V = {"req_key": "jimeng_i2v_first_v30", "prompt": "a boat"}
 TAIL = {"req_key": "jimeng_i2v_first_tail_v30", "prompt": "a boat"}
-CAM = {"req_key": "jimeng_i2v_recamera_v30", "prompt": "a boat", "template_id": "robo_arm",
-       "camera_strength": "weak"}  # fmt: skip
+CAM = {
+    "req_key": "jimeng_i2v_recamera_v30",
+    "prompt": "a boat",
+    "template_id": "robo_arm",
+    "camera_strength": "weak",
+}
 URL = "https://example.com/a.png"
 GIF = base64.b64encode(b"GIF89a" + b"\x00" * 64).decode()
 
@@ -40,43 +44,70 @@ JIMENG_INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("seed a float", {**T2V, "seed": 1.5}, "seed"),
     ("seed out of range", {**T2V, "seed": -2}, "seed"),
     ("invalid ratio", {**T2V, "aspect_ratio": "2:1"}, "aspect_ratio"),
-    ("ratio on an image mode", {**I2V, "image_urls": [URL], "aspect_ratio": "16:9"},
-     "aspect_ratio"),
-    ("ratio on pro with an image", {"req_key": "jimeng_ti2v_v30_pro", "image_urls": [URL],
-                                    "aspect_ratio": "16:9"}, "aspect_ratio"),
-    ("pro with two images", {"req_key": "jimeng_ti2v_v30_pro", "image_urls": [URL, URL]},
-     "images"),
+    (
+        "ratio on an image mode",
+        {**I2V, "image_urls": [URL], "aspect_ratio": "16:9"},
+        "aspect_ratio",
+    ),
+    (
+        "ratio on pro with an image",
+        {"req_key": "jimeng_ti2v_v30_pro", "image_urls": [URL], "aspect_ratio": "16:9"},
+        "aspect_ratio",
+    ),
+    ("pro with two images", {"req_key": "jimeng_ti2v_v30_pro", "image_urls": [URL, URL]}, "images"),
     ("image on text mode", {**T2V, "image_urls": [URL]}, "images"),
     ("first frame without image", I2V, "images"),
     ("first frame with two images", {**I2V, "image_urls": [URL, URL]}, "images"),
     ("tail with one image", {**TAIL, "image_urls": [URL]}, "images"),
-    ("both image_urls and base64", {**I2V, "image_urls": [URL],
-                                    "binary_data_base64": [png_b64(640, 360)]}, "image_urls"),
+    (
+        "both image_urls and base64",
+        {**I2V, "image_urls": [URL], "binary_data_base64": [png_b64(640, 360)]},
+        "image_urls",
+    ),
     ("image_urls not a list", {**I2V, "image_urls": URL}, "image_urls"),
     ("image url not http", {**I2V, "image_urls": ["ftp://x/a.png"]}, "image_urls[0]"),
-    ("base64 not base64", {**I2V, "binary_data_base64": ["%%%not base64"]},
-     "binary_data_base64[0]"),
+    (
+        "base64 not base64",
+        {**I2V, "binary_data_base64": ["%%%not base64"]},
+        "binary_data_base64[0]",
+    ),
     ("base64 of a gif", {**I2V, "binary_data_base64": [GIF]}, "binary_data_base64[0]"),
-    ("base64 with a data: prefix", {**I2V, "binary_data_base64":
-                                    ["data:image/png;base64," + png_b64(640, 360)]},
-     "binary_data_base64[0]"),
-    ("image too small", {**I2V, "binary_data_base64": [png_b64(400, 300)]},
-     "binary_data_base64[0]"),
-    ("image too thin", {**I2V, "binary_data_base64": [png_b64(1600, 320)]},
-     "binary_data_base64[0]"),
-    ("tail ratio differs", {**TAIL, "binary_data_base64": [png_b64(640, 360), png_b64(480, 480)]},
-     "images"),
+    (
+        "base64 with a data: prefix",
+        {**I2V, "binary_data_base64": ["data:image/png;base64," + png_b64(640, 360)]},
+        "binary_data_base64[0]",
+    ),
+    (
+        "image too small",
+        {**I2V, "binary_data_base64": [png_b64(400, 300)]},
+        "binary_data_base64[0]",
+    ),
+    (
+        "image too thin",
+        {**I2V, "binary_data_base64": [png_b64(1600, 320)]},
+        "binary_data_base64[0]",
+    ),
+    (
+        "tail ratio differs",
+        {**TAIL, "binary_data_base64": [png_b64(640, 360), png_b64(480, 480)]},
+        "images",
+    ),
     ("camera without template", {**CAM, "template_id": None, "image_urls": [URL]}, "template_id"),
-    ("camera without strength", {**CAM, "camera_strength": None, "image_urls": [URL]},
-     "camera_strength"),
+    (
+        "camera without strength",
+        {**CAM, "camera_strength": None, "image_urls": [URL]},
+        "camera_strength",
+    ),
     ("unknown template", {**CAM, "template_id": "spin", "image_urls": [URL]}, "template_id"),
-    ("unknown strength", {**CAM, "camera_strength": "max", "image_urls": [URL]},
-     "camera_strength"),
-    ("template on a non-camera mode", {**I2V, "image_urls": [URL], "template_id": "robo_arm"},
-     "template_id"),
+    ("unknown strength", {**CAM, "camera_strength": "max", "image_urls": [URL]}, "camera_strength"),
+    (
+        "template on a non-camera mode",
+        {**I2V, "image_urls": [URL], "template_id": "robo_arm"},
+        "template_id",
+    ),
     ("unknown field", {**T2V, "fps": 30}, "fps"),
     ("image field of another API", {**T2V, "return_url": True}, "return_url"),
-]  # fmt: skip
+]
 
 
 def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +123,9 @@ def assert_business_error(answer: httpx2.Response, code: int, http: int, word: s
     assert len(body["request_id"]) == 34
 
 
-@pytest.mark.parametrize(("case", "body", "field"), JIMENG_INVALID, ids=[c[0] for c in
-                                                                          JIMENG_INVALID])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "body", "field"), JIMENG_INVALID, ids=[c[0] for c in JIMENG_INVALID]
+)
 async def test_an_invalid_jimeng_submit_is_refused_with_50200_naming_the_field(
     case: str, body: dict[str, Any], field: str, volc: Volc, sb: RunningSandbox
 ) -> None:
@@ -104,8 +136,11 @@ async def test_an_invalid_jimeng_submit_is_refused_with_50200_naming_the_field(
     assert not sb.state.tasks
 
 
-OMNI = {"req_key": "jimeng_realman_avatar_picture_omni_v15", "image_url": URL,
-        "audio_url": "https://example.com/a.mp3"}  # fmt: skip
+OMNI = {
+    "req_key": "jimeng_realman_avatar_picture_omni_v15",
+    "image_url": URL,
+    "audio_url": "https://example.com/a.mp3",
+}
 OMNI_INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("no image", {**OMNI, "image_url": None}, "image_url"),
     ("no audio", {**OMNI, "audio_url": None}, "audio_url"),
@@ -117,7 +152,7 @@ OMNI_INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("six masks", {**OMNI, "mask_url": [URL] * 6}, "mask_url"),
     ("unknown field", {**OMNI, "frames": 121}, "frames"),
     ("a Jimeng req_key", {**OMNI, "req_key": "jimeng_t2v_v30"}, "req_key"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("case", "body", "field"), OMNI_INVALID, ids=[c[0] for c in OMNI_INVALID])
@@ -130,8 +165,9 @@ async def test_an_invalid_omnihuman_submit_is_refused_with_50200(
 
 async def test_a_body_that_is_not_json_or_not_an_object_is_refused_with_50200(volc: Volc) -> None:
     """Non-JSON bytes and JSON that is not an object get the business envelope, not a 500."""
-    assert_business_error(await volc.call("CVSync2AsyncSubmitTask", None, raw=b"\xff{"),
-                          50200, 400, "body")  # fmt: skip
+    assert_business_error(
+        await volc.call("CVSync2AsyncSubmitTask", None, raw=b"\xff{"), 50200, 400, "body"
+    )
     assert_business_error(await volc.call("CVSync2AsyncSubmitTask", [1, 2]), 50200, 400, "body")
 
 
@@ -145,14 +181,20 @@ async def test_a_poll_needs_the_submits_req_key_and_an_unknown_task_is_not_found
     missing = await volc.poll("jimeng_t2v_v30", "123")
     assert missing.status_code == 200
     assert missing.json()["data"] == {"status": "not_found", "video_url": ""}
-    req_json = await volc.call("CVSync2AsyncGetResult", {"req_key": "jimeng_t2v_v30",
-                               "task_id": task_id, "req_json": {"aigc_meta": {}}})  # fmt: skip
+    req_json = await volc.call(
+        "CVSync2AsyncGetResult",
+        {"req_key": "jimeng_t2v_v30", "task_id": task_id, "req_json": {"aigc_meta": {}}},
+    )
     assert_business_error(req_json, 50200, 400, "req_json")
-    image_option = await volc.call("CVSync2AsyncGetResult", {"req_key": "jimeng_t2v_v30",
-                                   "task_id": task_id, "req_json": '{"return_url": true}'})  # fmt: skip
+    image_option = await volc.call(
+        "CVSync2AsyncGetResult",
+        {"req_key": "jimeng_t2v_v30", "task_id": task_id, "req_json": '{"return_url": true}'},
+    )
     assert_business_error(image_option, 50200, 400, "return_url")
-    fine = await volc.call("CVSync2AsyncGetResult", {"req_key": "jimeng_t2v_v30",
-                           "task_id": task_id, "req_json": '{"aigc_meta": {}}'})  # fmt: skip
+    fine = await volc.call(
+        "CVSync2AsyncGetResult",
+        {"req_key": "jimeng_t2v_v30", "task_id": task_id, "req_json": '{"aigc_meta": {}}'},
+    )
     assert fine.json()["code"] == 10000
 
 
@@ -163,12 +205,25 @@ def assert_gateway_error(answer: httpx2.Response, code: str, code_n: int, http: 
     assert meta["Service"] == "cv" and meta["Region"] == "cn-north-1" and meta["RequestId"]
 
 
-def signed(sb: RunningSandbox, body: bytes, *, ak: str = SANDBOX_ACCESS_KEY,
-           sk: str = SANDBOX_SECRET_KEY, now: datetime | None = None,
-           action: str = "CVSync2AsyncSubmitTask") -> dict[str, str]:  # fmt: skip
-    return sign(Credentials(ak, sk), method="POST", host=urlsplit(sb.url).netloc, path="/",
-                query={"Action": action, "Version": "2022-08-31"}, body=body, scheme="http",
-                now=now or datetime.now(UTC))  # fmt: skip
+def signed(
+    sb: RunningSandbox,
+    body: bytes,
+    *,
+    ak: str = SANDBOX_ACCESS_KEY,
+    sk: str = SANDBOX_SECRET_KEY,
+    now: datetime | None = None,
+    action: str = "CVSync2AsyncSubmitTask",
+) -> dict[str, str]:
+    return sign(
+        Credentials(ak, sk),
+        method="POST",
+        host=urlsplit(sb.url).netloc,
+        path="/",
+        query={"Action": action, "Version": "2022-08-31"},
+        body=body,
+        scheme="http",
+        now=now or datetime.now(UTC),
+    )
 
 
 async def test_gateway_refusals_use_the_response_metadata_envelope(
@@ -184,10 +239,12 @@ async def test_gateway_refusals_use_the_response_metadata_envelope(
 
     assert_gateway_error(await post({}), "MissingAuthenticationToken", 100003, 401)
     assert_gateway_error(await post({"Authorization": "Bearer x"}), "MissingSignature", 100005, 401)
-    assert_gateway_error(await post(signed(sb, body, ak="AKLTnobody", now=now)),
-                         "InvalidAccessKey", 100009, 401)  # fmt: skip
-    assert_gateway_error(await post(signed(sb, body, sk="wrong", now=now)),
-                         "SignatureDoesNotMatch", 100010, 401)  # fmt: skip
+    assert_gateway_error(
+        await post(signed(sb, body, ak="AKLTnobody", now=now)), "InvalidAccessKey", 100009, 401
+    )
+    assert_gateway_error(
+        await post(signed(sb, body, sk="wrong", now=now)), "SignatureDoesNotMatch", 100010, 401
+    )
     tampered = signed(sb, b'{"req_key":"other"}', now=now)
     assert_gateway_error(await post(tampered), "SignatureDoesNotMatch", 100010, 401)
     skewed = signed(sb, body, now=now - timedelta(hours=1))
@@ -212,32 +269,58 @@ TOKENOPS_INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("frames and seconds disagree", {**TOKENOPS_T2V, "seconds": "10", "frames": 121}, "frames"),
     ("size not WxH", {**TOKENOPS_T2V, "size": "big"}, "size"),
     ("size of no supported ratio", {**TOKENOPS_T2V, "size": "1000x1000000"}, "size"),
-    ("size and ratio disagree", {**TOKENOPS_T2V, "size": "1280x720", "aspect_ratio": "1:1"},
-     "aspect_ratio"),
+    (
+        "size and ratio disagree",
+        {**TOKENOPS_T2V, "size": "1280x720", "aspect_ratio": "1:1"},
+        "aspect_ratio",
+    ),
     ("no prompt", {"model": "jimeng-video-3.0-720P", "req_key": "jimeng_t2v_v30"}, "prompt"),
     ("content not a list", {**TOKENOPS_T2V, "content": "a boat"}, "content"),
-    ("content item of unknown type", {**TOKENOPS_T2V, "content": [{"type": "video_url"}]},
-     "content[0].type"),
-    ("image item without url", {**TOKENOPS_T2V, "req_key": "jimeng_i2v_first_v30",
-                                "content": [{"type": "image_url", "image_url": {}}]},
-     "content[0].image_url.url"),
-    ("image_base64 not a data URL", {**TOKENOPS_T2V, "req_key": "jimeng_i2v_first_v30",
-                                     "content": [{"type": "image_base64",
-                                                  "image_url": {"url": png_b64(640, 360)}}]},
-     "content[0].image_url.url"),
+    (
+        "content item of unknown type",
+        {**TOKENOPS_T2V, "content": [{"type": "video_url"}]},
+        "content[0].type",
+    ),
+    (
+        "image item without url",
+        {
+            **TOKENOPS_T2V,
+            "req_key": "jimeng_i2v_first_v30",
+            "content": [{"type": "image_url", "image_url": {}}],
+        },
+        "content[0].image_url.url",
+    ),
+    (
+        "image_base64 not a data URL",
+        {
+            **TOKENOPS_T2V,
+            "req_key": "jimeng_i2v_first_v30",
+            "content": [{"type": "image_base64", "image_url": {"url": png_b64(640, 360)}}],
+        },
+        "content[0].image_url.url",
+    ),
     ("unknown field", {**TOKENOPS_T2V, "n": 2}, "n"),
-    ("omni without generation_type", {"model": "OmniHuman_1.5",
-                                      "req_key": "jimeng_realman_avatar_picture_omni_v15"},
-     "generation_type"),
-    ("omni without audio", {"model": "OmniHuman_1.5", "generation_type": "omni_human",
-                            "req_key": "jimeng_realman_avatar_picture_omni_v15",
-                            "content": [{"type": "image_url", "image_url": {"url": URL}}]},
-     "content"),
-]  # fmt: skip
+    (
+        "omni without generation_type",
+        {"model": "OmniHuman_1.5", "req_key": "jimeng_realman_avatar_picture_omni_v15"},
+        "generation_type",
+    ),
+    (
+        "omni without audio",
+        {
+            "model": "OmniHuman_1.5",
+            "generation_type": "omni_human",
+            "req_key": "jimeng_realman_avatar_picture_omni_v15",
+            "content": [{"type": "image_url", "image_url": {"url": URL}}],
+        },
+        "content",
+    ),
+]
 
 
-@pytest.mark.parametrize(("case", "body", "field"), TOKENOPS_INVALID,
-                         ids=[c[0] for c in TOKENOPS_INVALID])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "body", "field"), TOKENOPS_INVALID, ids=[c[0] for c in TOKENOPS_INVALID]
+)
 async def test_an_invalid_tokenops_create_is_a_400_with_an_openai_style_error(
     case: str, body: dict[str, Any], field: str, sb: RunningSandbox, http: httpx2.AsyncClient
 ) -> None:
@@ -259,10 +342,12 @@ async def test_tokenops_refuses_bad_keys_unknown_ids_and_unready_content(
     assert wrong.json()["error"]["code"] == "invalid_api_key"
     unknown = await http.get(f"{sb.tokenops_url}/videos/1", headers=TOKENOPS_HEADERS)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
-    created = await http.post(f"{sb.tokenops_url}/videos", json=TOKENOPS_T2V,
-                              headers=TOKENOPS_HEADERS)  # fmt: skip
-    early = await http.get(f"{sb.tokenops_url}/videos/{created.json()['id']}/content",
-                           headers=TOKENOPS_HEADERS)  # fmt: skip
+    created = await http.post(
+        f"{sb.tokenops_url}/videos", json=TOKENOPS_T2V, headers=TOKENOPS_HEADERS
+    )
+    early = await http.get(
+        f"{sb.tokenops_url}/videos/{created.json()['id']}/content", headers=TOKENOPS_HEADERS
+    )
     assert early.status_code == 409 and early.json()["error"]["code"] == "video_not_ready"
     not_json = await http.post(f"{sb.tokenops_url}/videos", content=b"{", headers=TOKENOPS_HEADERS)
     assert not_json.status_code == 400
@@ -278,17 +363,19 @@ JENIUS_INVALID: list[tuple[str, Any, str]] = [
     ("image not a URL", {"scene": "celebrity", "image_url": "me.png"}, "image_urls[0]"),
     ("unknown field", {"scene": "celebrity", "image_url": URL, "prompt": "hi"}, "prompt"),
     ("not an object", ["celebrity"], "object"),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("case", "body", "word"), JENIUS_INVALID,
-                         ids=[c[0] for c in JENIUS_INVALID])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "body", "word"), JENIUS_INVALID, ids=[c[0] for c in JENIUS_INVALID]
+)
 async def test_an_invalid_jenius_task_is_a_400_with_code_and_message(
     case: str, body: Any, word: str, sb: RunningSandbox, http: httpx2.AsyncClient
 ) -> None:
     """{"code": 400, "message": ...} with HTTP 400; nothing is created."""
-    answer = await http.post(f"{sb.jenius_url}/plugins/video/tasks", json=body,
-                             headers=JENIUS_HEADERS)  # fmt: skip
+    answer = await http.post(
+        f"{sb.jenius_url}/plugins/video/tasks", json=body, headers=JENIUS_HEADERS
+    )
     assert answer.status_code == 400, answer.text
     assert answer.json()["code"] == 400 and word in answer.json()["message"]
     assert not sb.state.tasks
