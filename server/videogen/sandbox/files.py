@@ -182,6 +182,8 @@ class Files:
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type=content_type)
         truncate = self.state.book().take("truncate_download")
         if truncate:
             self.sb.note(request, fault="truncate_download")

@@ -109,8 +109,7 @@ class RunningSandbox:
 
     def set_faults(self, *specs: str) -> None:
         """Replace the active faults (counters restart). ``ValueError`` for a bad spec."""
-        SandboxOptions(faults=tuple(specs))  # validates
-        self.state.options.faults = tuple(specs)
+        self.state.set_faults(tuple(specs))
 
     def endpoints(self) -> dict[ProviderName, ProviderEndpoint]:
         """Endpoints for every provider, pointing here, with the sandbox credentials."""

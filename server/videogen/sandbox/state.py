@@ -184,6 +184,12 @@ class SandboxState:
         override = self.book().concurrency
         return self.options.concurrency_limit if override is None else override
 
+    def set_faults(self, specs: tuple[str, ...]) -> None:
+        """Replace the faults and restart every counter (even for an identical list)."""
+        book = FaultBook(specs)  # parses first: a bad spec changes nothing
+        self.options.faults = specs
+        self.faults = book
+
     def book(self) -> FaultBook:
         """The fault book, re-parsed (counters reset) whenever ``options.faults`` changed."""
         if self.faults.specs != self.options.faults:
