@@ -625,8 +625,9 @@ def _task_line(task: Task) -> str:
     prompt = task.request.prompt if len(task.request.prompt) <= 40 else task.request.prompt[:39]
     prompt = prompt + ("…" if prompt != task.request.prompt else "")
     where = task.local_path or (task.error.message if task.error else "")
+    provider = f"{task.provider} (sandbox)" if task.sandbox else task.provider
     return (
-        f"{task.id}  {task.status:<9}  {when}  {task.provider:<10}  "
+        f"{task.id}  {task.status:<9}  {when}  {provider:<20}  "
         f"{task.request.mode_label:<20}  {json.dumps(prompt, ensure_ascii=False)}  {where}"
     ).rstrip()
 

@@ -116,3 +116,8 @@ def png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

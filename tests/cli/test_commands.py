@@ -213,3 +213,21 @@ def test_an_error_in_the_embedded_sandbox_is_one_line_without_a_traceback(
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("videogen: error: ")
     assert "URL" in done.stderr
+
+
+@pytest.mark.anyio
+async def test_serve_speaks_mcp_over_stdio_with_the_five_tools(cli: Cli) -> None:
+    """``videogen serve`` is the stdio MCP server, the same one ``videogen-mcp`` runs."""
+    import sys
+
+    from mcp import Client, StdioServerParameters
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "videogen", "serve"], env=cli.env, cwd=cli.cwd
+    )
+    async with Client(params) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        scenes = await client.call_tool("list_scenes", {})
+
+    assert names == {"generate_video", "check_task", "list_tasks", "list_scenes", "detect_subjects"}
+    assert not scenes.is_error

@@ -83,7 +83,7 @@ def test_tasks_lists_what_was_generated_newest_first(cli: Cli) -> None:
     assert listed.returncode == 0 and as_json.returncode == 0
     first = listed.stdout.splitlines()[0]
     assert first.startswith(made["task_id"]) and "completed" in first
-    assert made["local_path"] in first
+    assert made["local_path"] in first and "volcengine (sandbox)" in first
     items = json.loads(as_json.stdout)
     assert [i["task_id"] for i in items] == [made["task_id"]]
 
