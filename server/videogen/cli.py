@@ -9,7 +9,8 @@ engine method and prints the result. The contract a script or an agent can rely 
 - The exit code says what happened (``EXIT_CODES_HELP``). It never prompts.
 - ``--output PATH``: a path ending in ``.mp4`` names the file (its folder becomes the output
   folder, its name the requested file name); any other path is a folder (created if missing).
-  Relative paths are taken from the current directory. Existing files are never overwritten.
+  Relative paths are taken from the current directory. An existing file is never overwritten:
+  the download picks a numbered name (``boat-1.mp4``) and the result reports it.
 - ``--no-wait`` is refused in embedded sandbox mode (no credentials, or ``VIDEOGEN_SANDBOX=1``):
   the embedded sandbox lives inside this process, so a task left running there dies with it and
   could never be checked. Run ``videogen sandbox`` in another terminal and use the variables it
@@ -329,6 +330,10 @@ def _run_guarded(run: Callable[[], int]) -> int:
         if isinstance(inner, VideogenError):
             _error(inner.message)
             return inner.exit_code
+        if isinstance(inner, BrokenPipeError):
+            # The reader of stdout went away (e.g. `| head`): nothing to say, and nowhere to say it.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_ERROR
         if isinstance(inner, KeyboardInterrupt):
             _error("interrupted. A submitted task keeps running: `videogen tasks` lists it.")
             return 130

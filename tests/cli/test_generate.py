@@ -150,3 +150,15 @@ def test_a_terminal_gets_a_progress_line_updated_in_place(cli: Cli) -> None:
     assert json.loads(process.stdout)["status"] == "completed"  # stdout stays clean
     assert re.search(r"\r\w+ — \d+ s elapsed", terminal)
     assert terminal.count("\r") >= 2
+
+
+def test_output_never_overwrites_an_existing_file(cli: Cli) -> None:
+    """A second video for the same --output file gets a numbered name; the first is kept."""
+    target = cli.cwd / "boat.mp4"
+    target.write_bytes(b"precious")
+    done = cli.run("generate", PROMPT, "--output", "boat.mp4", "--json")
+
+    assert done.returncode == 0, done.stderr
+    saved = Path(json.loads(done.stdout)["local_path"])
+    assert saved != target and saved.parent == cli.cwd and saved.is_file()
+    assert target.read_bytes() == b"precious"
