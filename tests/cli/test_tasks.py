@@ -155,3 +155,16 @@ def test_bad_arguments_and_unknown_tasks_exit_2(cli: Cli) -> None:
     assert refused.returncode == EXIT_USAGE and "videogen: error:" in refused.stderr
     unknown = cli.run("check", "vg_000000000000")
     assert unknown.returncode == EXIT_USAGE and "vg_000000000000" in unknown.stderr
+
+
+def test_a_wait_that_ends_first_in_the_embedded_sandbox_says_the_task_cannot_finish(
+    cli: Cli,
+) -> None:
+    """The embedded sandbox dies with the process: the result says so instead of 'check later'."""
+    done = cli.run(
+        "generate", PROMPT, "--wait", "0", extra_env={"VIDEOGEN_SANDBOX_JOB_SECONDS": "30"}
+    )
+
+    assert done.returncode == EXIT_PENDING
+    assert "**Video not ready yet**" in done.stdout
+    assert "the embedded sandbox stops with this process" in done.stderr
