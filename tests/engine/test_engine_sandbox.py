@@ -195,3 +195,36 @@ async def test_a_symlink_planted_at_the_target_is_neither_followed_nor_replaced(
     else:
         assert task.status == "ready" and task.error is not None
     assert [n for n in entries(out) if n.startswith(".") and n != ".posters"] == []
+
+
+async def test_subject_detection_reports_masks_and_the_recognition_verdict(
+    tmp_path: Path,
+) -> None:
+    async with open_app(sandbox_settings(tmp_path), sandbox_options=FAST) as app:
+        assert app.sandbox is not None
+        people = await app.engine.detect_subjects(
+            app.sandbox.url + "/assets/image/640x480-people.png", wait_seconds=30
+        )
+        nobody = await app.engine.detect_subjects(
+            app.sandbox.url + "/assets/image/640x480-uniform.png", wait_seconds=30
+        )
+    assert people.contains_subject is True and people.mask_urls
+    assert people.recognition == "succeeded" and people.recognised is True
+    assert nobody.contains_subject is False and nobody.mask_urls == []
+    assert people.provider == "volcengine" and people.request_ids
+
+
+async def test_omnihuman_videos_are_saved_without_being_trimmed(tmp_path: Path) -> None:
+    async with open_app(sandbox_settings(tmp_path), sandbox_options=FAST) as app:
+        assert app.sandbox is not None
+        request = GenerationRequest(
+            provider="volcengine",
+            mode="omnihuman",
+            images=(app.sandbox.url + "/assets/image/640x480-people.png",),
+            audio=app.sandbox.url + "/assets/audio/2s.wav",
+            resolution=720,
+        )
+        task = await app.engine.generate(request, wait_seconds=60)
+    assert task.status == "completed", task.error
+    assert task.media is not None
+    assert abs(task.media.duration - 2.0) < 0.5  # as long as the audio, not the 5 s default
