@@ -34,11 +34,10 @@ def test_the_sandbox_command_prints_its_urls_and_env_and_serves_until_interrupte
         url = first.rsplit(" ", 1)[1].strip()
         lines = [process.stdout.readline() for _ in range(12)]
         assert any(f"JENIUS_API_KEY={SANDBOX_JENIUS_KEY}" in line for line in lines)
-        answer = httpx2.get(
-            f"{url}/jenius/api/plugins/video/tasks/x",
-            headers={"Authorization": f"Bearer {SANDBOX_JENIUS_KEY}"},
-        )
-        assert answer.status_code == 404
+        poll_url = f"{url}/jenius/api/plugins/video/tasks/x"
+        headers = {"Authorization": f"Bearer {SANDBOX_JENIUS_KEY}"}
+        statuses = [httpx2.get(poll_url, headers=headers).status_code for _ in range(2)]
+        assert statuses == [429, 404]  # the --fault applies, once
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
