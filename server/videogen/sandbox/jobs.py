@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import math
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+import anyio.to_thread
 
 from videogen import catalog
 from videogen.catalog import AspectRatio, JimengMode
@@ -358,16 +361,17 @@ def audio_length(state: SandboxState, url: str) -> float | None:
 # -- OmniHuman subjects --------------------------------------------------------------------
 
 
-def subject_count(state: SandboxState, image: Image, url: str) -> int:
+async def subject_count(state: SandboxState, image: Image, url: str) -> int:
     """How many subjects an image holds, decided deterministically: a one-colour image (or a
-    foreign URL containing ``no-subject``) has none; otherwise one to three, from its bytes."""
+    foreign URL containing ``no-subject``) has none; otherwise one to three, from its bytes.
+    Decoding runs in a worker thread."""
     if image.info is None:
         if "no-subject" in url or "uniform" in url:
             return 0
         return 1 + int(hashlib.sha256(url.encode()).hexdigest()[:2], 16) % 3
     path = on_sandbox(state, url)
     data = local_bytes(state, path) if path is not None else None
-    if data is None or _looks_uniform(data):
+    if data is None or await anyio.to_thread.run_sync(_looks_uniform, data):
         return 0
     return 1 + int(hashlib.sha256(data).hexdigest()[:2], 16) % 3
 
@@ -377,7 +381,7 @@ def _looks_uniform(data: bytes) -> bool:
     import numpy as np
 
     try:
-        with av.open(__import__("io").BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), "r") as container:
             frame = next(container.decode(video=0))
             pixels = frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, StopIteration, ValueError):
@@ -399,9 +403,9 @@ def mask_pngs(count: int, width: int = 256, height: int = 256) -> list[bytes]:
     return masks
 
 
-def detection_result(state: SandboxState, image: Image, url: str) -> tuple[int, list[str]]:
+async def detection_result(state: SandboxState, image: Image, url: str) -> tuple[int, list[str]]:
     """(status 0/1, mask URLs largest first) for a detection request."""
-    count = min(catalog.OMNIHUMAN.max_subjects, subject_count(state, image, url))
+    count = min(catalog.OMNIHUMAN.max_subjects, await subject_count(state, image, url))
     urls = []
     for data in mask_pngs(count):
         mask_url, _ = state.grant(ext="png", content_type="image/png", data=data)

@@ -397,12 +397,12 @@ class TokenOps:
 
     async def _detect(self, request: Request) -> Response:
         image, url = self._subject_body(await self.body(request), OMNI.detection_req_key)
-        status, masks = jobs.detection_result(self.state, image, url)
+        status, masks = await jobs.detection_result(self.state, image, url)
         return JSONResponse({"status": status, "mask_urls": masks, "request_id": self.state.uuid()})
 
     async def _recognize(self, request: Request) -> Response:
         image, url = self._subject_body(await self.body(request), OMNI.recognition_req_key)
-        contains = jobs.subject_count(self.state, image, url) > 0
+        contains = await jobs.subject_count(self.state, image, url) > 0
         task_id = self.state.numeric_id(20)
         self.sb.note(request, task_id=task_id)
         return JSONResponse(

@@ -195,7 +195,7 @@ class Volcengine:
                 if req_key == OMNI.video_req_key:
                     return self.submit_omni(request, body)
                 if req_key == OMNI.recognition_req_key:
-                    return self.submit_recognition(request, body)
+                    return await self.submit_recognition(request, body)
                 raise field_error("req_key", f"{req_key!r} is not an OmniHuman req_key")
             case "CVGetResult":
                 keys = frozenset({OMNI.video_req_key, OMNI.recognition_req_key})
@@ -333,12 +333,12 @@ class Volcengine:
         self.sb.note(request, task_id=task.task_id)
         return self.reply(request, 10000, {"task_id": task.task_id})
 
-    def submit_recognition(self, request: Request, body: dict[str, Any]) -> Response:
+    async def submit_recognition(self, request: Request, body: dict[str, Any]) -> Response:
         jobs.check_fields(body, {"req_key", "image_url"}, OMNI.recognition_req_key)
         image_url = jobs.text(body, "image_url", required=True)
         assert image_url is not None
         image = jobs.image_from_url(self.state, "image_url", image_url)
-        contains = jobs.subject_count(self.state, image, image_url) > 0
+        contains = await jobs.subject_count(self.state, image, image_url) > 0
         task = self._new_task("recognition", OMNI.recognition_req_key, None)
         task.extra["contains"] = contains
         self.sb.note(request, task_id=task.task_id)
@@ -352,7 +352,7 @@ class Volcengine:
         image_url = jobs.text(body, "image_url", required=True)
         assert image_url is not None
         image = jobs.image_from_url(self.state, "image_url", image_url)
-        status, urls = jobs.detection_result(self.state, image, image_url)
+        status, urls = await jobs.detection_result(self.state, image, image_url)
         resp = {"code": 0, "object_detection_result": {"mask": {"url": urls}}, "status": status}
         return self.reply(request, 10000, {"resp_data": jobs.resp_data_json(resp)})
 
