@@ -7,12 +7,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp_helpers import check_output, text_of, write_png
+from mcp_helpers import check_output, settings_env, text_of, write_png
 from mcp_types import ImageContent, ResourceLink
 
 from mcp import Client
 from videogen.config import SANDBOX_NOTICE, Settings
 from videogen.mcp_server import MAX_WAIT_SECONDS, create_server
+from videogen.sandbox import SandboxOptions, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -189,17 +190,49 @@ async def test_list_tasks_lists_what_was_generated_newest_first(client: Client) 
     assert all(i in text_of(result) for i in ids)
 
 
-async def test_detect_subjects_reports_masks_to_pass_back(client: Client, tmp_path: Path) -> None:
-    """Detection of a portrait: whether it has a subject and its masks, largest first."""
-    portrait = write_png(tmp_path / "portrait.png", 512, 768)
-    result = await client.call_tool("detect_subjects", {"image": str(portrait)})
-    data = await check_output(client, "detect_subjects", result)
-    assert isinstance(data["contains_subject"], bool)
-    assert data["provider"] == "volcengine"
-    text = text_of(result)
-    assert text.splitlines()[0] == SANDBOX_NOTICE
-    for url in data["mask_urls"]:
+async def test_detect_subjects_reports_masks_to_pass_back(tmp_path: Path, mode: str) -> None:
+    """A portrait with people has masks, largest first; a flat image has no subject.
+
+    The sandbox runs outside the server here, configured as if it were a real provider, so
+    the test can point at its hosted images; results then carry no sandbox notice.
+    """
+    async with serve(SandboxOptions(job_seconds=1)) as sandbox:
+        settings = Settings.from_env({**settings_env(tmp_path), **sandbox.env()})
+        async with Client(create_server(settings, warm_up_after=None), mode=mode) as client:
+            people = await client.call_tool(
+                "detect_subjects", {"image": f"{sandbox.url}/assets/image/512x768-people.png"}
+            )
+            nobody = await client.call_tool(
+                "detect_subjects", {"image": f"{sandbox.url}/assets/image/512x768-uniform.png"}
+            )
+            found = await check_output(client, "detect_subjects", people)
+            empty = await check_output(client, "detect_subjects", nobody)
+        assert sandbox.log.count(operation="detect") == 2
+    assert found["contains_subject"] is True and found["mask_urls"]
+    assert found["provider"] == "volcengine"
+    text = text_of(people)
+    assert SANDBOX_NOTICE not in text
+    for url in found["mask_urls"]:
         assert url in text
+    assert "mask=" in text
+    assert empty["contains_subject"] is False and empty["mask_urls"] == []
+
+
+async def test_a_configured_provider_is_used_and_no_sandbox_notice_is_shown(
+    tmp_path: Path,
+) -> None:
+    """With credentials (here: pointing at a separate sandbox) the chosen provider is called."""
+    async with serve(SandboxOptions(job_seconds=1)) as sandbox:
+        settings = Settings.from_env({**settings_env(tmp_path), **sandbox.env()})
+        async with Client(create_server(settings, warm_up_after=None)) as client:
+            result = await client.call_tool(
+                "generate_video", {"prompt": "gateway boat", "provider": "tokenops"}
+            )
+            data = await check_output(client, "generate_video", result)
+        assert sandbox.log.count(provider="tokenops", operation="submit") == 1
+    assert data["provider"] == "tokenops" and data["sandbox"] is False
+    assert data["notice"] is None and not text_of(result).startswith("sandbox:")
+    assert data["status"] == "completed"
 
 
 async def test_a_cancelled_call_leaves_its_task_tracked_to_the_end(
@@ -233,31 +266,37 @@ async def test_a_cancelled_call_leaves_its_task_tracked_to_the_end(
         assert data["status"] == "completed" and await anyio.Path(data["local_path"]).is_file()
 
 
-async def test_check_task_finds_a_task_after_the_server_restarts(settings: Settings) -> None:
-    """The ledger outlives the server: a new server resumes the task and saves the video."""
-    async with Client(create_server(settings, warm_up_after=None)) as client:
-        result = await client.call_tool("generate_video", {"prompt": "restart", "wait_seconds": 0})
-        assert isinstance(result.structured_content, dict)
-        task_id = result.structured_content["task_id"]
-    async with Client(create_server(settings, warm_up_after=None)) as client:
-        result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
-        data = await check_output(client, "check_task", result)
-        assert data["status"] == "completed" and await anyio.Path(data["local_path"]).is_file()
+async def test_check_task_finds_a_task_after_the_server_restarts(tmp_path: Path) -> None:
+    """The ledger outlives the server: a new server resumes the task and saves the video.
+
+    The provider (a sandbox outside the server) outlives both servers, as a real one would;
+    the embedded sandbox forgets its tasks when the server stops.
+    """
+    async with serve(SandboxOptions(job_seconds=1)) as sandbox:
+        settings = Settings.from_env({**settings_env(tmp_path), **sandbox.env()})
+        async with Client(create_server(settings, warm_up_after=None)) as client:
+            made = await client.call_tool(
+                "generate_video", {"prompt": "restart", "wait_seconds": 0}
+            )
+            assert isinstance(made.structured_content, dict)
+            task_id = made.structured_content["task_id"]
+        async with Client(create_server(settings, warm_up_after=None)) as client:
+            result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+            data = await check_output(client, "check_task", result)
+    assert data["status"] == "completed" and await anyio.Path(data["local_path"]).is_file()
 
 
-async def test_the_engine_starts_on_its_own_shortly_after_the_server(settings: Settings) -> None:
-    """With warm-up on, unfinished tasks resume without waiting for a tool call."""
-    async with Client(create_server(settings, warm_up_after=None)) as client:
-        result = await client.call_tool("generate_video", {"prompt": "resume", "wait_seconds": 0})
-        assert isinstance(result.structured_content, dict)
-        task_id = result.structured_content["task_id"]
-    async with Client(create_server(settings, warm_up_after=0.0)) as client:
-        with anyio.fail_after(30):
-            while True:
-                await anyio.sleep(0.2)
-                files = list(settings.output_dir.glob(f"*{task_id}*.mp4"))
-                if files:
-                    break
-        result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
-        assert isinstance(result.structured_content, dict)
-        assert result.structured_content["status"] == "completed"
+async def test_the_engine_starts_on_its_own_shortly_after_the_server(tmp_path: Path) -> None:
+    """With warm-up on, an unfinished task resumes and is saved without any tool call."""
+    async with serve(SandboxOptions(job_seconds=1)) as sandbox:
+        settings = Settings.from_env({**settings_env(tmp_path), **sandbox.env()})
+        async with Client(create_server(settings, warm_up_after=None)) as client:
+            made = await client.call_tool("generate_video", {"prompt": "resume", "wait_seconds": 0})
+            assert isinstance(made.structured_content, dict)
+            task_id = made.structured_content["task_id"]
+        output = anyio.Path(settings.output_dir)
+        async with Client(create_server(settings, warm_up_after=0.0)):
+            # The file appearing is the only outside sign; there is no event to wait on.
+            with anyio.fail_after(30):
+                while not [p async for p in output.glob(f"*{task_id}*.mp4")]:  # noqa: ASYNC110
+                    await anyio.sleep(0.1)

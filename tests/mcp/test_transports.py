@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +96,14 @@ async def test_each_token_sees_only_its_own_tasks(spawn_http: Any) -> None:
     port, _ = spawn_http("0.0.0.0", VIDEOGEN_HTTP_TOKEN="tok-a,tok-b")
     url = f"http://127.0.0.1:{port}/mcp"
 
-    def connect(token: str) -> Client:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-        return Client(streamable_http_client(url, http_client=http))
+    @asynccontextmanager
+    async def connect(token: str) -> AsyncIterator[Client]:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            yield client
 
     async with connect("tok-a") as alice:
         made = await alice.call_tool(
@@ -151,7 +158,7 @@ async def test_a_loopback_http_server_runs_a_generation_with_progress(spawn_http
 
 def test_importing_the_server_loads_no_engine_provider_or_media_module() -> None:
     """Start-up stays close to a bare SDK server: heavy modules load on first use."""
-    heavy = ["av", "numpy", "sqlite3", "uvicorn", "videogen.engine", "videogen.app"]
+    heavy = ["av", "numpy", "sqlite3", "videogen.engine", "videogen.app"]  # (the SDK loads uvicorn)
     heavy += ["videogen.ledger", "videogen.sandbox", "videogen.providers.volcengine"]
     heavy += ["videogen.media", "videogen.download"]
     code = (
