@@ -56,6 +56,8 @@ HTTP11_READ_BYTES: Final = 256 * 1024
 MAX_IOVECS: Final = 256
 MAX_REDIRECTS: Final = 5
 MAX_REFRESHES: Final = 3
+#: Requests per download, whatever happens (a server that always cuts the body short...).
+MAX_ATTEMPTS: Final = 40
 #: Consecutive failed attempts (no byte received) before giving up.
 MAX_FAILED_ATTEMPTS: Final = 6
 WAIT_INITIAL: Final = 0.25
@@ -366,7 +368,7 @@ class _Transfer:
 
     async def run(self) -> None:
         failures = refreshes = 0
-        while True:
+        for _ in range(MAX_ATTEMPTS):
             before = self.received
             try:
                 if await self._attempt():
@@ -391,6 +393,10 @@ class _Transfer:
                         f"The video could not be downloaded ({exc.why}); {_KEEPS_URL}."
                     ) from None
                 await anyio.sleep(_backoff(failures, exc.after))
+        raise DownloadError(
+            f"The video could not be downloaded in {MAX_ATTEMPTS} requests "
+            f"({self.received} bytes saved); {_KEEPS_URL}."
+        )
 
     async def _attempt(self) -> bool:
         """One request; True when the whole body is on disk."""
@@ -437,6 +443,8 @@ class _Transfer:
             await anyio.to_thread.run_sync(self.part.restart)
             self.received = 0
         self._check_status(response)
+        if response.status_code == 416:
+            return self._already_complete(response)
         self._check_length(response)
         await self._stream_to_disk(response)
         if self.total is not None and self.received > self.total:
@@ -477,15 +485,20 @@ class _Transfer:
         read = pending = 0
         block: list[bytes] = []
         chunks = _once(response.content) if response.is_stream_consumed else response.aiter_raw()
-        async for chunk in chunks:
-            read += len(chunk)
-            if read > limit:
-                raise DownloadError(_too_big(self.max_bytes), retryable=False)
-            block.append(chunk)
-            pending += len(chunk)
-            if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
+        try:
+            async for chunk in chunks:
+                read += len(chunk)
+                if read > limit:
+                    raise DownloadError(_too_big(self.max_bytes), retryable=False)
+                block.append(chunk)
+                pending += len(chunk)
+                if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
+                    await send.send(block)
+                    block, pending = [], 0
+        except httpx2.TransportError:
+            if block:  # what did arrive is good: keep it so the resume starts after it
                 await send.send(block)
-                block, pending = [], 0
+            raise
         if block:
             await send.send(block)
 
@@ -495,15 +508,22 @@ class _Transfer:
             return
         if status in {403, 410}:
             raise _Expired(f"HTTP {status}")
-        if status == 416 and self.received and self.received == self.total:
-            return
-        if status == 416:
-            raise _Restart()
+        if status == 416 and self.received:
+            return  # maybe the last attempt got every byte: see _already_complete
         if status == 429 or status >= 500:
             raise _Retry(f"HTTP {status}", after=_retry_after(response))
         raise DownloadError(
             f"The video URL answered HTTP {status}; {_KEEPS_URL}.", retryable=status == 404
         )
+
+    def _already_complete(self, response: httpx2.Response) -> bool:
+        """A 416 to ``bytes=N-`` with ``Content-Range: bytes */N`` means we have it all."""
+        match = re.fullmatch(r"bytes\s+\*/(\d+)", response.headers.get("content-range", "").strip())
+        total = int(match.group(1)) if match else self.total
+        if total is None or total != self.received:
+            raise _Restart()
+        self.total = total
+        return True
 
     def _check_length(self, response: httpx2.Response) -> None:
         if response.status_code == 206:
