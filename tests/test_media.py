@@ -223,3 +223,19 @@ def test_importing_the_modules_does_not_load_pyav() -> None:
     code = "import sys, videogen.media, videogen.download; print('av' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.anyio
+async def test_conform_and_poster_of_a_broken_file_raise_project_errors_and_keep_it(
+    tmp_path: Path,
+) -> None:
+    """FFmpeg's own errors never escape; the file is left exactly as it was."""
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0\0\0\x18ftypisom" + b"garbage" * 500)
+    before = junk.read_bytes()
+    with pytest.raises(DownloadError):
+        await conform(junk, duration=4, fps=25)
+    with pytest.raises(DownloadError):
+        await poster(junk, tmp_path / "p.jpg")
+    assert junk.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["junk.mp4"]

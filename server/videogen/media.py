@@ -18,6 +18,7 @@ all decoding/encoding runs in a worker thread through ``anyio.to_thread``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import secrets
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
 
-from videogen.errors import DownloadError
+from videogen.errors import DownloadError, OutputError, VideogenError
 from videogen.models import MediaInfo
 
 if TYPE_CHECKING:
@@ -145,6 +146,8 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(temp, path)
+    except (OSError, ValueError, _ffmpeg_error()) as exc:
+        raise _media_error("conform", path, exc) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
@@ -289,6 +292,31 @@ class _AudioTrimmer:
 
 
 def _poster_sync(path: Path, dest: Path, max_width: int) -> Path:
+    try:
+        return _write_poster(path, dest, max_width)
+    except (OSError, ValueError, _ffmpeg_error()) as exc:
+        raise _media_error("poster", path, exc) from exc
+
+
+def _ffmpeg_error() -> type[Exception]:
+    import av
+
+    return av.error.FFmpegError
+
+
+def _media_error(step: str, path: Path, exc: BaseException) -> VideogenError:
+    if isinstance(exc, OSError) and exc.errno in {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}:
+        return OutputError(
+            f"The disk is full: the {step} of {path.name!r} could not be written; the saved "
+            "video itself is kept."
+        )
+    return DownloadError(
+        f"The {step} of {path.name!r} failed ({exc}); the saved video itself is kept as it was.",
+        retryable=False,
+    )
+
+
+def _write_poster(path: Path, dest: Path, max_width: int) -> Path:
     import av
 
     with _open_input(path) as container:
