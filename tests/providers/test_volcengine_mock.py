@@ -14,6 +14,7 @@ from provider_helpers import Recorder
 from videogen.config import ProviderEndpoint
 from videogen.errors import (
     CapabilityNotEnabled,
+    ConfigError,
     ContentRejected,
     CredentialsError,
     InputError,
@@ -308,6 +309,13 @@ async def test_transport_failures_say_whether_anything_was_sent(
     with pytest.raises(ProviderUnavailable) as caught:
         await provider(Recorder([exception])).submit(request, inputs())
     assert caught.value.sent is sent
+
+
+@pytest.mark.anyio
+async def test_an_unusable_url_scheme_is_a_configuration_error() -> None:
+    request = build_request(provider="volcengine", prompt="p").request
+    with pytest.raises(ConfigError, match="base URL"):
+        await provider(Recorder([httpx2.UnsupportedProtocol("ftp")])).submit(request, inputs())
 
 
 @pytest.mark.anyio

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from videogen.config import CREDENTIAL_VARIABLES
 from videogen.errors import (
+    ConfigError,
     ContentRejected,
     CredentialsError,
     ProviderError,
@@ -84,6 +85,12 @@ async def send(
     """
     try:
         return await client.send(request, stream=stream, follow_redirects=False)
+    except (httpx2.UnsupportedProtocol, httpx2.ProxyError) as error:
+        raise ConfigError(
+            f"The {provider} base URL ({request.url.scheme}://{request.url.host}) cannot be used "
+            f"({type(error).__name__}): give an http:// or https:// URL and check any proxy "
+            "settings."
+        ) from None
     except NOT_SENT as error:
         raise ProviderUnavailable(
             f"Could not connect to {provider} at {request.url.host}: nothing was sent. Check the "
