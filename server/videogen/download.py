@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
 import re
 import secrets
 import unicodedata
@@ -47,6 +46,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from videogen.errors import DownloadError, InputError, OutputError
 from videogen.providers.base import DownloadSource
+from videogen.retry import RetryPolicy
 
 #: Bytes handed to the disk per write: large enough that thread hops cost nothing.
 WRITE_BLOCK: Final = 1 << 20
@@ -60,8 +60,10 @@ MAX_REFRESHES: Final = 3
 MAX_ATTEMPTS: Final = 40
 #: Consecutive failed attempts (no byte received) before giving up.
 MAX_FAILED_ATTEMPTS: Final = 6
-WAIT_INITIAL: Final = 0.25
-WAIT_MAX: Final = 8.0
+#: Waits between failed attempts: capped, jittered exponential backoff (videogen.retry's).
+RETRY_POLICY: Final = RetryPolicy(attempts=MAX_FAILED_ATTEMPTS, wait_initial=0.25, wait_max=8.0)
+#: The longest ``Retry-After`` honoured, in seconds: the deadline bounds the whole anyway.
+RETRY_AFTER_CAP: Final = 30.0
 #: The longest slug taken from a prompt, in characters.
 SLUG_CHARS: Final = 48
 #: Longest accepted file name in UTF-8 bytes; leaves room for ``.<name>.part-xxxxxxxx``.
@@ -561,10 +563,11 @@ def _retry_after(response: httpx2.Response) -> float | None:
 
 
 def _backoff(failures: int, retry_after: float | None) -> float:
-    # TODO(retry.py): use videogen.retry's policy once it lands; same shape: capped, jittered.
-    wait = min(WAIT_MAX, WAIT_INITIAL * 2.0 ** max(failures - 1, 0)) * random.uniform(0.5, 1.0)
+    # Not call_with_retries itself: here a failure that still moved bytes resets the count,
+    # and the resume after such a drop starts at once.
+    wait = RETRY_POLICY.backoff(failures) if failures else 0.0
     if retry_after is not None:
-        wait = max(wait, min(retry_after, 30.0))
+        wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
     return wait
 
 
