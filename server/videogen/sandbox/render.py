@@ -29,7 +29,7 @@ import numpy.typing as npt
 from videogen.sandbox import font
 from videogen.sandbox.images import test_image
 
-RENDER_VERSION: Final = "2"
+RENDER_VERSION: Final = "4"
 RenderKind = Literal["text", "first", "first_tail", "camera", "portrait", "scene"]
 Frame = npt.NDArray[np.uint8]
 
@@ -138,9 +138,12 @@ def encode(spec: RenderSpec, path: Path) -> None:
         video.pix_fmt = "yuv420p"
         video.options = {"preset": "ultrafast", "crf": "30"}
         audio = container.add_stream("aac", rate=44100) if spec.audio else None
-        pixel_format = "yuv420p" if spec.kind == "text" else "rgb24"
         for i, pixels in enumerate(frames(spec)):
-            frame = av.VideoFrame.from_ndarray(pixels, format=pixel_format)
+            frame = (
+                av.VideoFrame.from_ndarray(pixels, format="yuv420p")
+                if isinstance(pixels, np.ndarray)
+                else pixels
+            )
             frame.pts = i
             frame.time_base = Fraction(1, spec.fps)
             container.mux(video.encode(frame))
@@ -170,8 +173,8 @@ def _encode_tone(av: Any, container: Any, stream: Any, seconds: float) -> None:
 # -- drawing -------------------------------------------------------------------------------
 
 
-def frames(spec: RenderSpec) -> Iterator[Frame]:
-    """The spec's frames: (h, w, 3) RGB arrays, or yuv420p (h*3/2, w) arrays for ``text``."""
+def frames(spec: RenderSpec) -> Iterator[Any]:
+    """The spec's frames, all yuv420p: (h*3/2, w) arrays, or PyAV frames (moving images)."""
     match spec.kind:
         case "text":
             return _text_frames(spec)
@@ -183,11 +186,6 @@ def frames(spec: RenderSpec) -> Iterator[Frame]:
             return _portrait_frames(spec)
         case "scene":
             return _scene_frames(spec)
-
-
-def _progress_bar(frame: Frame, i: int, total: int) -> None:
-    h, w, _ = frame.shape
-    frame[h - max(4, h // 120) :, : int(w * (i + 1) / total)] = (255, 255, 255)
 
 
 def _stamp_text(frame: Frame, lines: list[str], *, y_fraction: float, max_scale: int) -> None:
@@ -237,8 +235,9 @@ def _text_frames(spec: RenderSpec) -> Iterator[Frame]:
     background = rgb_to_yuv420((band[None, :, :] * shade).astype(np.uint8))  # periodic in w
     luma, chroma = background[:h], background[h:].reshape(2, h // 2, w)  # U, V: (h/2, w) each
     still = np.zeros((h, w, 3), np.uint8)
-    _stamp_text(still, font.wrap(spec.text or "(no prompt)"), y_fraction=0.5,
-                max_scale=max(2, h // 90))  # fmt: skip
+    _stamp_text(
+        still, font.wrap(spec.text or "(no prompt)"), y_fraction=0.5, max_scale=max(2, h // 90)
+    )
     white, dark = np.all(still == 255, axis=-1), np.all(still == 20, axis=-1)
     chroma_text = (white | dark)[::2, ::2]
     bar = max(4, h // 120)
@@ -325,45 +324,65 @@ def _camera_window(spec: RenderSpec, t: float) -> tuple[float, float, float]:
     return 1 + s * t, 0.0, 0.0  # dolly in, crane push, and the default slow push
 
 
-def _moving_image_frames(spec: RenderSpec) -> Iterator[Frame]:
+def _yuv_bar(yuv: Frame, height: int, i: int, total: int) -> None:
+    """The progress bar on a yuv420p array (white: luma 235, neutral chroma untouched)."""
+    yuv[height - max(4, height // 120) : height, : int(yuv.shape[1] * (i + 1) / total)] = 235
+
+
+def _moving_image_frames(spec: RenderSpec) -> Iterator[Any]:
+    """Zoom/pan windows of the image (held as yuv420p planes, cropped in numpy) scaled to the
+    output by one reused swscale context: no RGB work per frame."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
     w, h = spec.width, spec.height
-    margin = 1.25
-    base = load_image(spec.images[0], int(w * margin) // 2 * 2, int(h * margin) // 2 * 2)
-    bh, bw, _ = base.shape
-    caption = font.wrap(spec.text, width=40, max_lines=1) if spec.text else []
+    base = load_image(spec.images[0], w, h)
+    if spec.text:  # the caption is drawn once, into the picture, and moves with it
+        caption = font.wrap(spec.text, width=40, max_lines=1)
+        _stamp_text(base, caption, y_fraction=0.9, max_scale=max(1, h // 180))
+    yuv = rgb_to_yuv420(base)
+    luma, u, v = yuv[:h], yuv[h:].ravel()[: h * w // 4], yuv[h:].ravel()[h * w // 4 :]
+    u, v = u.reshape(h // 2, w // 2), v.reshape(h // 2, w // 2)
+    scaler = VideoReformatter()
     for i in range(spec.frames):
         zoom, dx, dy = _camera_window(spec, i / max(1, spec.frames - 1))
-        cw, ch = max(2, int(bw / zoom)), max(2, int(bh / zoom))
-        x0 = int((bw - cw) / 2 * (1 + dx))
-        y0 = int((bh - ch) / 2 * (1 + dy))
-        frame = _resize(base[y0 : y0 + ch, x0 : x0 + cw], w, h)
-        if caption:
-            _stamp_text(frame, caption, y_fraction=0.9, max_scale=max(1, h // 180))
-        _progress_bar(frame, i, spec.frames)
-        yield frame
+        cw, ch = max(4, int(w / zoom)) // 4 * 4, max(4, int(h / zoom)) // 4 * 4
+        x0 = int((w - cw) / 2 * (1 + dx)) // 2 * 2
+        y0 = int((h - ch) / 2 * (1 + dy)) // 2 * 2
+        planes = [
+            luma[y0 : y0 + ch, x0 : x0 + cw].ravel(),
+            u[y0 // 2 : (y0 + ch) // 2, x0 // 2 : (x0 + cw) // 2].ravel(),
+            v[y0 // 2 : (y0 + ch) // 2, x0 // 2 : (x0 + cw) // 2].ravel(),
+        ]
+        window = av.VideoFrame.from_ndarray(
+            np.concatenate(planes).reshape(ch * 3 // 2, cw), format="yuv420p"
+        )
+        yield scaler.reformat(
+            window, width=w, height=h, format="yuv420p", interpolation="FAST_BILINEAR"
+        )
 
 
 def _crossfade_frames(spec: RenderSpec) -> Iterator[Frame]:
     w, h = spec.width, spec.height
-    first = load_image(spec.images[0], w, h).astype(np.float32)
-    tail = load_image(spec.images[-1], w, h).astype(np.float32)
+    first = rgb_to_yuv420(load_image(spec.images[0], w, h)).astype(np.uint16)
+    tail = rgb_to_yuv420(load_image(spec.images[-1], w, h)).astype(np.uint16)
     for i in range(spec.frames):
-        t = i / max(1, spec.frames - 1)
-        frame = (first * (1 - t) + tail * t).astype(np.uint8)
-        _progress_bar(frame, i, spec.frames)
+        k = round(256 * i / max(1, spec.frames - 1))
+        frame = ((first * (256 - k) + tail * k) >> 8).astype(np.uint8)
+        _yuv_bar(frame, h, i, spec.frames)
         yield frame
 
 
 def _portrait_frames(spec: RenderSpec) -> Iterator[Frame]:
     w, h = spec.width, spec.height
-    base = load_image(spec.images[0], w, h)
+    base = rgb_to_yuv420(load_image(spec.images[0], w, h))
     y, x = np.ogrid[0:h, 0:w]
     mouth = ((x - w / 2) / (w * 0.08)) ** 2 + ((y - h * 0.62) / (h * 0.025)) ** 2 <= 1
     for i in range(spec.frames):
         frame = base.copy()
         level = 0.5 + 0.5 * math.sin(2 * math.pi * 3 * i / spec.fps)  # follows the tone's pulse
-        frame[mouth] = (int(120 + 120 * level), 40, 60)
-        _progress_bar(frame, i, spec.frames)
+        frame[:h][mouth] = int(40 + 120 * level)  # the mouth opens and closes (luma only)
+        _yuv_bar(frame, h, i, spec.frames)
         yield frame
 
 
@@ -372,8 +391,9 @@ def _scene_frames(spec: RenderSpec) -> Iterator[Frame]:
     photos = [load_image(ref, w, h) for ref in spec.images] or [_placeholder("scene", w, h)]
     for photo in photos:
         _stamp_text(photo, [spec.text.upper()], y_fraction=0.1, max_scale=max(2, h // 100))
-    per = spec.frames / len(photos)
+    planes = [rgb_to_yuv420(photo) for photo in photos]
+    per = spec.frames / len(planes)
     for i in range(spec.frames):
-        frame = photos[min(len(photos) - 1, int(i / per))].copy()
-        _progress_bar(frame, i, spec.frames)
+        frame = planes[min(len(planes) - 1, int(i / per))].copy()
+        _yuv_bar(frame, h, i, spec.frames)
         yield frame
