@@ -162,3 +162,49 @@ def test_output_never_overwrites_an_existing_file(cli: Cli) -> None:
     saved = Path(json.loads(done.stdout)["local_path"])
     assert saved != target and saved.parent == cli.cwd and saved.is_file()
     assert target.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize(
+    ("args", "provider", "mode"),
+    [
+        (
+            ["--scene", "celebrity", "--images", "https://example.com/me.jpg"],
+            "jenius",
+            "scene:celebrity",
+        ),
+        (
+            [
+                "a talking fox",
+                "--image",
+                "https://example.com/fox.png",
+                "--audio",
+                "https://example.com/hello.mp3",
+            ],
+            "volcengine",
+            "omnihuman",
+        ),
+        (
+            [
+                "a paper boat",
+                "--provider",
+                "tokenops",
+                "--mode",
+                "i2v_first_720p",
+                "--image",
+                "https://example.com/boat.png",
+            ],
+            "tokenops",
+            "i2v_first_720p",
+        ),
+    ],
+)
+def test_scenes_portraits_and_other_providers_run_through_the_same_command(
+    cli: Cli, args: list[str], provider: str, mode: str
+) -> None:
+    """A scene picks Jenius on its own; --provider picks the API; each saves a video."""
+    done = cli.run("generate", *args, "--json")
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["provider"], result["mode"], result["status"]) == (provider, mode, "completed")
+    assert Path(result["local_path"]).is_file()
