@@ -128,8 +128,10 @@ class LazyApp:
         settings: Settings,
         task_group: TaskGroup,
         sandbox_options: SandboxOptions | None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.settings = settings
+        self.heartbeat_seconds = heartbeat_seconds
         self._task_group = task_group
         self._sandbox_options = sandbox_options
         self._start: _Start | None = None
@@ -275,7 +277,7 @@ class ProgressReporter:
 
 async def _waiting(ctx: Context, call: Callable[[ProgressCallback], Awaitable[T]]) -> T:
     """Await ``call(on_progress)`` with progress notifications; re-raise its error unwrapped."""
-    reporter = ProgressReporter(ctx)
+    reporter = ProgressReporter(ctx, _lazy(ctx).heartbeat_seconds)
     outcome: T | None = None
     failure: Exception | None = None
     async with reporter.running():
@@ -298,15 +300,28 @@ def _tool_errors(tool: str) -> Iterator[None]:
         yield
     except ToolError:
         raise
-    except VideogenError as error:
-        raise ToolError(error.message) from error
-    except Exception as error:
+    except Exception as raised:
+        error = _leaf(raised)
+        if isinstance(error, VideogenError):
+            raise ToolError(error.message) from raised
         logger.exception("%s failed unexpectedly", tool)
         raise ToolError(
             f"{tool} failed inside videogen ({type(error).__name__}); this is a bug, not a "
             "problem with your request. The server's log (stderr) has the details. Any task "
             "already submitted keeps being tracked: call list_tasks to find it."
-        ) from error
+        ) from raised
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The error that matters inside task-group wrappers: the first ``VideogenError``, else the
+    only one, else the group itself."""
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    leaves = [_leaf(e) for e in error.exceptions]
+    ours = [e for e in leaves if isinstance(e, VideogenError)]
+    if ours:
+        return ours[0]
+    return leaves[0] if len(leaves) == 1 else error
 
 
 def _wait_budget(wait_seconds: float | None, settings: Settings) -> float:
@@ -472,19 +487,22 @@ def create_server(
     sandbox_options: SandboxOptions | None = None,
     http_tokens: Sequence[str] = (),
     warm_up_after: float | None = DEFAULT_WARM_UP_SECONDS,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> MCPServer[LazyApp]:
     """Build the server. ``settings`` default to ``Settings.from_env()``, read in the lifespan.
 
     ``http_tokens`` turn on bearer authentication (streamable HTTP only; stdio and in-memory
     clients skip it). ``warm_up_after`` starts the engine that many seconds after the server
-    starts (None: only on the first call that needs it).
+    starts (None: only on the first call that needs it). ``heartbeat_seconds`` is the longest
+    silence between progress notifications during a wait (at most 10 s for hosts that reset
+    their timeout on progress).
     """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[LazyApp]) -> AsyncIterator[LazyApp]:
         resolved = settings if settings is not None else Settings.from_env()
         async with anyio.create_task_group() as group:
-            lazy = LazyApp(resolved, group, sandbox_options)
+            lazy = LazyApp(resolved, group, sandbox_options, heartbeat_seconds)
             if warm_up_after is not None:
                 group.start_soon(lazy.warm_up, warm_up_after)
             try:
@@ -828,10 +846,13 @@ async def _find_task(ctx: Context, task_id: str) -> Task:
     try:
         app = await _app(ctx)
         return app.engine.get(task_id, owner=_owner())
-    except TaskNotFound as error:
-        raise ResourceNotFoundError(error.message) from error
-    except VideogenError as error:
-        raise ResourceError(error.message) from error
+    except Exception as raised:
+        error = _leaf(raised)
+        if isinstance(error, TaskNotFound):
+            raise ResourceNotFoundError(error.message) from raised
+        if isinstance(error, VideogenError):
+            raise ResourceError(error.message) from raised
+        raise
 
 
 # --- transports --------------------------------------------------------------------------------

@@ -300,3 +300,43 @@ async def test_the_engine_starts_on_its_own_shortly_after_the_server(tmp_path: P
             with anyio.fail_after(30):
                 while not [p async for p in output.glob(f"*{task_id}*.mp4")]:  # noqa: ASYNC110
                     await anyio.sleep(0.1)
+
+
+async def test_a_wait_sends_a_heartbeat_between_engine_updates(settings: Settings) -> None:
+    """Silences longer than the heartbeat are filled with 'N s elapsed' notifications."""
+    server = create_server(
+        settings,
+        sandbox_options=SandboxOptions(job_seconds=2),
+        warm_up_after=None,
+        heartbeat_seconds=0.2,
+    )
+    seen: list[tuple[float, str]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append((value, message or ""))
+
+    async with Client(server) as client:
+        result = await client.call_tool(
+            "generate_video", {"prompt": "heartbeat"}, progress_callback=on_progress
+        )
+        await check_output(client, "generate_video", result)
+    beats = [m for _, m in seen if m.endswith("s elapsed")]
+    assert len(beats) >= 3, seen
+    assert beats[0].startswith("submitting") or beats[0].startswith("vg_")
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and len(set(values)) == len(values)
+
+
+async def test_an_engine_that_cannot_start_is_a_tool_error_and_is_retried(
+    tmp_path: Path,
+) -> None:
+    """A data folder that is a file: each call says so (no bare error) and tries again."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = settings_env(tmp_path, VIDEOGEN_DATA_DIR=str(blocker))
+    async with Client(create_server(Settings.from_env(env), warm_up_after=None)) as client:
+        first = await client.call_tool("list_tasks", {})
+        second = await client.call_tool("list_tasks", {})
+    for result in (first, second):
+        assert result.is_error
+        assert "VIDEOGEN_DATA_DIR" in text_of(result)
