@@ -175,30 +175,38 @@ async def serve(
         log_config=None,
     )
     server = _EmbeddedServer(config)
-    stopped = False
+    stopped = anyio.Event()
 
     async def run() -> None:
-        nonlocal stopped
         try:
             await server.serve(sockets=[sock])
         finally:
-            stopped = True
+            stopped.set()
             sandbox.ready.set()
 
+    error: BaseException | None = None
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             # set by the app's lifespan startup; the socket is already listening, so clients
             # that connect before uvicorn accepts simply wait in the backlog
             await sandbox.ready.wait()
-            if stopped:
+            if stopped.is_set():
                 raise RuntimeError("the sandbox server failed to start")
             try:
                 yield RunningSandbox(state.base_url, state, sandbox.renderer)
+            except BaseException as exc:  # re-raised below, unwrapped (not in an ExceptionGroup)
+                error = exc
             finally:
+                # Stop uvicorn gracefully *before* an error leaving the block reaches the task
+                # group: a cancelled uvicorn logs the error's traceback at ERROR level.
                 server.stop()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await stopped.wait()
     finally:
         sock.close()
+    if error is not None:
+        raise error
 
 
 @contextmanager
