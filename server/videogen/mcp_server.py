@@ -720,12 +720,13 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
         title="List scenes, modes and camera moves",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
-    async def list_scenes() -> Annotated[CallToolResult, Catalog]:
+    async def list_scenes(ctx: Context) -> Annotated[CallToolResult, Catalog]:
         """List the Jenius scenes (what photos each needs), the generation modes, and the
         camera moves and strengths for i2v_recamera_720p. Free; no provider is called."""
         cat = catalog()
+        text = _with_notice(_lazy(ctx).settings.notice, _catalog_markdown(cat))
         return CallToolResult(
-            content=[TextContent(type="text", text=_catalog_markdown(cat))],
+            content=[TextContent(type="text", text=text)],
             structured_content=cat.model_dump(mode="json"),
         )
 

@@ -85,9 +85,9 @@ async def test_generate_video_saves_the_video_and_answers_with_the_seed_block(
         links[0].mime_type == "video/mp4"
         and links[0].size == (await anyio.Path(saved).stat()).st_size
     )
-    posters = [c for c in result.content if isinstance(c, ImageContent)]
-    if data["poster_path"]:
-        assert len(posters) == 1 and base64.b64decode(posters[0].data)[:2] == b"\xff\xd8"
+    (poster,) = [c for c in result.content if isinstance(c, ImageContent)]
+    assert poster.mime_type == "image/jpeg" and base64.b64decode(poster.data)[:2] == b"\xff\xd8"
+    assert data["poster_path"] and len(poster.data) < 300_000
     assert progress, "no progress notification during the wait"
     values = [v for v, _ in progress]
     assert values == sorted(values) and len(set(values)) == len(values)
@@ -176,6 +176,7 @@ async def test_list_scenes_gives_scenes_modes_and_camera_moves(client: Client) -
     assert data["camera_strengths"] == ["weak", "medium", "strong"]
     assert len(data["modes"]) == 10
     assert "celebrity" in text_of(result) and "robo_arm" in text_of(result)
+    assert text_of(result).splitlines()[0] == SANDBOX_NOTICE
 
 
 async def test_list_tasks_lists_what_was_generated_newest_first(client: Client) -> None:
