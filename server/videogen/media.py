@@ -140,6 +140,12 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
     info = probe_sync(path)
     if not needs_conform(info, duration=duration, fps=fps):
         return info
+    if info.fps <= 0:
+        raise DownloadError(
+            f"The saved file {path.name!r} does not say its frame rate, so it cannot be retimed; "
+            "it is kept as it was.",
+            retryable=False,
+        )
     temp = path.with_name(f".{path.name}.conform-{secrets.token_hex(4)}.mp4")
     try:
         _transcode(path, temp, info, duration=duration, fps=fps)
