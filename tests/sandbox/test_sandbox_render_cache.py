@@ -12,6 +12,10 @@ from videogen.sandbox.render import Renderer, RenderSpec
 pytestmark = pytest.mark.anyio
 
 
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
 async def test_concurrent_requests_for_one_spec_encode_it_once(tmp_path: Path) -> None:
     """Eight concurrent render() calls -> one encode, one file, all callers get its path."""
     renderer = Renderer(tmp_path)
@@ -26,6 +30,6 @@ async def test_concurrent_requests_for_one_spec_encode_it_once(tmp_path: Path) -
             tg.start_soon(ask)
     assert renderer.renders == 1
     assert len(set(paths)) == 1 and paths[0].stat().st_size > 0
-    assert [p.name for p in tmp_path.iterdir()] == [paths[0].name]  # no temp files left
+    assert names(tmp_path) == [paths[0].name]  # no temp files left
     other = await renderer.render(RenderSpec("text", 320, 180, 9, text="another prompt"))
     assert other != paths[0] and renderer.renders == 2
