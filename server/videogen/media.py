@@ -263,9 +263,8 @@ class _AudioTrimmer:
 
     def add(self, frame: Any) -> None:
         for resampled in self.resampler.resample(frame):
-            keep = min(resampled.samples, self.limit - self.taken)
-            if keep <= 0:
-                return
+            if self.done:  # samples past the limit are never encoded: see _drain
+                break
             resampled.pts = None
             self.fifo.write(resampled)
             self.taken += resampled.samples
