@@ -18,7 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
@@ -27,7 +27,9 @@ import uvicorn
 
 from videogen.download import check_mp4, download, safe_filename
 from videogen.errors import DownloadError, InputError, OutputError
+from videogen.media import probe
 from videogen.providers.base import DownloadSource
+from videogen.sandbox import SANDBOX_TOKENOPS_KEY, ManualClock, SandboxOptions, serve
 
 MiB = 1 << 20
 
@@ -600,3 +602,45 @@ async def test_a_cancelled_download_leaves_no_partial_file(
         await fetch(server.url(name, "slow"), tmp_path)
     assert scope.cancelled_caught
     assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["bytes", "redirect"])
+async def test_a_sandbox_video_survives_truncation_and_expiry_and_probes_as_rendered(
+    tmp_path: Path, mode: Literal["bytes", "redirect"]
+) -> None:
+    """Against the real sandbox: a cut transfer resumes, an expired link is refreshed, and the
+    saved file is the sandbox's 121-frame clip (TokenOps ``/content``, bytes or redirect)."""
+    clock = ManualClock()
+    options = SandboxOptions(job_seconds=1, tokenops_content=mode)
+    auth = {"Authorization": f"Bearer {SANDBOX_TOKENOPS_KEY}"}
+    body = {"model": "jimeng-video-3.0-720P", "req_key": "jimeng_t2v_v30", "prompt": "a boat"}
+    async with serve(options, clock=clock) as sb, httpx2.AsyncClient(timeout=30) as client:
+        created = await client.post(f"{sb.tokenops_url}/videos", json=body, headers=auth)
+        clock.advance(1.01)
+        source = DownloadSource(
+            url=f"{sb.tokenops_url}/videos/{created.json()['id']}/content",
+            headers=auth,
+            credential_host="127.0.0.1",
+        )
+        faults = ["truncate_download:1"] + (["expired_urls"] if mode == "redirect" else [])
+        sb.set_faults(*faults)
+
+        async def refresh() -> DownloadSource:
+            sb.set_faults()  # a new poll would hand out a fresh link: here the old one revives
+            return source
+
+        path = await download(
+            client,
+            source,
+            tmp_path,
+            "s.mp4",
+            max_bytes=64 * MiB,
+            deadline_seconds=60,
+            refresh=refresh if mode == "redirect" else None,
+        )
+        downloads = sb.log.count("tokenops", "download")
+    info = await probe(path)
+    assert (info.frames, info.fps, info.width, info.height) == (121, 24.0, 1280, 720)
+    assert files_in(tmp_path) == ["s.mp4"]
+    assert downloads >= 2
