@@ -403,18 +403,32 @@ async def test_an_output_path_that_is_a_file_is_an_output_error(
         await fetch(server.url(name), tmp_path / "file")
 
 
+@pytest.fixture
+def locked(tmp_path: Path) -> Iterator[Path]:
+    """A directory nobody may write in: mode 0500, or for root (who ignores modes) immutable."""
+    path = tmp_path / "locked"
+    path.mkdir(mode=0o500)
+    if os.geteuid() != 0:
+        yield path
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root and chattr +i is not available here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
 @pytest.mark.anyio
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write in a read-only-mode directory")
 async def test_an_unwritable_output_directory_is_an_output_error(
-    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+    server: FileServer, body: tuple[str, bytes], locked: Path
 ) -> None:
     """A directory without write permission is refused before any byte is fetched."""
     name, _ = body
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
     with pytest.raises(OutputError, match="not writable"):
         await fetch(server.url(name), locked)
     assert server.count(name) == 0
+    assert files_in(locked) == []
 
 
 @pytest.mark.anyio
