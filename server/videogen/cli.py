@@ -388,7 +388,8 @@ def load_settings(*, sandbox: bool = False, output: str | None = None) -> Settin
     settings = Settings.from_env(env)
     _SECRETS[:] = [s for s in settings.secrets() if len(s) >= 4]
     if output is not None:
-        settings = dataclasses.replace(settings, output_dir=output_target(output)[0])
+        folder = output_target(output)[0]
+        settings = dataclasses.replace(settings, output_dir=folder, output_dir_explicit=True)
     return settings
 
 
@@ -457,6 +458,9 @@ def _generate(args: argparse.Namespace) -> int:
             "another terminal and set the variables it prints."
         )
     wait = _generate_wait(args, settings)
+    request = intake.request
+    if args.output:  # the task remembers its folder, so a later `check` saves there too
+        request = request.model_copy(update={"output_dir": str(settings.output_dir)})
 
     async def body(app: App) -> Task:
         progress = ProgressLine(sys.stderr)
@@ -464,7 +468,7 @@ def _generate(args: argparse.Namespace) -> int:
             return await progress.run(
                 partial(
                     app.engine.generate,
-                    intake.request,
+                    request,
                     wait_seconds=wait,
                     on_progress=progress.update,
                     new=args.new,

@@ -88,6 +88,8 @@ class Settings:
     poll_interval: float = 5.0
     max_poll_attempts: int = 120
     output_dir: Path = Path.home() / "Videos" / "videogen"
+    #: False when output_dir is the default, which is created (with its parents) on first use.
+    output_dir_explicit: bool = False
     data_dir: Path = Path.home() / ".local" / "state" / "videogen"
     wait_seconds: float = 45.0
     dedupe_seconds: float = 600.0
@@ -167,6 +169,7 @@ class Settings:
             poll_interval=read.number("JIMENG_VIDEO_POLL_INTERVAL", 5.0, 0.05, 600.0),
             max_poll_attempts=int(read.number("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", 120, 1, 100_000)),
             output_dir=read.path("VIDEOGEN_OUTPUT_DIR", home / "Videos" / "videogen"),
+            output_dir_explicit=read.text("VIDEOGEN_OUTPUT_DIR") is not None,
             data_dir=read.path("VIDEOGEN_DATA_DIR", state / "videogen"),
             wait_seconds=read.number("VIDEOGEN_WAIT_SECONDS", 45.0, 0.0, 3600.0),
             dedupe_seconds=read.number("VIDEOGEN_DEDUPE_SECONDS", 600.0, 0.0, 86_400.0),

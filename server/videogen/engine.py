@@ -501,7 +501,8 @@ class Engine:
                 )
                 return self._update(task, "failed", error=_task_error(error))
             case "expired":
-                message = EXPIRED_MESSAGE + (f" ({result.error.message})" if result.error else "")
+                # The adapter's message already says what happened and to submit again.
+                message = result.error.message if result.error else EXPIRED_MESSAGE
                 return self._update(
                     task, "expired", error=TaskError(kind="expired", message=message)
                 )
@@ -525,6 +526,9 @@ class Engine:
                 path = await self._save_video(watcher, task)
             except VideogenError as exc:
                 task = self.ledger.get(task.id)
+                if task.terminal:  # the refresh learned the task is gone: already recorded
+                    watcher.publish(task)
+                    return task
                 task.error = _task_error(exc)
                 task = self._save(task)
                 watcher.publish(task)
@@ -538,7 +542,8 @@ class Engine:
         from videogen.download import download, safe_filename
 
         filename = safe_filename(task.request.prompt, task.id, task.request.filename)
-        adopted = await anyio.to_thread.run_sync(_adoptable, self.settings.output_dir, filename)
+        dest_dir = await anyio.to_thread.run_sync(self._destination, task)
+        adopted = await anyio.to_thread.run_sync(_adoptable, dest_dir, filename)
         if adopted is not None and task.id in filename:
             return adopted
         provider = self._providers(task.provider)
@@ -553,12 +558,25 @@ class Engine:
         return await download(
             self._clients(task.provider),
             source,
-            self.settings.output_dir,
+            dest_dir,
             filename,
             max_bytes=self.settings.max_download_bytes,
             deadline_seconds=self.settings.download_timeout,
             refresh=refresh,
         )
+
+    def _destination(self, task: Task) -> Path:
+        """Where a task's video goes: the folder it was asked for, else the configured one. The
+        default folder is created with its parents (a fresh machine has no ~/Videos); a folder
+        that was named explicitly must exist, or the download says so."""
+        if task.request.output_dir:
+            return Path(task.request.output_dir)
+        if not self.settings.output_dir_explicit:
+            try:
+                self.settings.output_dir.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # the download names the folder and the fix
+        return self.settings.output_dir
 
     def _url_stale(self, task: Task) -> bool:
         expires = task.video_url_expires_at
@@ -567,6 +585,9 @@ class Engine:
     async def _fresh_poll(self, watcher: _Watcher, task: Task) -> PollResult:
         """Poll again for a fresh video URL (they expire after an hour)."""
         result = await self._poll(task)
+        if result.status in ("failed", "expired"):
+            gone = self._apply_poll(self.ledger.get(task.id), result)
+            raise TaskExpired(gone.error.message if gone.error else EXPIRED_MESSAGE)
         if result.status != "succeeded":
             from videogen.errors import DownloadError
 

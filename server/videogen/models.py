@@ -62,6 +62,8 @@ class GenerationRequest(BaseModel):
     fast_mode: bool = False
     scene: str | None = None
     filename: str | None = None
+    #: Absolute folder to save into; None means the configured output directory.
+    output_dir: str | None = None
 
     @property
     def provider_seconds(self) -> int:
@@ -74,7 +76,7 @@ class GenerationRequest(BaseModel):
 
     def dedupe_key(self) -> str:
         """Same provider, mode, prompt, inputs and parameters give the same key."""
-        fields = self.model_dump(mode="json", exclude={"filename"})
+        fields = self.model_dump(mode="json", exclude={"filename", "output_dir"})
         blob = json.dumps(fields, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
