@@ -187,6 +187,8 @@ async def test_poll_maps_every_status_shape(data: Any, status: str, url: str | N
     assert rec.body() == {"req_key": "jimeng_t2v_v30", "task_id": T2V.provider_task_id}
     assert rec.requests[0].url.params["Action"] == "CVSync2AsyncGetResult"
     assert result.request_id == RID
+    # contracts.md 1.3: a video URL lives one hour from the poll that handed it out.
+    assert result.url_expires_at == (NOW + 3600 if url else None)
 
 
 @pytest.mark.anyio

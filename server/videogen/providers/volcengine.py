@@ -181,7 +181,7 @@ class VolcengineProvider:
             if _is_task_outcome(error) or (raw == "done" and isinstance(error, ProviderError)):
                 return PollResult("failed", raw or "error", error=error, request_id=request_id)
             raise error
-        return _poll_result(data or _ResultData(), request_id)
+        return _poll_result(data or _ResultData(), request_id, self._clock())
 
     async def download_source(self, ref: TaskRef, poll: PollResult) -> DownloadSource:
         if poll.video_url:
@@ -405,7 +405,11 @@ def _map_status(raw: str | None, *, has_video: bool) -> ProviderStatus:
             assert_never(status)
 
 
-def _poll_result(data: _ResultData, request_id: str | None) -> PollResult:
+#: contracts.md 1.3: a Jimeng video_url is valid for one hour.
+VIDEO_URL_LIFETIME_SECONDS = 3600.0
+
+
+def _poll_result(data: _ResultData, request_id: str | None, now: float) -> PollResult:
     raw = data.status or ""
     status = _map_status(data.status, has_video=bool(data.video_url))
     if status == "expired":
@@ -424,8 +428,12 @@ def _poll_result(data: _ResultData, request_id: str | None) -> PollResult:
             request_id=request_id,
         )
         return PollResult("failed", raw, error=error, request_id=request_id)
-    url = data.video_url if status == "succeeded" else None
-    return PollResult(status, raw, video_url=url, request_id=request_id)
+    if status != "succeeded":
+        return PollResult(status, raw, request_id=request_id)
+    expires = now + VIDEO_URL_LIFETIME_SECONDS
+    return PollResult(
+        status, raw, video_url=data.video_url, url_expires_at=expires, request_id=request_id
+    )
 
 
 def _is_task_outcome(error: VideogenError) -> TypeGuard[ProviderError]:
