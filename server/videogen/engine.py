@@ -19,6 +19,7 @@ with it (``failed``, ``expired``, ``unknown``, or ``ready`` with the download er
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -572,10 +573,8 @@ class Engine:
         if task.request.output_dir:
             return Path(task.request.output_dir)
         if not self.settings.output_dir_explicit:
-            try:
+            with contextlib.suppress(OSError):  # the download names the folder and the fix
                 self.settings.output_dir.mkdir(parents=True, exist_ok=True)
-            except OSError:
-                pass  # the download names the folder and the fix
         return self.settings.output_dir
 
     def _url_stale(self, task: Task) -> bool:

@@ -52,7 +52,7 @@ async def test_a_ready_task_whose_provider_forgot_it_is_marked_expired(tmp_path:
             # The link is already past its expiry, so the engine polls again for a fresh one...
             PollResult(
                 "succeeded", "done", video_url="https://cdn.example/v.mp4", url_expires_at=1.0
-            ),  # fmt: skip
+            ),
             # ...and learns the task is gone.
             PollResult("expired", "not_found", error=gone),
         ]
