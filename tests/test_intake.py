@@ -24,7 +24,6 @@ def refused(**kwargs: Any) -> str:
 @pytest.mark.parametrize(
     ("kwargs", "mode", "why"),
     [
-        ({"prompt": "a boat"}, "t2v_720p", "no image"),
         ({"prompt": "a boat", "image": URL1}, "i2v_first_720p", "one image"),
         ({"prompt": "a boat", "image": URL1, "tail_image": URL2}, "i2v_first_tail_720p", "two"),
         ({"prompt": "a boat", "images": [URL1, URL2]}, "i2v_first_tail_720p", "two"),
@@ -49,6 +48,11 @@ def test_a_scene_infers_scene_mode_on_jenius() -> None:
     assert intake.request.mode == "scene"
     assert intake.request.scene == "celebrity"
     assert intake.notes and "scene" in intake.notes[0]
+
+
+def test_plain_text_gets_the_default_mode_without_a_note() -> None:
+    intake = build_request(provider="volcengine", prompt="a boat")
+    assert (intake.request.mode, intake.notes) == ("t2v_720p", ())
 
 
 def test_an_explicit_mode_is_not_noted() -> None:

@@ -204,7 +204,7 @@ def _infer_mode(
             "and last frame): pass one or two images, or a scene for group photos."
         )
     else:
-        mode, why = "t2v_720p", "no image was given"
+        return "t2v_720p"  # the default needs no note: the result's Mode line says it
     notes.append(f"mode {mode} chosen because {why}")
     return mode
 
