@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from mcp import Client
 from mcp_helpers import child_env, free_port, settings_env, wait_for_port
 
-from mcp import Client
 from videogen.config import Settings
 from videogen.mcp_server import create_server
 

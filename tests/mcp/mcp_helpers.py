@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from mcp_types import CallToolResult, TextContent
-
 from mcp import Client
+from mcp_types import CallToolResult, TextContent
 
 #: Short sandbox jobs keep the suite fast; the wait budget is far longer so a call finishes.
 JOB_SECONDS = "1"

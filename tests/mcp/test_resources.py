@@ -7,10 +7,9 @@ import json
 
 import anyio
 import pytest
+from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import BlobResourceContents, TextResourceContents
-
-from mcp import Client
 
 pytestmark = pytest.mark.anyio
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp import Client
 from mcp_helpers import check_output, settings_env, text_of, write_png
 from mcp_types import ImageContent, ResourceLink
 
-from mcp import Client
 from videogen.config import SANDBOX_NOTICE, Settings
 from videogen.mcp_server import MAX_WAIT_SECONDS, create_server
 from videogen.sandbox import SandboxOptions, serve

@@ -12,10 +12,10 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_helpers import child_env, free_port, text_of
 
-from mcp import Client, StdioServerParameters
 from videogen.config import SANDBOX_NOTICE, Settings
 from videogen.errors import ConfigError
 from videogen.mcp_server import owner_of, plan_http
