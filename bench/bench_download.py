@@ -1,6 +1,6 @@
 """Download throughput and memory: ``videogen.download`` vs ``curl -o`` on the same URL, same run.
 
-    uv run python bench/bench_download.py                 # 1 GiB, 3 runs, output in a temp dir
+    uv run python bench/bench_download.py                 # 1 GiB, 5 runs, output in a temp dir
     uv run python bench/bench_download.py --size-mib 256 --runs 5 --dest /dev/shm
 
 A loopback HTTP server (stdlib, ``sendfile`` from a file in /dev/shm, so the server is never the
@@ -11,12 +11,13 @@ bottleneck) serves a deterministic MP4-shaped body (ftyp, moov, then a large mda
 - ``curl+fsync``: the same followed by an ``fsync`` of the file, because our downloader fsyncs
   the file and the directory before publishing it (it is the fair baseline on a real disk);
 - ``videogen``: ``download()`` in a child process (timed inside the child around the call, so
-  interpreter start-up is not counted), whose peak RSS growth during the download is
-  ``ru_maxrss`` after minus ``ru_maxrss`` before (both read in the child).
+  interpreter start-up is not counted), whose RSS growth is the process's peak RSS
+  (``ru_maxrss``) after the download minus its resident size just before it (an upper bound).
 
-Prints the median of each (wall time, throughput in MiB/s, CPU seconds of the downloading
-process — steadier than wall time on a busy machine) and the ratios ours/curl. The first run
-also checks that our file is byte-identical to the served body.
+Before each timed run the page cache is flushed (``sync``) so no contender pays for the
+previous one's writeback. Prints the median of each (wall time, throughput in MiB/s, CPU
+seconds of the downloading process — steadier than wall time on a busy machine) and the
+ratios ours/curl. The first run also checks that our file is byte-identical to the body.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 MiB = 1 << 20
 
 CHILD = """
-import json, resource, sys, time, anyio, httpx2
+import json, resource, sys, time, anyio, httpx2, psutil
 from pathlib import Path
 from videogen.download import download
 from videogen.providers.base import DownloadSource
@@ -50,6 +51,7 @@ from videogen.providers.base import DownloadSource
 async def main() -> None:
     url, dest = sys.argv[1], Path(sys.argv[2])
     async with httpx2.AsyncClient(timeout=60) as client:
+        rss_before = psutil.Process().memory_info().rss // 1024
         before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         path = await download(client, DownloadSource(url=url), dest, "bench.mp4",
@@ -57,7 +59,8 @@ async def main() -> None:
         seconds = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    growth = after.ru_maxrss - before.ru_maxrss
+    # Peak over the whole run minus what was resident just before: an upper bound on growth.
+    growth = after.ru_maxrss - rss_before
     print(json.dumps({"seconds": seconds, "cpu": cpu, "path": str(path), "rss_growth_kib": growth}))
 
 anyio.run(main)
@@ -140,7 +143,7 @@ def run_ours(url: str, dest: Path, body: Path | None) -> tuple[float, float, int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dest", type=Path, default=None, help="where files are written")
     args = parser.parse_args()
     size = args.size_mib * MiB
@@ -155,9 +158,11 @@ def main() -> None:
     try:
         for run in range(args.runs):
             for name in ("curl", "curl+fsync"):
+                os.sync()  # every contender starts with no dirty pages of the one before
                 seconds, cpu_seconds = run_curl(url, dest, fsync=name == "curl+fsync")
                 times[name].append(seconds)
                 cpu[name].append(cpu_seconds)
+            os.sync()
             seconds, cpu_seconds, growth = run_ours(url, dest, body if run == 0 else None)
             times["videogen"].append(seconds)
             cpu["videogen"].append(cpu_seconds)
