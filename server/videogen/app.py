@@ -1,9 +1,12 @@
 """The composition root: settings in, a running engine out, everything closed on exit.
 
 ``open_app`` is what the MCP server's lifespan and each CLI run enter. It starts the embedded
-sandbox when ``settings.sandbox`` (and points every provider at it), opens the ledger, builds one
-``httpx2.AsyncClient`` per provider lazily on first use (start-up stays fast: no adapter module
-is imported until a provider is needed), and owns the task group the engine's watchers run in.
+sandbox when ``settings.sandbox`` (and points every provider at it) with its state in
+``<data_dir>/sandbox``, so its tasks outlive the process like a real provider's: a later run
+(``videogen check`` after ``--no-wait``, a restarted server) finishes them. It opens the
+ledger, builds one ``httpx2.AsyncClient`` per provider lazily on first use (start-up stays fast:
+no adapter module is imported until a provider is needed), and owns the task group the engine's
+watchers run in.
 With ``track`` the engine resumes every unfinished task in the ledger at start. On exit the
 watchers are cancelled (their tasks stay in the ledger, resumed by the next start), then the
 clients, the ledger and the sandbox are closed.
@@ -94,6 +97,9 @@ async def open_app(
             from videogen.sandbox import SandboxOptions, serve
 
             options = sandbox_options or SandboxOptions(job_seconds=settings.sandbox_job_seconds)
+            if options.state_dir is None:
+                # Persistent: a task outlives this process (--no-wait, a restarted server).
+                options = dataclasses.replace(options, state_dir=settings.data_dir / "sandbox")
             sandbox = await stack.enter_async_context(serve(options))
             settings = dataclasses.replace(settings, **sandbox.endpoints())  # type: ignore[arg-type]
         ledger = Ledger.in_dir(settings.data_dir)

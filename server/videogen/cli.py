@@ -11,10 +11,10 @@ engine method and prints the result. The contract a script or an agent can rely 
   folder, its name the requested file name); any other path is a folder (created if missing).
   Relative paths are taken from the current directory. An existing file is never overwritten:
   the download picks a numbered name (``boat-1.mp4``) and the result reports it.
-- ``--no-wait`` is refused in embedded sandbox mode (no credentials, or ``VIDEOGEN_SANDBOX=1``):
-  the embedded sandbox lives inside this process, so a task left running there dies with it and
-  could never be checked. Run ``videogen sandbox`` in another terminal and use the variables it
-  prints to try ``--no-wait`` / ``check`` offline.
+- ``--no-wait`` / ``check`` work in embedded sandbox mode too (no credentials, or
+  ``VIDEOGEN_SANDBOX=1``): the embedded sandbox keeps its tasks in ``<data dir>/sandbox``, so a
+  task submitted by one ``videogen`` process keeps "running" after it exits and a later
+  ``videogen check`` (its own embedded sandbox) finishes it and saves the video.
 """
 
 from __future__ import annotations
@@ -209,8 +209,7 @@ def _add_generate(sub: Any) -> None:
     wait.add_argument(
         "--no-wait",
         action="store_true",
-        help="submit, print the task id and exit 7; `videogen check ID` later "
-        "(refused with the embedded sandbox)",
+        help="submit, print the task id and exit 7; `videogen check ID` later",
     )
     wait.add_argument(
         "--wait",
@@ -407,13 +406,6 @@ def output_target(raw: str) -> tuple[Path, str | None]:
 def _run_app(settings: Settings, body: Callable[[App], Awaitable[T]]) -> T:
     """Open the app (the embedded sandbox too, when configured), run ``body``, close it."""
 
-    if settings.sandbox and settings.log_level != "DEBUG":
-        # The embedded sandbox's uvicorn logs its own shutdown at ERROR (with the traceback of
-        # whatever error ended the run) when an error leaves open_app; the error itself is
-        # reported once, below, as one line.
-        # A filter, not a level: uvicorn sets its loggers' levels when it starts.
-        logging.getLogger("uvicorn.error").addFilter(lambda record: False)
-
     async def run() -> T:
         from videogen.app import open_app
 
@@ -451,12 +443,6 @@ def _generate(args: argparse.Namespace) -> int:
         scene=args.scene,
         filename=output_target(args.output)[1] if args.output else None,
     )
-    if args.no_wait and settings.sandbox:
-        raise InputError(
-            "--no-wait cannot be used with the embedded sandbox: it stops when videogen exits, "
-            "so the task could never be checked. Drop --no-wait, or run `videogen sandbox` in "
-            "another terminal and set the variables it prints."
-        )
     wait = _generate_wait(args, settings)
     request = intake.request
     if args.output:  # the task remembers its folder, so a later `check` saves there too
@@ -520,13 +506,7 @@ def _report(task: Task, settings: Settings, as_json: bool, notes: Sequence[str] 
 
     result = result_of(task, notice=settings.notice, notes=notes, interface="cli")
     _print_result(result, as_json)
-    code = exit_code_for(task)
-    if code == EXIT_PENDING and settings.sandbox:
-        _note(
-            "the embedded sandbox stops with this process, so this task cannot finish. "
-            "Run again without --wait (sandbox videos take seconds), or use `videogen sandbox`."
-        )
-    return code
+    return exit_code_for(task)
 
 
 def _print_result(result: VideoResult, as_json: bool) -> None:

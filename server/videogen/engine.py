@@ -289,7 +289,11 @@ class Engine:
     def _duplicate_of(self, request: GenerationRequest, owner: str | None) -> Task | None:
         since = self._clock() - self.settings.dedupe_seconds
         earlier = self.ledger.find_duplicate(
-            request.dedupe_key(), owner=owner, since=since, exclude=NOT_REUSED
+            request.dedupe_key(),
+            owner=owner,
+            since=since,
+            exclude=NOT_REUSED,
+            sandbox=self.settings.sandbox,  # a sandbox task never answers a real request
         )
         if earlier is None:
             return None

@@ -167,15 +167,24 @@ class Ledger:
         owner: str | None,
         since: float,
         exclude: Iterable[TaskStatus] = (),
+        sandbox: bool | None = None,
     ) -> Task | None:
-        """The newest task with this key and owner created at or after ``since``, if any."""
+        """The newest task with this key and owner created at or after ``since``, if any.
+
+        ``sandbox`` (when given) keeps only tasks made by the sandbox (True) or by a real
+        provider (False): the same request must not be answered with the other's task.
+        """
         skipped = tuple(exclude)
         marks = ", ".join("?" * len(skipped)) or "''"
+        # json_extract gives 1/0 for the Task JSON's true/false; NULL (no filter) matches all.
+        wanted = None if sandbox is None else int(sandbox)
         with self._lock:
             row = self._db.execute(
                 "SELECT data FROM tasks WHERE dedupe_key = ? AND owner IS ? AND created_at >= ? "
-                f"AND status NOT IN ({marks}) ORDER BY created_at DESC LIMIT 1",
-                (dedupe_key, owner, since, *skipped),
+                f"AND status NOT IN ({marks}) "
+                "AND (? IS NULL OR json_extract(data, '$.sandbox') = ?) "
+                "ORDER BY created_at DESC LIMIT 1",
+                (dedupe_key, owner, since, *skipped, wanted, wanted),
             ).fetchone()
         return None if row is None else _task(row[0])
 

@@ -62,15 +62,39 @@ def test_check_without_wait_reports_a_running_task_as_a_status_block(
     assert f"videogen check {task_id}" in checked.stdout
 
 
-def test_no_wait_is_refused_with_the_embedded_sandbox_before_anything_is_sent(cli: Cli) -> None:
-    """The embedded sandbox dies with the process, so a left-running task could never finish."""
-    done = cli.run("generate", PROMPT, "--no-wait")
+def test_no_wait_then_check_works_with_the_embedded_sandbox_and_no_credentials(
+    cli: Cli,
+) -> None:
+    """The embedded sandbox keeps its tasks in the data dir: a later process finishes them."""
+    submitted = cli.run("generate", PROMPT, "--no-wait", "--json")
 
-    assert done.returncode == EXIT_USAGE
-    assert done.stdout == ""
-    assert "--no-wait cannot be used with the embedded sandbox" in done.stderr
-    assert "videogen sandbox" in done.stderr
-    assert not cli.data_dir.exists() or "vg_" not in cli.run("tasks").stdout
+    assert submitted.returncode == EXIT_PENDING, submitted.stderr
+    pending = json.loads(submitted.stdout)
+    assert pending["status"] in ("queued", "running") and pending["sandbox"] is True
+    assert f"videogen check {pending['task_id']}" in pending["next_step"]
+    assert not list(cli.output_dir.glob("*.mp4"))
+
+    checked = cli.run("check", pending["task_id"], "--wait", "30", "--json")
+
+    assert checked.returncode == 0, checked.stderr
+    result = json.loads(checked.stdout)
+    assert result["task_id"] == pending["task_id"] and result["status"] == "completed"
+    assert result["sandbox"] is True and Path(result["local_path"]).is_file()
+    assert [p.name for p in cli.output_dir.glob("*.mp4")] == [Path(result["local_path"]).name]
+    assert submits_seen_by_the_sandbox(cli) == 1
+    assert "Traceback" not in submitted.stderr + checked.stderr
+
+
+def submits_seen_by_the_sandbox(cli: Cli) -> int:
+    """Submits in the embedded sandbox's persistent request log (every process's)."""
+    import sqlite3
+
+    db = sqlite3.connect(cli.data_dir / "sandbox" / "sandbox.sqlite3")
+    try:
+        (count,) = db.execute("SELECT COUNT(*) FROM requests WHERE operation = 'submit'").fetchone()
+    finally:
+        db.close()
+    return int(count)
 
 
 def test_tasks_lists_what_was_generated_newest_first(cli: Cli) -> None:
@@ -157,14 +181,20 @@ def test_bad_arguments_and_unknown_tasks_exit_2(cli: Cli) -> None:
     assert unknown.returncode == EXIT_USAGE and "vg_000000000000" in unknown.stderr
 
 
-def test_a_wait_that_ends_first_in_the_embedded_sandbox_says_the_task_cannot_finish(
+def test_a_wait_that_ends_first_in_the_embedded_sandbox_is_finished_by_a_later_check(
     cli: Cli,
 ) -> None:
-    """The embedded sandbox dies with the process: the result says so instead of 'check later'."""
-    done = cli.run(
-        "generate", PROMPT, "--wait", "0", extra_env={"VIDEOGEN_SANDBOX_JOB_SECONDS": "30"}
-    )
+    """--wait 0 leaves the task running in the embedded sandbox's state; check saves it."""
+    slow = {"VIDEOGEN_SANDBOX_JOB_SECONDS": "2"}
+    done = cli.run("generate", PROMPT, "--wait", "0", extra_env=slow)
 
-    assert done.returncode == EXIT_PENDING
+    assert done.returncode == EXIT_PENDING, done.stderr
     assert "**Video not ready yet**" in done.stdout
-    assert "the embedded sandbox stops with this process" in done.stderr
+    assert "cannot finish" not in done.stderr
+    task_id = next(line.split(": ", 1)[1] for line in done.stdout.splitlines() if "Task ID" in line)
+
+    checked = cli.run("check", task_id, "--wait", "30")
+
+    assert checked.returncode == 0, checked.stderr
+    assert f"- Task ID: {task_id}" in checked.stdout
+    assert len(list(cli.output_dir.glob("*.mp4"))) == 1

@@ -3,9 +3,12 @@
 A ``RenderSpec`` says what to draw (the prompt on a moving background; an image animated, cross-
 faded or moved by a camera template; a portrait with a tone for OmniHuman; a scene slideshow)
 and at what size/length. Frames are synthetic numpy arrays encoded with libx264 ``ultrafast``
-(yuv420p, 24 fps). Identical specs render once per process: renders are cached in memory and in
-a temp directory keyed by the spec, and concurrent requests for one spec wait for the first.
-``render`` runs the work in a worker thread, never on the event loop.
+(yuv420p, 24 fps). Identical specs render once: renders are cached in a directory keyed by the
+spec (a per-user temp directory shared by every process, or ``<state_dir>/renders`` for a
+persistent sandbox), and concurrent requests for one spec wait for the first. The cache is
+bounded: past ``CACHE_MAX_BYTES`` the least recently used renders (by mtime, refreshed on every
+use) are deleted, at start and after each new render. ``render`` runs the work in a worker
+thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import hashlib
 import io
 import math
 import os
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,6 +35,11 @@ from videogen.sandbox import font
 from videogen.sandbox.images import test_image
 
 RENDER_VERSION: Final = "4"
+RENDERS_DIRNAME: Final = "renders"
+#: The render cache's size cap; least recently used renders go first.
+CACHE_MAX_BYTES: Final = 1 << 30
+#: Temp files older than this are left by a killed process and are deleted by ``evict``.
+STALE_TEMP_SECONDS: Final = 3600.0
 RenderKind = Literal["text", "first", "first_tail", "camera", "portrait", "scene"]
 Frame = npt.NDArray[np.uint8]
 
@@ -44,6 +54,11 @@ def store_image(data: bytes) -> str:
     with _IMAGES_LOCK:
         _IMAGES.setdefault(key, data)
     return key
+
+
+def image_bytes(ref: str) -> bytes | None:
+    """The bytes a ``store_image`` digest stands for, if this process has them."""
+    return _IMAGES.get(ref)
 
 
 def placeholder_ref(url: str) -> str:
@@ -75,15 +90,19 @@ class RenderSpec:
 
 
 class Renderer:
-    """Renders specs to MP4 files once, in ``directory`` (default: a per-user temp dir)."""
+    """Renders specs to MP4 files once, in ``directory`` (default: a per-user temp dir), keeping
+    the directory under ``max_bytes`` (least recently used renders are deleted first)."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, *, max_bytes: int = CACHE_MAX_BYTES) -> None:
         self.directory = directory or Path(tempfile.gettempdir()) / (
             f"videogen-sandbox-renders-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
         )
+        self.max_bytes = max_bytes
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.renders = 0  # how many encodes this renderer actually ran (cache misses)
+        self.evicted = 0  # how many renders the size cap has deleted
+        self.evict()
 
     def path_of(self, spec: RenderSpec) -> Path:
         return self.directory / f"{spec.key()}.mp4"
@@ -91,9 +110,38 @@ class Renderer:
     async def render(self, spec: RenderSpec) -> Path:
         """The spec's MP4, rendered in a worker thread if it is not cached yet."""
         path = self.path_of(spec)
-        if path.exists():
+        if _touch(path):
             return path
         return await anyio.to_thread.run_sync(self.render_sync, spec)
+
+    def evict(self, keep: Path | None = None) -> None:
+        """Delete the least recently used renders until the cache fits ``max_bytes`` (never
+        ``keep``), and temp files a killed process left. A reader that has a file open keeps
+        reading it (POSIX); one that has not opened it yet re-renders it."""
+        now = time.time()
+        renders: list[tuple[float, int, Path]] = []
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return  # no directory yet: nothing cached
+        for entry in entries:
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if entry.name.endswith(".mp4"):
+                renders.append((stat.st_mtime, stat.st_size, Path(entry.path)))
+            elif entry.name.endswith(".tmp") and now - stat.st_mtime > STALE_TEMP_SECONDS:
+                Path(entry.path).unlink(missing_ok=True)
+        total = sum(size for _, size, _ in renders)
+        for _, size, path in sorted(renders):
+            if total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            path.unlink(missing_ok=True)
+            total -= size
+            self.evicted += 1
 
     def render_sync(self, spec: RenderSpec) -> Path:
         path = self.path_of(spec)
@@ -103,17 +151,51 @@ class Renderer:
             if path.exists():
                 return path
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-            try:
-                encode(spec, tmp)
-                os.replace(tmp, path)  # atomic: other processes see all or nothing
-            finally:
-                tmp.unlink(missing_ok=True)
-            self.renders += 1
+            if not _copy_from_sibling(path):
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+                try:
+                    encode(spec, tmp)
+                    os.replace(tmp, path)  # atomic: other processes see all or nothing
+                finally:
+                    tmp.unlink(missing_ok=True)
+                self.renders += 1
+        self.evict(keep=path)
         return path
 
 
+def _copy_from_sibling(path: Path) -> bool:
+    """Take a render another cache of this process already has (a copy: caches evict on their
+    own). Renders are pure functions of the spec, so any cache's file will do; this keeps
+    several persistent sandboxes in one process (tests) from encoding the same video again."""
+    with _BY_DIRECTORY_LOCK:
+        others = [r.directory for r in (_DEFAULT, *_BY_DIRECTORY.values()) if r is not None]
+    for directory in others:
+        source = directory / path.name
+        if directory == path.parent or not source.is_file():
+            continue
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            continue
+        return True
+    return False
+
+
+def _touch(path: Path) -> bool:
+    """Mark a cached render as just used (its mtime orders eviction); False if it is absent."""
+    try:
+        os.utime(path)
+    except OSError:
+        return False
+    return True
+
+
 _DEFAULT: Renderer | None = None
+_BY_DIRECTORY: dict[Path, Renderer] = {}
+_BY_DIRECTORY_LOCK = threading.Lock()
 
 
 def default_renderer() -> Renderer:
@@ -122,6 +204,16 @@ def default_renderer() -> Renderer:
     if _DEFAULT is None:
         _DEFAULT = Renderer()
     return _DEFAULT
+
+
+def renderer_for(directory: Path) -> Renderer:
+    """The process-wide renderer of one cache directory (a persistent sandbox's)."""
+    key = directory.resolve()
+    with _BY_DIRECTORY_LOCK:
+        renderer = _BY_DIRECTORY.get(key)
+        if renderer is None:
+            renderer = _BY_DIRECTORY[key] = Renderer(key)
+        return renderer
 
 
 # -- encoding ------------------------------------------------------------------------------

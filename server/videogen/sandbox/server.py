@@ -24,8 +24,9 @@ from videogen.config import ProviderEndpoint
 from videogen.sandbox.app import build_app
 from videogen.sandbox.core import Sandbox
 from videogen.sandbox.jenius import SANDBOX_JENIUS_KEY
-from videogen.sandbox.render import Renderer, default_renderer
+from videogen.sandbox.render import RENDERS_DIRNAME, Renderer, default_renderer, renderer_for
 from videogen.sandbox.state import Clock, RequestLog, SandboxOptions, SandboxState
+from videogen.sandbox.store import TaskStore
 from videogen.sandbox.tokenops import SANDBOX_TOKENOPS_KEY
 from videogen.sandbox.volcengine import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 
@@ -107,6 +108,11 @@ class RunningSandbox:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
+    def history(self) -> RequestLog:
+        """Every request answered by every sandbox on this ``state_dir`` (earlier processes and
+        concurrent ones included); just ``log`` when nothing is persisted."""
+        return self.state.history()
+
     def set_faults(self, *specs: str) -> None:
         """Replace the active faults (counters restart). ``ValueError`` for a bad spec."""
         self.state.set_faults(tuple(specs))
@@ -158,10 +164,29 @@ async def serve(
 
     ``clock`` drives task statuses, URL expiry and signature time checks (default
     ``time.time``; see ``ManualClock``). Renders are shared process-wide unless a
-    ``renderer`` is given.
+    ``renderer`` is given (or ``options.state_dir`` is set: then they live under it).
     """
-    state = SandboxState(options or SandboxOptions(), clock or time.time)
-    sandbox = Sandbox(state, renderer or default_renderer())
+    options = options or SandboxOptions()
+    clock = clock or time.time
+    store: TaskStore | None = None
+    state_dir = options.state_dir
+    if state_dir is not None:
+        store = await anyio.to_thread.run_sync(lambda: TaskStore(state_dir, now=clock()))
+        renderer = renderer or renderer_for(state_dir / RENDERS_DIRNAME)
+    state = SandboxState(options, clock, store)
+    try:
+        async with _serve(state, renderer or default_renderer(), host, port) as running:
+            yield running
+    finally:
+        if store is not None:
+            store.close()
+
+
+@asynccontextmanager
+async def _serve(
+    state: SandboxState, renderer: Renderer, host: str, port: int
+) -> AsyncIterator[RunningSandbox]:
+    sandbox = Sandbox(state, renderer)
     sock = _listen(host, port)
     actual_port = sock.getsockname()[1]
     state.base_url = f"http://{host}:{actual_port}"

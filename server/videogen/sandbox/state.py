@@ -1,8 +1,10 @@
 """The sandbox's memory: options, clock, request log, tasks and the URLs it has handed out.
 
-Everything here is plain data guarded by the event loop the sandbox runs in; nothing does I/O.
-Time always comes from the injected clock, so tests can move a task from ``in_queue`` to
-``done`` (or a URL past its expiry) without sleeping.
+Everything here is plain data guarded by the event loop the sandbox runs in; the only I/O is
+the optional ``TaskStore`` (``SandboxOptions.state_dir``), which persists tasks and the request
+log so that later sandboxes (other processes) answer for them. Time always comes from the
+injected clock, so tests can move a task from ``in_queue`` to ``done`` (or a URL past its
+expiry) without sleeping.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from videogen.catalog import ProviderName
 from videogen.sandbox.faults import FaultBook, parse_faults
+
+if TYPE_CHECKING:
+    from videogen.sandbox.store import TaskStore
 
 Clock = Callable[[], float]
 Operation = Literal[
@@ -39,6 +45,11 @@ class SandboxOptions:
 
     ``faults`` holds fault specs (grammar in ``videogen.sandbox.faults``); changing the tuple
     (or calling ``RunningSandbox.set_faults``) restarts every fault's hit counter.
+
+    ``state_dir``: None keeps everything in memory (tasks die with the sandbox). A directory
+    persists every task and the request log there (``videogen.sandbox.store``): a sandbox
+    started later, or running at the same time in another process, on the same directory
+    answers for them; the render cache then lives in ``state_dir / "renders"``. Read at start.
     """
 
     job_seconds: float = 8.0
@@ -47,6 +58,7 @@ class SandboxOptions:
     tokenops_vocabulary: Literal["seed", "openai"] = "seed"
     tokenops_content: Literal["bytes", "redirect", "json"] = "bytes"
     faults: tuple[str, ...] = ()
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         parse_faults(self.faults)  # refuse a bad spec at once, naming the grammar
@@ -90,13 +102,24 @@ class LogEntry:
 
 
 class RequestLog:
-    """Every request, in arrival order. ``count(provider="volcengine", operation="poll")``."""
+    """Every request, in arrival order. ``count(provider="volcengine", operation="poll")``.
 
-    def __init__(self) -> None:
-        self.entries: list[LogEntry] = []
+    ``sink`` also receives each entry (the persistent store's log, when there is one).
+    """
+
+    def __init__(
+        self,
+        entries: list[LogEntry] | None = None,
+        *,
+        sink: Callable[[LogEntry], None] | None = None,
+    ) -> None:
+        self.entries: list[LogEntry] = entries if entries is not None else []
+        self._sink = sink
 
     def append(self, entry: LogEntry) -> None:
         self.entries.append(entry)
+        if self._sink is not None:
+            self._sink(entry)
 
     def select(
         self, provider: str | None = None, operation: str | None = None, **filters: Any
@@ -163,12 +186,20 @@ class FileGrant:
 
 
 class SandboxState:
-    """Tasks, grants, faults and the log of one running sandbox."""
+    """Tasks, grants, faults and the log of one running sandbox.
 
-    def __init__(self, options: SandboxOptions, clock: Clock) -> None:
+    With a ``store`` the store is the truth for tasks: ``find`` reads it every time (another
+    process may have changed a task), and whoever changes a task calls ``update``. ``tasks``
+    then holds only the tasks this sandbox created (for inspection).
+    """
+
+    def __init__(
+        self, options: SandboxOptions, clock: Clock, store: TaskStore | None = None
+    ) -> None:
         self.options = options
         self.clock = clock
-        self.log = RequestLog()
+        self.store = store
+        self.log = RequestLog(sink=store.log if store is not None else None)
         self.faults = FaultBook()
         self.tasks: dict[tuple[ProviderName, str], SandboxTask] = {}
         self.grants: dict[str, FileGrant] = {}
@@ -199,13 +230,30 @@ class SandboxState:
     # -- tasks ---------------------------------------------------------------------------
     def add_task(self, task: SandboxTask) -> SandboxTask:
         self.tasks[(task.provider, task.task_id)] = task
+        self.update(task)
         return task
 
+    def update(self, task: SandboxTask) -> None:
+        """Record a change to a task (a no-op in memory: the object is the record)."""
+        if self.store is not None:
+            self.store.save(task, now=self.clock())
+
     def find(self, provider: ProviderName, task_id: str) -> SandboxTask | None:
+        if self.store is not None:
+            return self.store.load(provider, task_id)
         return self.tasks.get((provider, task_id))
+
+    def history(self) -> RequestLog:
+        """Every request every sandbox on this state directory answered (this one's log when
+        nothing is persisted)."""
+        if self.store is None:
+            return self.log
+        return RequestLog(self.store.log_entries())
 
     def in_flight(self, owner: str) -> int:
         now = self.clock()
+        if self.store is not None:
+            return self.store.in_flight(owner, now)
         return sum(
             1
             for t in self.tasks.values()

@@ -272,6 +272,7 @@ class TokenOps:
         if task is not None and length is not None and length >= 60:
             task.failure = (50215, f"{jobs.MESSAGES[50215]}: audio must be shorter than 60 s")
             task.fail_early = True
+            self.state.update(task)
         return response
 
     def _start(

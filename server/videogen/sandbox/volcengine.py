@@ -330,6 +330,7 @@ class Volcengine:
         if length is not None and length >= catalog.OMNIHUMAN_AUDIO_MAX_SECONDS:
             task.failure = (50215, f"{jobs.MESSAGES[50215]}: audio must be shorter than 60 s")
             task.fail_early = True
+            self.state.update(task)
         self.sb.note(request, task_id=task.task_id)
         return self.reply(request, 10000, {"task_id": task.task_id})
 
@@ -341,6 +342,7 @@ class Volcengine:
         contains = await jobs.subject_count(self.state, image, image_url) > 0
         task = self._new_task("recognition", OMNI.recognition_req_key, None)
         task.extra["contains"] = contains
+        self.state.update(task)
         self.sb.note(request, task_id=task.task_id)
         return self.reply(request, 10000, {"task_id": task.task_id})
 
@@ -425,6 +427,7 @@ class Volcengine:
                 "task_id", f"{task_id} is {status}; only a queued task can be cancelled"
             )
         task.cancelled = True
+        self.state.update(task)
         return self.reply(request, 10000, {})
 
 
