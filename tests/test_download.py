@@ -658,3 +658,27 @@ async def test_a_sandbox_video_survives_truncation_and_expiry_and_probes_as_rend
     assert (info.frames, info.fps, info.width, info.height) == (121, 24.0, 1280, 720)
     assert files_in(tmp_path) == ["s.mp4"]
     assert downloads >= 2
+
+
+@pytest.mark.anyio
+async def test_credentials_are_not_sent_after_a_redirect_from_https_to_http(
+    tmp_path: Path,
+) -> None:
+    """Same host but a downgrade to plain HTTP: the credentials stay behind."""
+    data = fake_mp4(50_000)
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append((str(request.url), request.headers.get("authorization")))
+        if request.url.scheme == "https":
+            return httpx2.Response(302, headers={"location": "http://api.test/plain.mp4"})
+        return httpx2.Response(200, content=data)
+
+    source = DownloadSource(
+        url="https://api.test/v.mp4",
+        headers={"Authorization": "Bearer t"},
+        credential_host="api.test",
+    )
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as client:
+        await download(client, source, tmp_path, "v.mp4", max_bytes=MiB, deadline_seconds=9)
+    assert seen == [("https://api.test/v.mp4", "Bearer t"), ("http://api.test/plain.mp4", None)]

@@ -427,8 +427,11 @@ class _Transfer:
         if self.received:
             headers["Range"] = f"bytes={self.received}-"
         target = httpx2.URL(url)
-        trusted = self.source.credential_host is not None and (
-            target.host == self.source.credential_host
+        # Same host, and never downgraded from https to http by a redirect.
+        trusted = (
+            self.source.credential_host is not None
+            and target.host == self.source.credential_host
+            and (target.scheme == "https" or httpx2.URL(self.source.url).scheme == "http")
         )
         if trusted:
             headers.update(self.source.headers)
