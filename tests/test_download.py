@@ -147,7 +147,7 @@ def server() -> Iterator[FileServer]:
     while not srv.started:
         threading.Event().wait(0.01)
     yield app
-    srv.should_exit = True
+    srv.should_exit = srv.force_exit = True  # do not wait for the slow handlers
     thread.join(5)
 
 
