@@ -152,12 +152,23 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(temp, path)
+        _fsync_dir(path.parent)
     except (OSError, ValueError, _ffmpeg_error()) as exc:
         raise _media_error("conform", path, exc) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
     return probe_sync(path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable; filesystems that refuse fsync on a directory are let be."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _transcode(source: Path, dest: Path, info: MediaInfo, *, duration: float, fps: int) -> None:
