@@ -198,3 +198,57 @@ def test_a_wait_that_ends_first_in_the_embedded_sandbox_is_finished_by_a_later_c
     assert checked.returncode == 0, checked.stderr
     assert f"- Task ID: {task_id}" in checked.stdout
     assert len(list(cli.output_dir.glob("*.mp4"))) == 1
+
+
+def test_an_error_inside_the_embedded_app_prints_one_line_and_no_server_log(cli: Cli) -> None:
+    """The error leaves through the embedded sandbox: its web server must not log it again."""
+    unknown = cli.run("check", "vg_000000000000")
+
+    assert unknown.returncode == EXIT_USAGE
+    assert unknown.stderr.count("\n") == 1, unknown.stderr
+    assert unknown.stderr.startswith("videogen: error:") and "vg_000000000000" in unknown.stderr
+
+
+def test_ctrl_c_while_waiting_prints_one_line_and_the_task_can_still_be_checked(cli: Cli) -> None:
+    """SIGINT mid-wait: a one-line message (no traceback, no server log); the task lives on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**cli.env, "VIDEOGEN_SANDBOX_JOB_SECONDS": "3"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "videogen", "generate", PROMPT],
+        env=env,
+        cwd=cli.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as waiting:
+        ledger = cli.data_dir / "tasks.sqlite3"
+        deadline = time.monotonic() + 60
+        while not has_a_queued_task(ledger) and time.monotonic() < deadline:
+            time.sleep(0.05)  # no event crosses the process boundary; the ledger is the sign
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=30)
+
+    assert waiting.returncode == 130, err
+    assert out == "" and err.count("\n") == 1 and "interrupted" in err, err
+    (task_id,) = [t["task_id"] for t in json.loads(cli.run("tasks", "--json").stdout)]
+    checked = cli.run("check", task_id, "--wait", "30")
+    assert checked.returncode == 0, checked.stderr
+
+
+def has_a_queued_task(ledger: Path) -> bool:
+    import sqlite3
+
+    if not ledger.exists():
+        return False
+    db = sqlite3.connect(ledger)
+    try:
+        row = db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'queued'").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+    return bool(row[0])
