@@ -190,3 +190,17 @@ def write_table(name: str, cells: Sequence[Cell]) -> None:
 def readable(message: str | None) -> bool:
     """An error a user can act on: a sentence, not a bare class name or a traceback."""
     return bool(message) and len(message or "") >= 20 and "Traceback" not in (message or "")
+
+
+def struct_png(width: int, height: int) -> bytes:
+    """A valid grey RGB PNG of the given size, written without an imaging library."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = zlib.compress((b"\x00" + b"\x80\x80\x80" * width) * height)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
