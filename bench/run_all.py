@@ -1,0 +1,313 @@
+"""Every benchmark in one command, and the results page regenerated from that run.
+
+    uv run python bench/run_all.py            # full: the benches' own defaults (long: 1 GiB
+                                              # download, 500 tasks in flight)
+    uv run python bench/run_all.py --quick    # fewer repetitions, smaller sizes (minutes)
+    uv run python bench/run_all.py --only polls,startup --no-page
+
+Each bench runs in its own process, in turn (never two at once: they would share the CPUs).
+Its output is kept verbatim on the page; its figures are read from that output (each bench
+prints its project figure next to a baseline measured in the same run). The fault matrix
+(``tests/evidence``, ``-m slow``) runs too and its tables go on the page. Writes
+``bench/README.md``: a table of figure, baseline, ratio, target, pass/fail, with the date and the
+machine (nproc, Python). Nothing on the page is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "bench" / "README.md"
+
+
+@dataclass
+class Row:
+    bench: str
+    figure: str
+    value: str
+    baseline: str
+    ratio: str
+    target: str
+    passed: bool | None  # None: no target, information only
+
+
+@dataclass
+class Bench:
+    name: str
+    full: list[str]
+    quick: list[str]
+    parse: Callable[[str], list[Row]]
+    timeout: float = 3600
+
+
+def _num(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    if found is None:
+        raise ValueError(f"figure not found: {pattern!r}")
+    return float(found.group(1))
+
+
+def _last_json(text: str) -> dict[str, object]:
+    """The last JSON object printed (one line, or an indented block at the end)."""
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{") and line.endswith("}"):
+            data: dict[str, object] = json.loads(line)
+            return data
+    start = text.rfind("\n{")
+    data = json.loads(text[start:] if start >= 0 else text)
+    return data
+
+
+def parse_startup(out: str) -> list[Row]:
+    base = _num(r"bare MCPServer\s+(\d+) ms", out)
+    ours = _num(r"videogen-mcp\s+(\d+) ms", out)
+    ratio = ours / base
+    return [
+        Row("startup", "MCP cold start: spawn -> initialize + tools/list (median)",
+            f"{ours:.0f} ms", f"{base:.0f} ms (bare SDK MCPServer, same tools)",
+            f"{ratio:.2f}x", "<= 1.15x", ratio <= 1.15)
+    ]  # fmt: skip
+
+
+def parse_inflight(out: str) -> list[Row]:
+    f = _last_json(out)
+
+    def num(key: str) -> float:
+        return float(cast(Any, f[key]))
+
+    saved, alone = num("all_saved_s"), num("baseline_one_task_saved_s")
+    ready, alone_ready, target = (
+        num("all_ready_s"),
+        num("baseline_one_task_ready_s"),
+        num("target_s"),
+    )
+    tasks = int(num("tasks"))
+    completed = int(cast(dict[str, int], f["statuses"]).get("completed", 0))
+    return [
+        Row("inflight", f"{tasks} tasks in flight in one process: all ready (tracked to the end)",
+            f"{ready:.2f} s", f"{alone_ready:.2f} s (one task alone)",
+            f"{ready / alone_ready:.2f}x", f"<= job + 2 polls = {target:g} s", ready <= target),
+        Row("inflight", f"{tasks} tasks in flight: all saved (downloaded, conformed)",
+            f"{saved:.2f} s", f"{alone:.2f} s (one task alone)", f"{saved / alone:.2f}x",
+            f"<= {target:g} s", saved <= target),
+        Row("inflight", "tasks completed; peak RSS", f"{completed}/{tasks}; "
+            f"{num('peak_rss_mb'):g} MB", "-", "-", "all completed, RSS < 200 MB",
+            completed == tasks and bool(f["rss_under_200mb"])),
+    ]  # fmt: skip
+
+
+def parse_download(out: str) -> list[Row]:
+    size = re.search(r"download (\d+) MiB", out)
+    ours = _num(r"videogen\s+median\s+[\d.]+ s\s+(\d+) MiB/s", out)
+    curl = _num(r"curl\s+median\s+[\d.]+ s\s+(\d+) MiB/s", out)
+    fsync = _num(r"curl\+fsync\s+median\s+[\d.]+ s\s+(\d+) MiB/s", out)
+    label = f"download throughput, {size.group(1) if size else '?'} MiB over loopback"
+    return [
+        Row("download", label, f"{ours:.0f} MiB/s", f"{curl:.0f} MiB/s (curl -o)",
+            f"{ours / curl:.2f}x", ">= 0.8x curl", ours / curl >= 0.8),
+        Row("download", label + " (fair: both fsync)", f"{ours:.0f} MiB/s",
+            f"{fsync:.0f} MiB/s (curl -o + fsync)", f"{ours / fsync:.2f}x", ">= 0.8x",
+            ours / fsync >= 0.8),
+    ]  # fmt: skip
+
+
+def parse_conform(out: str) -> list[Row]:
+    decode = _num(r"baseline: decode the source once\s+median\s+([\d.]+) s", out)
+    source = re.search(r"source: (\S+)", out)
+    rows = []
+    for seconds, fps, wall in re.findall(
+        r"conform to\s+(\d+) s @ (\d+) fps\s+median\s+([\d.]+) s", out
+    ):
+        wall_s = float(wall)
+        rows.append(
+            Row("conform", f"conform a 10 s {source.group(1) if source else ''} clip to "
+                f"{seconds} s @ {fps} fps", f"{wall_s:.2f} s",
+                f"{decode:.2f} s (decode the source once)", f"{wall_s / decode:.2f}x",
+                "faster than real time (clip s / wall s >= 1)", int(seconds) / wall_s >= 1)
+        )  # fmt: skip
+    if not rows:
+        raise ValueError("no conform figures")
+    return rows
+
+
+def parse_polls(out: str) -> list[Row]:
+    f = _last_json(out)
+    figures = cast(dict[str, dict[str, float]], f["figures"])
+    ours = figures["videogen"]
+    rows = []
+    for name, base in figures.items():
+        if name == "videogen":
+            continue
+        rows.append(
+            Row("polls", f"polls per task vs {name} loop (latency after done, unscaled)",
+                f"{ours['polls']:.1f} polls, {ours['latency']:.1f} s",
+                f"{base['polls']:.1f} polls, {base['latency']:.1f} s",
+                f"{ours['polls'] / base['polls']:.2f}x polls",
+                "latency <= loop's" if "002" not in name else "polls <= 1.25x, latency <= +1 s",
+                ours["latency"] <= base["latency"] if "002" not in name
+                else ours["polls"] <= 1.25 * base["polls"]
+                and ours["latency"] <= base["latency"] + 1.0)
+        )  # fmt: skip
+    return rows
+
+
+def parse_matrix(out: str) -> list[Row]:
+    passed = re.search(r"(\d+) passed", out)
+    failed = re.search(r"(\d+) failed", out)
+    n_pass, n_fail = int(passed.group(1)) if passed else 0, int(failed.group(1)) if failed else 0
+    return [
+        Row("faults", "fault matrix: every fault x provider x {MCP, CLI} (tables below)",
+            f"{n_pass} of {n_pass + n_fail} interfaces pass", "-", "-", "every cell passes",
+            n_fail == 0 and n_pass > 0)
+    ]  # fmt: skip
+
+
+def benches(evidence_out: Path) -> list[Bench]:
+    py = [sys.executable]
+    return [
+        Bench("startup", [*py, "bench/bench_startup.py"], [*py, "bench/bench_startup.py",
+              "--runs", "5"], parse_startup),
+        Bench("inflight", [*py, "bench/bench_inflight.py"], [*py, "bench/bench_inflight.py",
+              "--tasks", "100"], parse_inflight),
+        Bench("download", [*py, "bench/bench_download.py"], [*py, "bench/bench_download.py",
+              "--size-mib", "256", "--runs", "3"], parse_download),
+        Bench("conform", [*py, "bench/bench_conform.py"], [*py, "bench/bench_conform.py",
+              "--runs", "1"], parse_conform),
+        Bench("polls", [*py, "bench/bench_polls.py"], [*py, "bench/bench_polls.py",
+              "--tasks", "2"], parse_polls),
+        Bench("faults", [*py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "slow",
+              "tests/evidence/test_fault_matrix.py"], [], parse_matrix),
+    ]  # fmt: skip
+
+
+@dataclass
+class Outcome:
+    bench: Bench
+    command: list[str]
+    output: str
+    seconds: float
+    rows: list[Row]
+    error: str | None
+
+
+def run_bench(bench: Bench, quick: bool, env: dict[str, str]) -> Outcome:
+    command = (bench.quick or bench.full) if quick else bench.full
+    print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=bench.timeout,
+            check=False,
+        )  # fmt: skip
+        output = done.stdout + (f"\n[stderr]\n{done.stderr}" if done.stderr.strip() else "")
+        code = done.returncode
+    except subprocess.TimeoutExpired as exc:
+        output, code = f"timed out after {bench.timeout:g} s\n{exc.stdout or ''}", -1
+    seconds = time.monotonic() - started
+    error = None
+    rows: list[Row] = []
+    try:
+        rows = bench.parse(output)
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        error = f"exit {code}; figures unreadable: {exc}"
+    if code != 0 and error is None and bench.name != "faults":
+        error = f"exit {code}"
+    print(output.strip(), flush=True)
+    return Outcome(bench, command, output, seconds, rows, error)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    system = f"{platform.system()} {platform.release()}"
+    nproc = len(os.sched_getaffinity(0))
+    return f"nproc {nproc}, {cpu}, Python {platform.python_version()}, {system}"
+
+
+def render(outcomes: list[Outcome], quick: bool, started: str, total: float, ev: Path) -> str:
+    mode = "`--quick` (fewer repetitions, smaller sizes)" if quick else "full (bench defaults)"
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `uv run python bench/run_all.py"
+        + (" --quick" if quick else "")
+        + "` — every number below comes from that one run; regenerate rather than edit.",
+        "",
+        f"- date: {started}",
+        f"- machine: {machine()}",
+        f"- mode: {mode}; total time {total / 60:.1f} min",
+        "- each figure is next to its baseline measured in the same run; ratio = figure / "
+        "baseline.",
+        "",
+        "| bench | figure | value | baseline (same run) | ratio | target | pass |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        if outcome.error:
+            lines.append(f"| {outcome.bench.name} | did not produce figures | - | - | - | - | "
+                         f"FAIL ({outcome.error}) |")  # fmt: skip
+        for r in outcome.rows:
+            verdict = "-" if r.passed is None else ("pass" if r.passed else "**FAIL**")
+            lines.append(f"| {r.bench} | {r.figure} | {r.value} | {r.baseline} | {r.ratio} | "
+                         f"{r.target} | {verdict} |")  # fmt: skip
+    lines += ["", "## Fault matrix", ""]
+    for name in ("fault_matrix_mcp", "fault_matrix_cli"):
+        table = ev / f"{name}.md"
+        if table.exists():
+            lines += [f"### {name.removeprefix('fault_matrix_').upper()}", "",
+                      table.read_text().strip(), ""]  # fmt: skip
+    lines += ["## Raw output of each bench", ""]
+    for outcome in outcomes:
+        lines += [
+            f"<details><summary>{outcome.bench.name}: <code>{' '.join(outcome.command[1:])}"
+            f"</code> ({outcome.seconds:.0f} s)</summary>",
+            "",
+            "```",
+            outcome.output.strip(),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
+    parser.add_argument("--only", default="", help="comma-separated bench names")
+    parser.add_argument("--no-page", action="store_true", help="do not rewrite bench/README.md")
+    args = parser.parse_args()
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    clock = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="videogen-evidence-") as tmp:
+        ev = Path(tmp)
+        env = {**os.environ, "VIDEOGEN_EVIDENCE_OUT": str(ev)}
+        wanted = {n for n in args.only.split(",") if n}
+        chosen = [b for b in benches(ev) if not wanted or b.name in wanted]
+        outcomes = [run_bench(b, args.quick, env) for b in chosen]
+        page = render(outcomes, args.quick, started, time.monotonic() - clock, ev)
+    if not args.no_page:
+        PAGE.write_text(page + "\n", encoding="utf-8")
+        print(f"wrote {PAGE.relative_to(ROOT)}")
+    failed = [o.bench.name for o in outcomes if o.error]
+    failed += [r.figure for o in outcomes for r in o.rows if r.passed is False]
+    print("targets missed or benches broken: " + (", ".join(failed) or "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
