@@ -48,12 +48,14 @@ from videogen.errors import DownloadError, InputError, OutputError
 from videogen.providers.base import DownloadSource
 from videogen.retry import RetryPolicy
 
-#: Bytes handed to the disk per write: large enough that thread hops cost nothing.
-WRITE_BLOCK: Final = 1 << 20
+#: Bytes handed to the disk per write: large enough that thread hops cost little. With
+#: WRITE_QUEUE blocks waiting, at most (WRITE_QUEUE + 2) blocks are in memory at once.
+WRITE_BLOCK: Final = 4 << 20
+WRITE_QUEUE: Final = 1
 #: Bytes httpcore2 may read per HTTP/1.1 socket read (see ``_widen_http11_reads``).
 HTTP11_READ_BYTES: Final = 256 * 1024
-#: Chunks per ``writev`` call, well under every platform's IOV_MAX.
-MAX_IOVECS: Final = 256
+#: Chunks per ``writev`` call, well under every platform's IOV_MAX (1024 on Linux).
+MAX_IOVECS: Final = 512
 MAX_REDIRECTS: Final = 5
 MAX_REFRESHES: Final = 3
 #: Requests per download, whatever happens (a server that always cuts the body short...).
@@ -459,7 +461,7 @@ class _Transfer:
     async def _stream_to_disk(self, response: httpx2.Response) -> None:
         """Read the body while a second task writes the previous blocks: network and disk
         overlap. ``received`` counts only bytes on disk, so a resume starts exactly there."""
-        send, receive = anyio.create_memory_object_stream[list[bytes]](2)
+        send, receive = anyio.create_memory_object_stream[list[bytes]](WRITE_QUEUE)
         failures: list[Exception] = []
 
         async def write_blocks() -> None:
