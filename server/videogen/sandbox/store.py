@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from videogen.catalog import ProviderName
+from videogen.errors import ConfigError
 from videogen.sandbox.render import RenderSpec, image_bytes, store_image
 from videogen.sandbox.state import LogEntry, SandboxTask
 
@@ -90,20 +91,29 @@ class TaskStore:
 
     def __init__(self, directory: Path, *, now: float) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / STORE_FILENAME
-        self._db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
         self._lock = threading.Lock()
-        with self._lock:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             for statement in (s.strip() for s in SCHEMA.split(";")):
                 if statement:
                     self._db.execute(statement)
-        self.prune(now)
+            self.prune(now)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"Cannot open the sandbox's task store at {self.path}: {exc}. Set "
+                "VIDEOGEN_DATA_DIR to a writable directory (the offline sandbox keeps its tasks "
+                "in its 'sandbox' folder)."
+            ) from exc
 
     def close(self) -> None:
         with self._lock:
