@@ -117,8 +117,8 @@ def parse_download(out: str) -> list[Row]:
     fsync = _num(r"curl\+fsync\s+median\s+[\d.]+ s\s+(\d+) MiB/s", out)
     label = f"download throughput, {size.group(1) if size else '?'} MiB over loopback"
     return [
-        Row("download", label, f"{ours:.0f} MiB/s", f"{curl:.0f} MiB/s (curl -o)",
-            f"{ours / curl:.2f}x", ">= 0.8x curl", ours / curl >= 0.8),
+        Row("download", label, f"{ours:.0f} MiB/s", f"{curl:.0f} MiB/s (curl -o, no fsync)",
+            f"{ours / curl:.2f}x", "- (information: curl does not fsync)", None),
         Row("download", label + " (fair: both fsync)", f"{ours:.0f} MiB/s",
             f"{fsync:.0f} MiB/s (curl -o + fsync)", f"{ours / fsync:.2f}x", ">= 0.8x",
             ours / fsync >= 0.8),
@@ -251,6 +251,13 @@ def render(outcomes: list[Outcome], quick: bool, started: str, total: float, ev:
         f"- mode: {mode}; total time {total / 60:.1f} min",
         "- each figure is next to its baseline measured in the same run; ratio = figure / "
         "baseline.",
+        "- targets: start-up <= 1.15x (design decision 11, bench_startup.py) and in-flight (job + "
+        "2 polls, RSS < 200 MB: bench_inflight.py) come from the benches; download >= 0.8x of "
+        "curl+fsync, conform faster than real time and the polling targets were set by H8 for "
+        "this page (the engine should not poll much more than seed 002's loop, and should see "
+        "the end sooner than the slower seed loops).",
+        "- the machine is shared: other work may have run at the same time; contenders inside a "
+        "bench alternate or run together, so ratios are steadier than absolute numbers.",
         "",
         "| bench | figure | value | baseline (same run) | ratio | target | pass |",
         "|---|---|---|---|---|---|---|",
@@ -263,7 +270,23 @@ def render(outcomes: list[Outcome], quick: bool, started: str, total: float, ev:
             verdict = "-" if r.passed is None else ("pass" if r.passed else "**FAIL**")
             lines.append(f"| {r.bench} | {r.figure} | {r.value} | {r.baseline} | {r.ratio} | "
                          f"{r.target} | {verdict} |")  # fmt: skip
-    lines += ["", "## Fault matrix", ""]
+    lines += [
+        "",
+        "How to reproduce: `uv run python bench/run_all.py --quick` (this page), one bench alone: "
+        "`uv run python bench/bench_<name>.py --help`; the evidence suite: `uv run pytest "
+        "tests/evidence` (CI part) and `uv run pytest -m slow tests/evidence` (whole fault matrix "
+        "and the crash-restart tests).",
+        "",
+        "## Fault matrix",
+        "",
+        "Each cell: a fresh sandbox with one fault, one run of the program against it. *submits "
+        "sent/accepted*: submit requests the provider saw / answered 200 (billed). A cell passes "
+        "when the task is in the ledger, no submit was resent after an ambiguous answer, at most "
+        "one was accepted, and the outcome is the expected one: a file that PyAV decodes in full, "
+        "or a readable error. *n/a* faults (the provider's API has no such check) must simply "
+        "complete.",
+        "",
+    ]
     for name in ("fault_matrix_mcp", "fault_matrix_cli"):
         table = ev / f"{name}.md"
         if table.exists():

@@ -77,11 +77,9 @@ FAULTS: tuple[Fault, ...] = (
 #: The part of the matrix CI runs on every push: one fault of each family, every provider.
 CORE_SPECS: tuple[str, ...] = (
     "drop:submit:1",
-    "server_error:poll:2",
     "truncate_download:1",
     "reject_image:1",
     "fail_after_generating:1",
-    "expired_urls",
 )
 
 
