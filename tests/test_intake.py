@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from videogen.errors import InputError
-from videogen.intake import build_request
+from videogen.intake import build_request, choose_provider
 
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"
@@ -168,12 +168,15 @@ def test_each_rule_refuses_with_the_problem_and_the_fix(kwargs: dict[str, Any], 
     [
         ({"prompt": "a"}, "only makes scene videos"),
         ({"mode": "t2v_720p", "prompt": "a"}, "only makes scene videos"),
-        ({"scene": "moon", "image": URL1}, "Unknown scene 'moon'"),
-        ({"mode": "scene", "image": URL1}, "needs scene="),
+        ({"scene": "moon"}, "at least one photo"),
+        ({"scene": "Moon Walk", "image": URL1}, "not a scene name"),
+        ({"scene": "x" * 65, "image": URL1}, "not a scene name"),
+        ({"mode": "scene", "image": URL1}, "needs scene / --scene"),
         ({"scene": "celebrity", "images": [URL1, URL2]}, "needs 1 image"),
         ({"scene": "family"}, "1 to 9"),
         ({"scene": "celebrity", "image": URL1, "aspect_ratio": "16:9"}, "only for text-to-video"),
         ({"scene": "celebrity", "image": URL1, "duration": 10}, "follows the scene"),
+        ({"scene": "celebrity", "image": URL1, "fps": 30}, "fps / --fps"),
     ],
 )
 def test_jenius_rules_refuse_with_the_fix(kwargs: dict[str, Any], words: str) -> None:
@@ -195,3 +198,59 @@ def test_a_data_url_or_a_local_path_passes_intake_without_being_read() -> None:
         provider="volcengine", prompt="a", image="/nonexistent/x.png", tail_image="data:,x"
     ).request
     assert request.images == ("/nonexistent/x.png", "data:,x")
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_omnihuman_refuses_a_frame_rate_it_would_silently_ignore(fps: int) -> None:
+    """OmniHuman's rate follows the provider: fps other than 24 is refused, not dropped."""
+    message = refused(image=URL1, audio=AUDIO, fps=fps)
+    assert "fps cannot be chosen for omnihuman" in message
+    assert "fps / --fps" in message
+
+
+def test_a_scene_name_missing_from_the_catalogue_is_sent_to_jenius_with_a_note() -> None:
+    """contracts.md §3: the scene list grows; Jenius's own error speaks for names it lacks."""
+    intake = build_request(provider="jenius", scene="new_year-2026", images=[URL1, URL2])
+    assert (intake.request.mode, intake.request.scene) == ("scene", "new_year-2026")
+    assert intake.request.images == (URL1, URL2)
+    assert any("not in videogen's catalogue" in note for note in intake.notes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"mode": "i2v_first_720p", "image": URL1}, "prompt / PROMPT"),
+        ({"mode": "i2v_first_720p", "prompt": "a"}, "image / --image"),
+        (
+            {"mode": "i2v_first_tail_720p", "prompt": "a", "image": URL1},
+            "tail_image / --tail-image",
+        ),
+        ({"mode": "omnihuman", "image": URL1}, "audio / --audio"),
+        ({"prompt": "a", "fast_mode": True}, "fast_mode / --fast"),
+        ({"mode": "i2v_recamera_720p", "prompt": "a", "image": URL1}, "camera / --camera"),
+    ],
+)
+def test_messages_name_the_option_as_both_the_tools_and_the_command_line_spell_it(
+    kwargs: dict[str, Any], option: str
+) -> None:
+    """No MCP-only wording such as "pass prompt=...": the CLI shows these messages too."""
+    message = refused(**kwargs)
+    assert option in message
+    assert "=" not in message.replace("==", "")
+
+
+@pytest.mark.parametrize(
+    ("explicit", "mode", "scene", "chosen"),
+    [
+        (None, None, None, "tokenops"),
+        (None, "scene", None, "jenius"),
+        (None, None, "celebrity", "jenius"),
+        (None, "t2v_720p", "celebrity", "tokenops"),
+        ("volcengine", "scene", "celebrity", "volcengine"),
+    ],
+)
+def test_choose_provider_sends_scenes_to_jenius_unless_told_otherwise(
+    explicit: Any, mode: Any, scene: str | None, chosen: str
+) -> None:
+    """One rule for the CLI and the MCP tool (it used to differ for --mode scene)."""
+    assert choose_provider(explicit=explicit, mode=mode, scene=scene, default="tokenops") == chosen

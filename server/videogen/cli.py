@@ -419,10 +419,12 @@ def _run_app(settings: Settings, body: Callable[[App], Awaitable[T]]) -> T:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from videogen.intake import build_request
+    from videogen.intake import build_request, choose_provider
 
     settings = load_settings(sandbox=args.sandbox, output=args.output)
-    provider = args.provider or ("jenius" if args.scene else settings.provider)
+    provider = choose_provider(
+        explicit=args.provider, mode=args.mode, scene=args.scene, default=settings.provider
+    )
     intake = build_request(
         prompt=args.prompt,
         provider=provider,

@@ -9,6 +9,7 @@ that when the request is about to be sent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, get_args
@@ -20,6 +21,8 @@ from videogen.catalog import (
     CAMERA_MOVES,
     CAMERA_STRENGTHS,
     DEFAULT_ASPECT_RATIO,
+    DEFAULT_DURATION,
+    DEFAULT_FPS,
     DURATIONS,
     FPS_CHOICES,
     JIMENG,
@@ -50,6 +53,39 @@ _IMAGE_MODE_FOR: Final[dict[str, tuple[Mode, Mode]]] = {
     "1080p": ("i2v_first_1080p", "i2v_first_tail_1080p"),
 }
 SEED_MAX: Final = 2**32 - 1
+#: A scene name not in the catalogue is passed to Jenius when it looks like one (contracts.md §3:
+#: the scene list is unknown and grows; the provider's own error speaks for names it rejects).
+SCENE_NAME: Final = re.compile(r"[a-z0-9_-]{1,64}")
+#: Command-line flags whose name is not ``--`` + the parameter name with dashes.
+_FLAGS: Final[dict[str, str]] = {"fast_mode": "--fast", "prompt": "PROMPT"}
+
+
+def option(name: str) -> str:
+    """A parameter as both interfaces name it, e.g. ``tail_image / --tail-image``.
+
+    Intake's messages reach the model (MCP: ``tail_image=``) and people at a shell (CLI:
+    ``--tail-image``) alike, so they name both spellings.
+    """
+    return f"{name} / {_FLAGS.get(name, '--' + name.replace('_', '-'))}"
+
+
+def choose_provider(
+    *,
+    explicit: ProviderName | None,
+    mode: Mode | None,
+    scene: str | None,
+    default: ProviderName,
+) -> ProviderName:
+    """The provider a request goes to; the one rule both interfaces use.
+
+    The caller's choice wins; a scene (``mode`` scene, or a scene with no mode) goes to Jenius,
+    the only provider that makes them; anything else to the configured ``default``.
+    """
+    if explicit:
+        return explicit
+    if mode == "scene" or (scene and mode is None):
+        return "jenius"
+    return default
 
 
 @dataclass(frozen=True)
@@ -102,7 +138,9 @@ def build_request(
     _check_mode(mode, provider)
     _check_timing(mode, duration, fps)
     if not isinstance(seed, int) or isinstance(seed, bool) or not -1 <= seed <= SEED_MAX:
-        raise InputError(f"seed={seed!r} is out of range: use -1 (random) or 0..{SEED_MAX}.")
+        raise InputError(
+            f"{option('seed')} {seed!r} is out of range: use -1 (random) or 0..{SEED_MAX}."
+        )
     for ref in refs:
         classify_ref(ref)
     if mode == "scene":
@@ -162,8 +200,8 @@ def _collect_images(image: str | None, images: Sequence[str], tail: str | None) 
     if tail:
         if not refs:
             raise InputError(
-                "tail_image was given without a first image: pass the first frame "
-                "as image (and the last frame as tail_image)."
+                f"A last frame ({option('tail_image')}) was given without a first image: give "
+                f"the first frame as {option('image')} too."
             )
         refs.append(tail)
     return tuple(refs)
@@ -187,8 +225,8 @@ def _infer_mode(
         mode, why = "scene", f"scene {scene!r} was given"
     elif provider == "jenius":
         raise InputError(
-            "Jenius only makes scene videos: pass scene= one of "
-            f"{', '.join(SCENES)} (or choose provider volcengine or tokenops)."
+            f"Jenius only makes scene videos: give {option('scene')} (e.g. "
+            f"{', '.join(SCENES)}), or choose provider volcengine or tokenops."
         )
     elif audio:
         mode, why = "omnihuman", "audio was given (a talking portrait)"
@@ -201,7 +239,7 @@ def _infer_mode(
     elif len(refs) > 2:
         raise InputError(
             f"{len(refs)} images were given but video modes take at most two (first "
-            "and last frame): pass one or two images, or a scene for group photos."
+            "and last frame): give one or two images, or a scene for group photos."
         )
     else:
         return "t2v_720p"  # the default needs no note: the result's Mode line says it
@@ -227,18 +265,22 @@ def _check_mode(mode: str, provider: ProviderName) -> None:
 def _check_timing(mode: Mode, duration: int, fps: int) -> None:
     if duration not in DURATIONS:
         raise InputError(
-            f"duration={duration!r} is not offered: use one of "
+            f"{option('duration')} {duration!r} is not offered: use one of "
             f"{', '.join(map(str, DURATIONS))} seconds."
         )
     if fps not in FPS_CHOICES:
         raise InputError(
-            f"fps={fps!r} is not offered: use one of {', '.join(map(str, FPS_CHOICES))}."
+            f"{option('fps')} {fps!r} is not offered: use one of "
+            f"{', '.join(map(str, FPS_CHOICES))}."
         )
-    if mode in ("omnihuman", "scene") and duration != 5:
+    if mode in ("omnihuman", "scene") and (duration != DEFAULT_DURATION or fps != DEFAULT_FPS):
+        # Neither provider takes a length or a rate, and the engine conforms only Jimeng clips:
+        # a value here would be silently ignored.
         what = "the audio" if mode == "omnihuman" else "the scene"
+        name = "duration" if duration != DEFAULT_DURATION else "fps"
         raise InputError(
-            f"duration cannot be chosen for {mode} videos: their length follows "
-            f"{what}. Leave duration unset."
+            f"{name} cannot be chosen for {mode} videos: their length follows {what} and "
+            f"their frame rate is the provider's. Leave {option(name)} unset."
         )
 
 
@@ -248,7 +290,10 @@ def _check_prompt(prompt: str, limit: int, required: bool, mode: str) -> None:
             f"The prompt has {len(prompt)} characters; {mode} accepts at most {limit}. Shorten it."
         )
     if required and not prompt:
-        raise InputError(f"Mode {mode} needs a prompt describing the video: pass prompt=...")
+        raise InputError(
+            f"Mode {mode} needs a prompt describing the video: give the prompt "
+            f"({option('prompt')})."
+        )
 
 
 def _check_jimeng(
@@ -268,11 +313,12 @@ def _check_jimeng(
     if aspect_ratio and not text_only:
         raise InputError(
             f"aspect_ratio is only for text-to-video: with an image, {mode} takes the "
-            "image's own shape. Remove aspect_ratio (or crop the image)."
+            f"image's own shape. Remove {option('aspect_ratio')} (or crop the image)."
         )
     if aspect_ratio and aspect_ratio not in ASPECT_RATIOS:
         raise InputError(
-            f"aspect_ratio={aspect_ratio!r} is not offered: use one of {', '.join(ASPECT_RATIOS)}."
+            f"{option('aspect_ratio')} {aspect_ratio!r} is not offered: use one of "
+            f"{', '.join(ASPECT_RATIOS)}."
         )
     if spec.camera:
         _check_camera(camera, strength)
@@ -297,9 +343,9 @@ def _check_image_count(mode: Mode, low: int, high: int, count: int, resolution: 
         )
     need = "one image" if high == 1 else "two images (first and last frame)"
     got = "none" if count == 0 else str(count)
+    give = option("image") if high == 1 else f"{option('image')} and {option('tail_image')}"
     raise InputError(
-        f"Mode {mode} needs {need}, but {got} were given: pass "
-        f"{'image=' if high == 1 else 'image= and tail_image='}, or use a "
+        f"Mode {mode} needs {need}, but {got} were given: give {give}, or use a "
         "text-to-video mode (t2v_720p)."
     )
 
@@ -307,17 +353,18 @@ def _check_image_count(mode: Mode, low: int, high: int, count: int, resolution: 
 def _check_camera(camera: str | None, strength: str | None) -> None:
     if not camera or not strength:
         raise InputError(
-            "Mode i2v_recamera_720p needs a camera move and its strength: pass "
-            f"camera= one of {', '.join(CAMERA_MOVES)} and camera_strength= one of "
-            f"{', '.join(CAMERA_STRENGTHS)}."
+            "Mode i2v_recamera_720p needs a camera move and its strength: give "
+            f"{option('camera')} (one of {', '.join(CAMERA_MOVES)}) and "
+            f"{option('camera_strength')} (one of {', '.join(CAMERA_STRENGTHS)})."
         )
     if camera not in CAMERA_MOVES:
         raise InputError(
-            f"camera={camera!r} is not a known move: use one of {', '.join(CAMERA_MOVES)}."
+            f"{option('camera')} {camera!r} is not a known move: use one of "
+            f"{', '.join(CAMERA_MOVES)}."
         )
     if strength not in CAMERA_STRENGTHS:
         raise InputError(
-            f"camera_strength={strength!r} is not offered: use one of "
+            f"{option('camera_strength')} {strength!r} is not offered: use one of "
             f"{', '.join(CAMERA_STRENGTHS)}."
         )
 
@@ -329,12 +376,12 @@ def _check_omnihuman(
     if tail or len(refs) != 1:
         raise InputError(
             f"OmniHuman needs exactly one portrait image, but {len(refs)} were "
-            "given: pass image= (a public URL of one clear portrait)."
+            f"given: give {option('image')} (a public URL of one clear portrait)."
         )
     if not audio:
         raise InputError(
-            "OmniHuman needs audio for the portrait to speak: pass audio= a public "
-            "URL of a speech clip shorter than 60 seconds."
+            f"OmniHuman needs audio for the portrait to speak: give {option('audio')}, a "
+            "public URL of a speech clip shorter than 60 seconds."
         )
     classify_ref(audio, label="audio")
     if len(masks) > OMNIHUMAN.max_subjects:
@@ -346,11 +393,11 @@ def _check_omnihuman(
 
 def _check_scene(scene: str | None, refs: tuple[str, ...], prompt: str, notes: list[str]) -> None:
     if not scene:
-        raise InputError(f"Mode scene needs scene= one of {', '.join(SCENES)}.")
+        raise InputError(f"Mode scene needs {option('scene')}: one of {', '.join(SCENES)}.")
     spec = SCENES.get(scene)
     if spec is None:
-        raise InputError(f"Unknown scene {scene!r}: use one of {', '.join(SCENES)}.")
-    if not spec.min_images <= len(refs) <= spec.max_images:
+        _check_unknown_scene(scene, refs, notes)
+    elif not spec.min_images <= len(refs) <= spec.max_images:
         count = (
             str(spec.min_images)
             if spec.min_images == spec.max_images
@@ -364,6 +411,24 @@ def _check_scene(scene: str | None, refs: tuple[str, ...], prompt: str, notes: l
         notes.append(
             "the prompt is not sent to Jenius (scenes take no text); it only names the file"
         )
+
+
+def _check_unknown_scene(scene: str, refs: tuple[str, ...], notes: list[str]) -> None:
+    """A scene the catalogue does not list goes to Jenius, which knows its own list."""
+    if not SCENE_NAME.fullmatch(scene):
+        raise InputError(
+            f"Scene {describe(scene)} is not a scene name: names are 1 to 64 lower-case "
+            f"letters, digits, '_' or '-' (known scenes: {', '.join(SCENES)})."
+        )
+    if not refs:
+        raise InputError(
+            f"Scene {scene} needs at least one photo: give {option('image')} or "
+            f"{option('images')} (public URLs)."
+        )
+    notes.append(
+        f"scene {scene!r} is not in videogen's catalogue ({', '.join(SCENES)}); it is sent "
+        "to Jenius as given, and Jenius refuses it if it does not offer it"
+    )
 
 
 def _check_extras(
@@ -388,24 +453,27 @@ def _check_extras(
             if given:
                 raise InputError(
                     f"{name} is only for OmniHuman (mode omnihuman), not {mode}: "
-                    f"remove {name} or use mode omnihuman."
+                    f"remove {option(name)} or use mode omnihuman."
                 )
     elif resolution is not None and resolution not in get_args(OmniResolution):
         raise InputError(
-            f"resolution={resolution!r} is not offered: OmniHuman renders 720 or 1080."
+            f"{option('resolution')} {resolution!r} is not offered: OmniHuman renders 720 or 1080."
         )
     if mode != "scene" and scene:
         raise InputError(
-            f"scene is only for Jenius scene videos, not {mode}: remove scene or use "
-            "provider jenius."
+            f"scene is only for Jenius scene videos, not {mode}: remove {option('scene')} or "
+            "use provider jenius."
         )
     if mode != "i2v_recamera_720p" and (camera or strength):
         raise InputError(
             f"camera and camera_strength are only for mode i2v_recamera_720p, not "
-            f"{mode}: remove them or use that mode with one image."
+            f"{mode}: remove {option('camera')} and {option('camera_strength')}, or use "
+            "that mode with one image."
         )
     if mode in ("omnihuman", "scene") and aspect_ratio:
-        raise InputError(f"aspect_ratio is only for text-to-video, not {mode}: remove it.")
+        raise InputError(
+            f"aspect_ratio is only for text-to-video, not {mode}: remove {option('aspect_ratio')}."
+        )
 
 
 def _check_filename(filename: str | None) -> None:
@@ -413,6 +481,6 @@ def _check_filename(filename: str | None) -> None:
         return
     if "/" in filename or "\\" in filename or filename in (".", "..") or ".." in filename:
         raise InputError(
-            f"filename {describe(filename)} must be a plain file name without "
-            "folders or '..': the video is always saved in the output directory."
+            f"The file name {describe(filename)} must be a plain file name without folders or "
+            "'..': the video is always saved in the output directory."
         )

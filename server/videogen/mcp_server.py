@@ -363,17 +363,6 @@ async def _poster(path: str | None) -> ImageContent | None:
     return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type="image/jpeg")
 
 
-def _provider_for(
-    provider: ProviderName | None, mode: Mode | None, scene: str | None, settings: Settings
-) -> ProviderName:
-    """The caller's provider; Jenius for scenes; otherwise the configured default."""
-    if provider is not None:
-        return provider
-    if mode == "scene" or (scene and mode is None):
-        return "jenius"
-    return settings.provider
-
-
 # --- catalogue and subject models --------------------------------------------------------------
 
 
@@ -636,12 +625,15 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
         people.
         """
         with _tool_errors("generate_video"):
-            from videogen.intake import build_request
+            from videogen.intake import build_request, choose_provider
 
             lazy = _lazy(ctx)
+            chosen = choose_provider(
+                explicit=provider, mode=mode, scene=scene, default=lazy.settings.provider
+            )
             intake = build_request(
                 prompt=prompt,
-                provider=_provider_for(provider, mode, scene, lazy.settings),
+                provider=chosen,
                 mode=mode,
                 image=image,
                 tail_image=tail_image,

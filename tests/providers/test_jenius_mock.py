@@ -11,6 +11,7 @@ from provider_helpers import Recorder
 
 from videogen.config import ProviderEndpoint
 from videogen.errors import (
+    ContentRejected,
     CredentialsError,
     GenerationFailed,
     InputError,
@@ -168,3 +169,35 @@ async def test_what_jenius_does_not_offer_is_an_input_error(method: str) -> None
 async def test_jenius_has_no_subject_detection(method: str) -> None:
     with pytest.raises(InputError, match="volcengine or tokenops"):
         await getattr(provider(Recorder([])), method)(PreparedImage(url="https://a/p.png"))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx2.Response(400, json={"code": 400, "message": "image rejected by content review"}),
+        httpx2.Response(403, json={"code": 403, "message": "图片审核未通过"}),
+        httpx2.Response(200, json={"code": 4001, "message": "Sensitive content", "data": None}),
+    ],
+)
+async def test_a_submit_refused_by_review_is_a_content_rejection(response: httpx2.Response) -> None:
+    """Jenius documents no codes: its words tell a review refusal from a bad request."""
+    request = build_request(provider="jenius", scene="celebrity", image="https://a/me.png").request
+    with pytest.raises(ContentRejected, match="will not help") as caught:
+        await provider(Recorder([response])).submit(request, urls("https://a/me.png"))
+    assert caught.value.exit_code == 5 and not caught.value.same_input_may_pass
+
+
+@pytest.mark.anyio
+async def test_a_task_failed_by_review_is_a_content_rejection_that_may_pass_again() -> None:
+    rec = Recorder([answer(status="failed", error_msg="output failed moderation review")])
+    result = await provider(rec).poll(REF)
+    assert result.status == "failed"
+    assert isinstance(result.error, ContentRejected) and result.error.same_input_may_pass
+
+
+@pytest.mark.anyio
+async def test_a_plain_failure_stays_a_generation_failure() -> None:
+    rec = Recorder([answer(status="failed", error_msg="preview renderer crashed")])
+    result = await provider(rec).poll(REF)
+    assert type(result.error) is GenerationFailed

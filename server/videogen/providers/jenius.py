@@ -9,6 +9,7 @@ recognition. Bearer auth; error bodies are ``{"code", "message"}`` when they are
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Final, Literal, assert_never, get_args
@@ -17,7 +18,13 @@ import httpx2
 
 from videogen.catalog import Mode, ProviderName
 from videogen.config import ProviderEndpoint
-from videogen.errors import GenerationFailed, InputError, ProviderError, VideogenError
+from videogen.errors import (
+    ContentRejected,
+    GenerationFailed,
+    InputError,
+    ProviderError,
+    VideogenError,
+)
 from videogen.models import GenerationRequest, ProviderStatus
 from videogen.providers._common import (
     Loose,
@@ -49,6 +56,13 @@ TASKS: Final = "/plugins/video/tasks"
 JeniusStatus = Literal["created", "pending", "processing", "completed", "failed"]
 _KNOWN_STATUSES: Final[frozenset[str]] = frozenset(get_args(JeniusStatus))
 _unknown_statuses = Once()
+#: How a Jenius refusal or failure says that content review stopped it. Jenius documents no error
+#: codes (contracts.md §3), so its words are all there is to tell a review from a bad request.
+_REVIEW_WORDS: Final = re.compile(
+    r"\b(?:review|risk|sensitive|moderation|violat\w*|inappropriate|nsfw|prohibited)\b"
+    r"|审核|违规|敏感|风险",
+    re.IGNORECASE,
+)
 
 
 class _Task(Loose):
@@ -172,6 +186,14 @@ def _task(response: httpx2.Response, what: str) -> _Task:
     envelope = parse(_Envelope, json_body(response), PROVIDER, what, response)
     if envelope.code not in (None, 0, 200) or envelope.data is None:
         # A 200 answer can still carry an error in its own code.
+        rejection = _rejection(
+            envelope.message,
+            code=envelope.code,
+            http_status=response.status_code,
+            may_pass=False,
+        )
+        if rejection is not None:
+            raise rejection
         raise ProviderError(
             f"Jenius refused the {what} request (code {envelope.code}).",
             provider=PROVIDER,
@@ -207,7 +229,7 @@ def _poll_result(task: _Task) -> PollResult:
     status = _map_status(task.status)
     error: ProviderError
     if status == "failed":
-        error = GenerationFailed(
+        error = _rejection(task.error_msg, may_pass=True) or GenerationFailed(
             "The Jenius scene task failed; try a clearer photo (one person, "
             "front-facing) or submit again.",
             provider=PROVIDER,
@@ -230,6 +252,10 @@ def _translate(response: httpx2.Response) -> VideogenError:
     data = json_body(response)
     body = _ErrorBody.model_validate(data) if isinstance(data, dict) else _ErrorBody()
     message = body.message or body.msg or body_text(response)
+    if http not in (401, 429) and http < 500:
+        rejection = _rejection(message, code=body.code, http_status=http, may_pass=False)
+        if rejection is not None:
+            return rejection
     if http in (401, 403):
         return credentials_error(PROVIDER, f"HTTP {http}")
     if http == 429:
@@ -248,5 +274,35 @@ def _translate(response: httpx2.Response) -> VideogenError:
         provider=PROVIDER,
         code=body.code,
         http_status=http,
+        provider_message=message,
+    )
+
+
+def _rejection(
+    message: str | None,
+    *,
+    may_pass: bool,
+    code: int | str | None = None,
+    http_status: int | None = None,
+) -> ContentRejected | None:
+    """A ``ContentRejected`` when Jenius's words say content review refused the task.
+
+    ``may_pass``: a task that failed review after it ran (the output) may pass when submitted
+    again; a submit refused by review (the photos) will not.
+    """
+    if not message or not _REVIEW_WORDS.search(message):
+        return None
+    advice = (
+        "The same request may pass if submitted again; if not, use other photos."
+        if may_pass
+        else "Retrying the same photos will not help: use other photos (one clear person, "
+        "nothing sensitive)."
+    )
+    return ContentRejected(
+        f"Jenius's content review refused the scene task. {advice}",
+        same_input_may_pass=may_pass,
+        provider=PROVIDER,
+        code=code,
+        http_status=http_status,
         provider_message=message,
     )
