@@ -352,3 +352,46 @@ async def test_a_streamed_compressed_error_from_the_content_endpoint_is_read_and
     with pytest.raises(RateLimited, match="slow down") as caught:
         await TokenOpsProvider(ENDPOINT, client).download_source(REF, DONE)
     assert caught.value.retry_after == 2.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ({"error": {"message": "Invalid parameter", "code": 50200}}, ProviderError),
+        (
+            {"error": {"message": "Input URL could not be downloaded", "code": "50220"}},
+            ProviderError,
+        ),
+        ({"error": {"message": "Post Video Risk Not Pass", "code": 50516}}, ContentRejected),
+    ],
+)
+async def test_a_permanent_business_error_at_poll_time_fails_the_task(
+    body: dict[str, Any], kind: type[Exception]
+) -> None:
+    """A 4xx with a business code about the task is its outcome, not a poll to retry."""
+    answer = httpx2.Response(400, json=body, headers={"x-request-id": "rid-1"})
+    result = await provider(Recorder([answer])).poll(REF)
+    assert result.status == "failed"
+    assert isinstance(result.error, kind) and result.error.request_id == "rid-1"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (httpx2.Response(401, json={"error": {"message": "bad key"}}), CredentialsError),
+        (httpx2.Response(403, json={"error": {"message": "not enabled"}}), CapabilityNotEnabled),
+        (httpx2.Response(429, json={"error": {"message": "slow"}}), RateLimited),
+        (httpx2.Response(503, text="down"), ProviderUnavailable),
+        (
+            httpx2.Response(400, json={"error": {"message": "bad id", "code": "invalid"}}),
+            ProviderError,
+        ),
+    ],
+)
+async def test_errors_about_the_poll_itself_are_still_raised(
+    answer: httpx2.Response, kind: type[Exception]
+) -> None:
+    with pytest.raises(kind):
+        await provider(Recorder([answer])).poll(REF)

@@ -403,3 +403,40 @@ async def test_recognition_submits_then_polls_to_a_verdict() -> None:
     assert (await volc.poll_recognition(ref)).status == "running"
     verdict = await volc.poll_recognition(ref)
     assert (verdict.status, verdict.contains_subject) == ("succeeded", False)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (50200, ProviderError),
+        (50220, ProviderError),
+        (50411, ContentRejected),
+        (50299, ProviderError),
+    ],
+)
+async def test_a_permanent_business_error_at_poll_time_fails_the_task(
+    code: int, kind: type[Exception]
+) -> None:
+    """Asking again would get the same answer: the poll reports the task failed, not an error."""
+    result = await provider(Recorder([business(code)])).poll(T2V)
+    assert result.status == "failed"
+    assert isinstance(result.error, kind) and result.error.code == code
+    assert result.error.request_id == RID
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (gateway(100010, "SignatureDoesNotMatch", 401), CredentialsError),
+        (business(50400, 403), CapabilityNotEnabled),
+        (business(50429, 429), RateLimited),
+        (business(50500, 500), ProviderUnavailable),
+    ],
+)
+async def test_errors_about_the_poll_itself_are_still_raised(
+    answer: httpx2.Response, kind: type[Exception]
+) -> None:
+    with pytest.raises(kind):
+        await provider(Recorder([answer])).poll(T2V)

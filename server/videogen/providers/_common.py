@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from videogen.config import CREDENTIAL_VARIABLES
 from videogen.errors import (
+    CapabilityNotEnabled,
     ConfigError,
     ContentRejected,
     CredentialsError,
@@ -267,3 +268,26 @@ def int_code(value: object) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+#: Business codes (contracts.md §1.4) are five digits starting with 5; gateway codes are 1000xx.
+BUSINESS_CODES: Final = range(50000, 60000)
+
+
+def is_task_outcome(error: object) -> bool:
+    """Whether an error answered to a *poll* is the task's own fate, not the poll's.
+
+    A review rejection, or a business code that asking again will not change (50200 invalid
+    parameter, 50215 invalid input, 50220 an input URL the provider could not download, and the
+    like) ends the task: the poll reports it ``failed`` with that error. Errors about the poll
+    request itself, the account or the moment — credentials and signatures (gateway codes),
+    capability not enabled, rate limits, 5xx — are raised as before.
+    """
+    if isinstance(error, ContentRejected):
+        return True
+    if not isinstance(error, ProviderError) or error.retryable:
+        return False
+    if isinstance(error, CapabilityNotEnabled):
+        return False
+    code = int_code(error.code)
+    return code is not None and code in BUSINESS_CODES

@@ -47,6 +47,7 @@ from videogen.providers._common import (
     content_rejection,
     credentials_error,
     int_code,
+    is_task_outcome,
     json_body,
     parse,
     rate_limited,
@@ -155,7 +156,16 @@ class TokenOpsProvider:
         return Submitted(TaskRef(created.id, str(body["req_key"])), _request_id(response))
 
     async def poll(self, ref: TaskRef) -> PollResult:
-        response = await self._request("GET", f"/videos/{ref.provider_task_id}", allow_404=True)
+        try:
+            response = await self._request(
+                "GET", f"/videos/{ref.provider_task_id}", allow_404=True
+            )
+        except ProviderError as error:
+            if not is_task_outcome(error):
+                raise
+            # A review or a permanent business code about this task: its outcome, not a
+            # failed poll (asking again would get the same answer).
+            return PollResult("failed", "error", error=error, request_id=error.request_id)
         if response.status_code == 404:
             return _forgotten(ref, response)
         video = parse(_Video, json_body(response), PROVIDER, "status", response)

@@ -35,7 +35,6 @@ from videogen.catalog import (
 from videogen.config import ProviderEndpoint
 from videogen.errors import (
     CapabilityNotEnabled,
-    ContentRejected,
     CredentialsError,
     InputError,
     ProviderError,
@@ -50,6 +49,7 @@ from videogen.providers._common import (
     body_text,
     content_rejection,
     credentials_error,
+    is_task_outcome,
     json_body,
     parse,
     rate_limited,
@@ -438,9 +438,7 @@ def _poll_result(data: _ResultData, request_id: str | None, now: float) -> PollR
 
 def _is_task_outcome(error: VideogenError) -> TypeGuard[ProviderError]:
     """Errors on a poll that describe the task itself (not the poll request)."""
-    return isinstance(error, ContentRejected) or (
-        isinstance(error, ProviderError) and error.code == 50215
-    )
+    return is_task_outcome(error)
 
 
 def _business_code(envelope: _Envelope) -> tuple[int | None, str | None]:
