@@ -51,6 +51,7 @@ anyio.run(main)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_process_killed_mid_task_resumes_after_restart_with_one_submit_and_one_file(
     tmp_path: Path,
 ) -> None:

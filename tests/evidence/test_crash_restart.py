@@ -55,6 +55,7 @@ def assert_finished_once(root: Path, result: dict[str, object], submits: int) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_server_killed_during_a_wait_is_finished_by_the_next_one(tmp_path: Path) -> None:
     with serve_in_thread(SandboxOptions(job_seconds=2.0)) as sandbox:
         env = clean_env(tmp_path, **sandbox.env())
@@ -77,6 +78,7 @@ def _partial_download_started(root: Path) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_server_killed_during_a_download_is_finished_by_the_next_one(tmp_path: Path) -> None:
     """``slow_download`` holds the download open; the kill lands while bytes are arriving."""
     options = SandboxOptions(job_seconds=1.0, faults=("slow_download:40000",))
@@ -97,6 +99,7 @@ def test_a_server_killed_during_a_download_is_finished_by_the_next_one(tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.xfail(
     strict=True,
     reason="bug: a download killed mid-way leaves its hidden .part file in the output folder "
@@ -150,6 +153,7 @@ def silent_provider() -> Iterator[tuple[str, list[bytes]]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_server_killed_before_the_submit_is_answered_marks_the_task_unknown(
     tmp_path: Path,
 ) -> None:

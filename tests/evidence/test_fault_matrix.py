@@ -45,6 +45,7 @@ async def test_one_fault_per_provider_through_the_cli_ends_in_a_file_or_a_readab
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # sixty cells in one test; about 2 minutes on a quiet machine
 @pytest.mark.parametrize("interface", ["mcp", "cli"])
 async def test_every_fault_on_every_provider_ends_in_a_file_or_a_readable_error(
     tmp_path: Path, interface: str
