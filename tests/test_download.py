@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import httpx2
 import pytest
 import uvicorn
 
-from videogen.download import check_mp4, download, safe_filename
+from videogen.download import check_mp4, download, hold_lock, safe_filename
 from videogen.errors import DownloadError, InputError, OutputError
 from videogen.media import probe
 from videogen.providers.base import DownloadSource
@@ -682,3 +683,63 @@ async def test_credentials_are_not_sent_after_a_redirect_from_https_to_http(
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as client:
         await download(client, source, tmp_path, "v.mp4", max_bytes=MiB, deadline_seconds=9)
     assert seen == [("https://api.test/v.mp4", "Bearer t"), ("http://api.test/plain.mp4", None)]
+
+
+@pytest.mark.anyio
+async def test_orphaned_temporary_files_are_swept_and_live_ones_are_not(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """A ``.part``/``.conform`` file nobody holds is removed by the next download; one whose
+    writer is alive (it holds the lock) and unrelated hidden files are left alone."""
+    name, _ = body
+    orphan = tmp_path / ".old.mp4.part-0123abcd"
+    orphan_conform = tmp_path / ".old.mp4.conform-89abcdef.mp4"
+    live = tmp_path / ".busy.mp4.part-deadbeef"
+    for path in (orphan, orphan_conform, live, tmp_path / ".keep"):
+        path.write_bytes(b"x")
+    fd = os.open(live, os.O_RDONLY)
+    hold_lock(fd)
+    try:
+        await fetch(server.url(name), tmp_path)
+    finally:
+        os.close(fd)
+    assert files_in(tmp_path) == [".busy.mp4.part-deadbeef", ".keep", "out.mp4"]
+
+
+KILLED = textwrap.dedent(
+    """
+    import sys, anyio, httpx2
+    from pathlib import Path
+    from videogen.download import download
+    from videogen.providers.base import DownloadSource
+
+    async def main() -> None:
+        async with httpx2.AsyncClient() as client:
+            await download(client, DownloadSource(url=sys.argv[1]), Path(sys.argv[2]), "k.mp4",
+                           max_bytes=1 << 30, deadline_seconds=60)
+
+    anyio.run(main)
+    """
+)
+
+
+def test_a_download_killed_mid_way_leaves_a_part_file_the_next_download_removes(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """SIGKILL runs no cleanup; the next download into the folder sweeps the orphan."""
+    name, data = body
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED, server.url(name, "slow"), str(tmp_path)]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not [f for f in files_in(tmp_path) if ".part-" in f]:  # another process: poll
+            assert time.monotonic() < deadline, "the child never started its download"
+            time.sleep(0.05)
+    finally:
+        child.kill()
+        child.wait()
+    assert len(files_in(tmp_path)) == 1
+    path = anyio.run(fetch, server.url(name), tmp_path)
+    assert path.read_bytes() == data
+    assert files_in(tmp_path) == ["out.mp4"]

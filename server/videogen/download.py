@@ -19,7 +19,8 @@ The contract of :func:`download`:
 - the finished file is ``fsync``-ed, hard-linked into place under the first free name
   (``name.mp4``, ``name-1.mp4``, ...), so an existing file or a planted symlink is never
   overwritten or followed, and the directory is ``fsync``-ed;
-- whatever goes wrong, no partial file is left behind.
+- whatever goes wrong, no partial file is left behind; one left by a process that was killed
+  (no ``finally`` runs then) is removed by the next download into the same directory.
 
 Errors: :class:`DownloadError` for the network, integrity, size cap and deadline (the task keeps
 its video URL, so the download can be tried again); :class:`OutputError` for the directory
@@ -45,6 +46,11 @@ import httpx2
 from anyio.streams.memory import MemoryObjectSendStream
 
 from videogen.errors import DownloadError, InputError, OutputError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, no orphan sweeping
+    fcntl = None  # type: ignore[assignment]
 from videogen.providers.base import DownloadSource
 from videogen.retry import RetryPolicy
 
@@ -209,6 +215,7 @@ class _PartFile:
             fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             raise _output_error(exc, root) from exc
+        hold_lock(fd)
         return cls(root, path, fd)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -250,6 +257,47 @@ class _PartFile:
         self.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+#: Temporary files of this module (``.<name>.part-xxxxxxxx``) and of media.conform
+#: (``.<name>.conform-xxxxxxxx.mp4``).
+_TEMPORARY = re.compile(r"\..+\.(part-[0-9a-f]{8}|conform-[0-9a-f]{8}\.mp4)")
+
+
+def hold_lock(fd: int) -> None:
+    """Mark a temporary file as in use for as long as this process keeps ``fd`` open: the
+    kernel drops the lock when the process dies, however it dies."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # a filesystem without locks: sweeping skips it
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def sweep_orphans(root: Path) -> None:
+    """Remove temporary files left in ``root`` by a process that was killed mid-download or
+    mid-conform. A live writer holds a lock on its file (``hold_lock``), so only files no live
+    process holds are removed. (A file is unlocked only for the instant between its creation
+    and its lock.) Without ``fcntl`` (Windows) nothing is swept."""
+    if fcntl is None:
+        return
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                _remove_if_orphan(Path(entry.path))
+
+
+def _remove_if_orphan(path: Path) -> None:
+    assert fcntl is not None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)  # still locked by us, so no other sweeper is racing on it
+    except OSError:
+        pass  # locked: a live download or conform owns it
+    finally:
+        os.close(fd)
 
 
 def _publish(part: _PartFile, filename: str) -> Path:
@@ -616,6 +664,7 @@ async def download(
     _check_bare(filename)
     _widen_http11_reads()
     root = await anyio.to_thread.run_sync(_prepare_dir, Path(dest_dir))
+    await anyio.to_thread.run_sync(sweep_orphans, root)
     part = await anyio.to_thread.run_sync(_PartFile.create, root, filename)
     try:
         transfer = _Transfer(client, source, part, max_bytes, refresh)

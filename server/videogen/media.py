@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
 
+from videogen.download import hold_lock, sweep_orphans
 from videogen.errors import DownloadError, OutputError, VideogenError
 from videogen.models import MediaInfo
 
@@ -146,7 +147,14 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
             "it is kept as it was.",
             retryable=False,
         )
+    sweep_orphans(path.parent)  # a conform killed mid-way left its temporary file
     temp = path.with_name(f".{path.name}.conform-{secrets.token_hex(4)}.mp4")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        lock = os.open(temp, flags, 0o644)
+    except OSError as exc:
+        raise _media_error("conform", path, exc) from exc
+    hold_lock(lock)  # until this process is done with it or dies
     try:
         _transcode(path, temp, info, duration=duration, fps=fps)
         with open(temp, "rb") as f:
@@ -158,6 +166,7 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        os.close(lock)
     return probe_sync(path)
 
 
