@@ -112,3 +112,90 @@ def test_official_sdk_and_our_signer_produce_the_same_authorization(
     monkeypatch.setattr(SignerV4, "get_current_format_date", staticmethod(lambda: ours["X-Date"]))
     SignerV4.sign(request, sdk_creds)
     assert request.headers["Authorization"] == ours["Authorization"]
+
+
+def _signed_only(names: tuple[str, ...], headers: dict[str, str], body: bytes) -> dict[str, str]:
+    """``headers`` sent, with a correct signature over only the ``names`` among them."""
+    from videogen.providers.signing import signature
+
+    chosen = {k: v for k, v in headers.items() if k.lower() in names}
+    signed_list, scope, sig = signature(
+        CREDS, method="POST", path="/", query=SUBMIT, headers=chosen, body=body,
+        x_date=headers["X-Date"],
+    )  # fmt: skip
+    auth = f"HMAC-SHA256 Credential=AKLTtest/{scope}, SignedHeaders={signed_list}, Signature={sig}"
+    return {**headers, "Authorization": auth}
+
+
+BODY = b'{"req_key":"jimeng_t2v_v30","prompt":"a cat"}'
+
+
+def _full(**extra: str) -> dict[str, str]:
+    headers = sign(CREDS, method="POST", host="127.0.0.1:8080", path="/", query=SUBMIT,
+                   body=BODY, now=FROZEN)  # fmt: skip
+    del headers["Authorization"]
+    return {**headers, **extra}
+
+
+@pytest.mark.parametrize(
+    ("names", "headers", "words"),
+    [
+        (("x-date",), _full(), "host, x-content-sha256"),
+        (("content-type", "x-date", "x-content-sha256"), _full(), "host"),
+        (("content-type", "host", "x-date"), _full(), "x-content-sha256"),
+        (("host", "x-date", "x-content-sha256"), _full(), "content-type"),
+        (
+            ("content-type", "host", "x-date", "x-content-sha256"),
+            _full(**{"X-Security-Token": "STS2testtoken"}),
+            "x-security-token",
+        ),
+    ],
+)
+def test_verifier_refuses_a_signature_that_leaves_sent_headers_unsigned(
+    names: tuple[str, ...], headers: dict[str, str], words: str
+) -> None:
+    """A signature over x-date alone would let the body, host or token be changed in transit."""
+    request = _signed_only(names, headers, BODY)
+    with pytest.raises(VerifyError) as refused:
+        verify({"AKLTtest": "secret"}, method="POST", path="/", query=SUBMIT, headers=request,
+               body=BODY, now=FROZEN)  # fmt: skip
+    assert refused.value.code == "SignatureDoesNotMatch"
+    assert words in refused.value.message
+
+
+def test_verifier_refuses_a_body_hash_header_that_is_not_the_bodys() -> None:
+    """Signed over a hash of another body: the signature checks out, the hash does not."""
+    other = b'{"req_key":"jimeng_t2v_v30","prompt":"a dog"}'
+    headers = sign(CREDS, method="POST", host="127.0.0.1:8080", path="/", query=SUBMIT,
+                   body=other, now=FROZEN)  # fmt: skip
+    with pytest.raises(VerifyError) as refused:
+        verify({"AKLTtest": "secret"}, method="POST", path="/", query=SUBMIT, headers=headers,
+               body=BODY, now=FROZEN)  # fmt: skip
+    assert "X-Content-Sha256" in refused.value.message
+
+
+def test_verifier_accepts_what_the_official_sdk_signs_with_a_session_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK signs content-type, host and every X- header it sends: all accepted."""
+    from volcengine.auth.SignerV4 import SignerV4
+    from volcengine.base.Request import Request
+    from volcengine.Credentials import Credentials as SdkCredentials
+
+    request = Request()
+    request.set_shema("https")
+    request.set_method("POST")
+    request.set_host("visual.volcengineapi.com")
+    request.set_path("/")
+    request.set_query(SUBMIT)
+    request.set_headers({"Content-Type": "application/json", "Host": "visual.volcengineapi.com"})
+    request.set_body(BODY.decode())
+    sdk_creds = SdkCredentials("AKLTtest", "secret", "cv", "cn-north-1", "STS2testtoken")
+    monkeypatch.setattr(
+        SignerV4, "get_current_format_date", staticmethod(lambda: "20260102T030405Z")
+    )
+    SignerV4.sign(request, sdk_creds)
+    access_key = verify({"AKLTtest": "secret"}, method="POST", path="/", query=SUBMIT,
+                        headers=dict(request.headers), body=BODY, now=FROZEN)  # fmt: skip
+    assert access_key == "AKLTtest"
+    assert "x-security-token" in request.headers["Authorization"]

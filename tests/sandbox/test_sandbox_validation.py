@@ -349,8 +349,9 @@ async def test_tokenops_refuses_bad_keys_unknown_ids_and_unready_content(
         f"{sb.tokenops_url}/videos/{created.json()['id']}/content", headers=TOKENOPS_HEADERS
     )
     assert early.status_code == 409 and early.json()["error"]["code"] == "video_not_ready"
-    not_json = await http.post(f"{sb.tokenops_url}/videos", content=b"{", headers=TOKENOPS_HEADERS)
-    assert not_json.status_code == 400
+    json_headers = {**TOKENOPS_HEADERS, "Content-Type": "application/json"}
+    not_json = await http.post(f"{sb.tokenops_url}/videos", content=b"{", headers=json_headers)
+    assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]["message"]
 
 
 JENIUS_INVALID: list[tuple[str, Any, str]] = [
@@ -390,3 +391,58 @@ async def test_jenius_refuses_a_bad_key_and_an_unknown_uuid(
     assert denied.status_code == 401 and denied.json()["code"] == 401
     unknown = await http.get(f"{sb.jenius_url}/plugins/video/tasks/nope", headers=JENIUS_HEADERS)
     assert unknown.status_code == 404 and unknown.json()["code"] == 404
+
+
+async def test_a_volcengine_body_not_sent_as_json_is_refused_even_when_signed(
+    sb: RunningSandbox, http: httpx2.AsyncClient, clock: ManualClock
+) -> None:
+    """Content-Type text/plain, correctly signed: 50200 naming Content-Type; nothing created."""
+    body = json.dumps(T2V).encode()
+    query = {"Action": "CVSync2AsyncSubmitTask", "Version": "2022-08-31"}
+    headers = sign(
+        Credentials(SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY), method="POST",
+        host=urlsplit(sb.url).netloc, path="/", query=query, body=body, scheme="http",
+        now=datetime.fromtimestamp(clock(), UTC), content_type="text/plain",
+    )  # fmt: skip
+    answer = await http.post(sb.url + "/", params=query, content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == 50200 and "application/json" in answer.json()["message"]
+    assert not sb.state.tasks
+
+
+async def test_a_signature_over_x_date_alone_is_refused(
+    sb: RunningSandbox, http: httpx2.AsyncClient, clock: ManualClock
+) -> None:
+    """Host, body hash and content type left unsigned: SignatureDoesNotMatch (100010)."""
+    from videogen.providers.signing import signature
+
+    body = json.dumps(T2V).encode()
+    query = {"Action": "CVSync2AsyncSubmitTask", "Version": "2022-08-31"}
+    headers = signed(sb, body, now=datetime.fromtimestamp(clock(), UTC))
+    names, scope, sig = signature(
+        Credentials(SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY), method="POST", path="/",
+        query=query, headers={"X-Date": headers["X-Date"]}, body=body, x_date=headers["X-Date"],
+    )  # fmt: skip
+    headers["Authorization"] = (
+        f"HMAC-SHA256 Credential={SANDBOX_ACCESS_KEY}/{scope}, SignedHeaders={names}, "
+        f"Signature={sig}"
+    )
+    answer = await http.post(sb.url + "/", params=query, content=body, headers=headers)
+    assert_gateway_error(answer, "SignatureDoesNotMatch", 100010, 401)
+    assert not sb.state.tasks
+
+
+@pytest.mark.parametrize("front", ["tokenops", "jenius"])
+async def test_bearer_fronts_refuse_a_body_not_sent_as_json(
+    front: str, sb: RunningSandbox, http: httpx2.AsyncClient
+) -> None:
+    if front == "tokenops":
+        url, headers, body = f"{sb.tokenops_url}/videos", TOKENOPS_HEADERS, TOKENOPS_T2V
+    else:
+        url, headers = f"{sb.jenius_url}/plugins/video/tasks", JENIUS_HEADERS
+        body = {"scene": "celebrity", "image_url": URL}
+    answer = await http.post(
+        url, content=json.dumps(body).encode(), headers={**headers, "Content-Type": "text/plain"}
+    )
+    assert answer.status_code == 400 and "application/json" in answer.text
+    assert not sb.state.tasks

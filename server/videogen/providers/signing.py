@@ -12,6 +12,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 from urllib.parse import quote
 
 ALGORITHM = "HMAC-SHA256"
@@ -149,6 +150,10 @@ def parse_authorization(value: str) -> ParsedAuthorization | None:
     )
 
 
+#: Headers every signed request must sign (contracts.md §1.6, step 2).
+REQUIRED_SIGNED: Final = ("host", "x-content-sha256", "x-date")
+
+
 class VerifyError(Exception):
     """Why a signature was refused: ``code`` is the gateway's error ``Code`` (contracts.md §1.1)."""
 
@@ -172,7 +177,10 @@ def verify(
     """Check a received request's signature; return its access key or raise ``VerifyError``.
 
     ``secrets`` maps access keys to secret keys. ``headers`` must hold the received headers
-    (any case); the signed ones are taken from the Authorization header's list.
+    (any case); the signed ones are taken from the Authorization header's list, which must
+    name ``host``, ``x-date``, ``x-content-sha256`` and every ``content-type`` / ``x-*`` header
+    sent (contracts.md §1.6), and ``X-Content-Sha256`` must be the body's hash: a signature
+    over ``x-date`` alone would let anyone on the path change the body, host or token.
     """
     lower = {k.lower(): v for k, v in headers.items()}
     auth_value = lower.get("authorization")
@@ -191,9 +199,7 @@ def verify(
         raise VerifyError("InvalidTimestamp", "X-Date is missing or malformed") from None
     if abs((now - sent_at).total_seconds()) > max_skew_seconds:
         raise VerifyError("InvalidTimestamp", "X-Date is too far from the server's time")
-    missing = [h for h in parsed.signed_headers if h not in lower]
-    if missing:
-        raise VerifyError("SignatureDoesNotMatch", f"Signed header(s) not sent: {missing}")
+    _check_signed_headers(parsed.signed_headers, lower, body)
     signed_headers = {h: lower[h] for h in parsed.signed_headers}
     date, _, rest = parsed.scope.partition("/")
     region, _, rest = rest.partition("/")
@@ -210,3 +216,21 @@ def verify(
             "The request signature we calculated does not match the signature you provided.",
         )
     return parsed.access_key
+
+
+def _check_signed_headers(signed: tuple[str, ...], sent: Mapping[str, str], body: bytes) -> None:
+    """Refuse a SignedHeaders list that leaves out what must be signed, or a wrong body hash."""
+    mismatch = "SignatureDoesNotMatch"
+    missing = [h for h in signed if h not in sent]
+    if missing:
+        raise VerifyError(mismatch, f"Signed header(s) not sent: {missing}")
+    signable = [h for h in sent if h in ("content-type", "host") or h.startswith("x-")]
+    unsigned = sorted({*REQUIRED_SIGNED, *signable} - set(signed))
+    if unsigned:
+        raise VerifyError(
+            mismatch,
+            f"SignedHeaders must include {', '.join(unsigned)} (host, x-content-sha256, x-date "
+            "and every content-type and x-* header sent)",
+        )
+    if not hmac.compare_digest(sent["x-content-sha256"].strip().lower(), _sha256_hex(body)):
+        raise VerifyError(mismatch, "X-Content-Sha256 is not the SHA-256 of the request body")

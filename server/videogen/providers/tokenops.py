@@ -157,9 +157,7 @@ class TokenOpsProvider:
 
     async def poll(self, ref: TaskRef) -> PollResult:
         try:
-            response = await self._request(
-                "GET", f"/videos/{ref.provider_task_id}", allow_404=True
-            )
+            response = await self._request("GET", f"/videos/{ref.provider_task_id}", allow_404=True)
         except ProviderError as error:
             if not is_task_outcome(error):
                 raise

@@ -161,7 +161,15 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 async def read_json(request: Request) -> tuple[bytes, Any]:
-    """The raw body and its JSON value (``ValueError`` when it is not JSON)."""
+    """The raw body and its JSON value.
+
+    ``ValueError`` (its message says which) when the request is not declared
+    ``Content-Type: application/json`` — every provider documents JSON bodies, and a client that
+    sends anything else must hear about it here, not from the real service — or is not JSON.
+    """
+    declared = request.headers.get("content-type", "")
+    if declared.split(";")[0].strip().lower() != "application/json":
+        raise ValueError(f"Content-Type must be application/json, not {declared or 'missing'!r}")
     body = await request.body()
     try:
         return body, json.loads(body)

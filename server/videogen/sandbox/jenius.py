@@ -81,8 +81,8 @@ class Jenius:
     async def _create(self, request: Request) -> Response:
         try:
             _, body = await read_json(request)
-        except ValueError:
-            raise JeniusError(400, "body is not valid JSON") from None
+        except ValueError as error:
+            raise JeniusError(400, str(error)) from None
         if not isinstance(body, dict):
             raise JeniusError(400, "body must be a JSON object")
         jobs.check_fields(body, {"scene", "image_url", "image_urls"}, "a scene task")

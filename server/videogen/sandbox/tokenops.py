@@ -122,8 +122,8 @@ class TokenOps:
     async def body(self, request: Request) -> dict[str, Any]:
         try:
             _, value = await read_json(request)
-        except ValueError:
-            raise ApiError(400, "The body is not valid JSON", "invalid_json") from None
+        except ValueError as error:
+            raise ApiError(400, f"The {error}", "invalid_json") from None
         if not isinstance(value, dict):
             raise ApiError(400, "The body must be a JSON object", "invalid_json")
         return value

@@ -3,7 +3,10 @@
 Gateway refusals (missing/invalid signature, unknown action) use the ``ResponseMetadata``
 envelope; everything after the gateway uses the business envelope ``{code, data, message,
 request_id, status, time_elapsed}`` with the HTTP status of §1.4. Bodies are checked strictly
-per ``req_key``: an unknown field, a wrong type or a broken rule is 50200 naming the field.
+per ``req_key``: an unknown field, a wrong type or a broken rule is 50200 naming the field; so
+is a body not sent as ``Content-Type: application/json``. The signature must cover ``host``,
+``x-date``, ``x-content-sha256`` and every ``content-type``/``x-*`` header sent, and
+``X-Content-Sha256`` must be the body's hash (``signing.verify``), else SignatureDoesNotMatch.
 
 Task life on the clock (``job_seconds`` as of submit): Jimeng ``in_queue`` (first third) →
 ``generating`` → ``done``; OmniHuman ``processing`` (first quarter) → ``in_queue`` →
@@ -128,9 +131,9 @@ class Volcengine:
             return gate
         try:
             value = await read_json(request)
-        except ValueError:
+        except ValueError as error:  # not declared as JSON, or not JSON: 50200 naming which
             self.sb.note(request, operation=_operation(action, None))
-            return self.refuse(request, field_error("body", "is not valid JSON"))
+            return self.refuse(request, Invalid(50200, str(error)))
         payload = value[1]
         req_key = payload.get("req_key") if isinstance(payload, dict) else None
         operation = _operation(action, req_key if isinstance(req_key, str) else None)
