@@ -92,6 +92,8 @@ def test_sandbox_subcommand_is_the_sandboxs_own_command_line(cli: Cli) -> None:
 
     assert done.returncode == 0
     assert "--job-seconds" in done.stdout and "--fault" in done.stdout
+    assert "rate_limit:<operation>" in done.stdout
+    assert "``" not in done.stdout and "::" not in done.stdout  # plain text, not reST
 
 
 def test_serve_over_http_on_a_public_address_refuses_to_start_without_a_token(cli: Cli) -> None:

@@ -15,7 +15,7 @@ def parser() -> argparse.ArgumentParser:
         prog="videogen sandbox",
         description="Run the offline provider sandbox (Volcengine, TokenOps, Jenius on one "
         "loopback port) until Ctrl-C. It prints the URLs and the environment to use.",
-        epilog="Fault grammar (--fault, repeatable):" + GRAMMAR,
+        epilog="Fault grammar" + GRAMMAR.rstrip() + "\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
@@ -24,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="tasks in flight per key")
     p.add_argument("--tokenops-vocabulary", choices=("seed", "openai"), default="seed")
     p.add_argument("--tokenops-content", choices=("bytes", "redirect", "json"), default="bytes")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="a fault spec")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="a fault spec (repeatable; grammar below)")
     return p
 
 

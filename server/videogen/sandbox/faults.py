@@ -12,6 +12,7 @@ a missing ``<count>`` means "every time")::
     slow_download[:<bytes_per_second>]                 throttle file downloads (default 262144)
     reject_text[:<count>]                              submit refused: 50412 Text Risk Not Pass
     reject_image[:<count>]                             submit refused: 50411 Pre Img Risk Not Pass
+                                                       (Jenius: 400 "rejected by content review")
     reject_copyright[:<count>]                         submit refused: 50413 Post Text Risk Not Pass
     fail_after_generating[:<count>]                    the next <count> tasks fail when done:
                                                        50516 / TokenOps "failed" / Jenius "failed"
@@ -53,7 +54,14 @@ COUNTED_KINDS: Final = (
 )
 DEFAULT_SLOW_BYTES_PER_SECOND: Final = 262_144
 
-GRAMMAR: Final = (__doc__ or "").split("Grammar", 1)[1].split("Each fault", 1)[0]
+
+
+def _plain(text: str) -> str:
+    """The docstring's reST as plain text for ``--help`` and error messages (no ``, no ::)."""
+    return text.replace("``", "").replace("::\n", ":\n")
+
+
+GRAMMAR: Final = _plain((__doc__ or "").split("Grammar", 1)[1].split("Each fault", 1)[0])
 
 
 class FaultSpecError(ValueError):
