@@ -24,7 +24,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="tasks in flight per key")
     p.add_argument("--tokenops-vocabulary", choices=("seed", "openai"), default="seed")
     p.add_argument("--tokenops-content", choices=("bytes", "redirect", "json"), default="bytes")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="a fault spec (repeatable; grammar below)")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a fault spec (repeatable; grammar below)",
+    )
     return p
 
 
