@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -236,11 +237,41 @@ async def test_a_configured_provider_is_used_and_no_sandbox_notice_is_shown(
     assert data["status"] == "completed"
 
 
-async def test_a_cancelled_call_leaves_its_task_tracked_to_the_end(
-    settings: Settings, mode: str
+class CallOutcomes:
+    """Server middleware (the SDK's documented hook) recording how each tools/call ended on the
+    server side: "returned", "raised" or "cancelled"."""
+
+    def __init__(self) -> None:
+        self.ended: dict[str, str] = {}
+        self.done = anyio.Event()
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method != "tools/call":
+            return await call_next(ctx)
+        name = str((ctx.params or {}).get("name"))
+        try:
+            result = await call_next(ctx)
+        except anyio.get_cancelled_exc_class():
+            self.ended[name] = "cancelled"
+            raise
+        except BaseException:
+            self.ended[name] = "raised"
+            raise
+        finally:
+            self.done.set()
+        self.ended[name] = "returned"
+        return result
+
+
+async def test_a_cancelled_call_is_cancelled_on_the_server_and_its_task_still_finishes(
+    tmp_path: Path, mode: str
 ) -> None:
-    """Cancel generate_video once the task exists; check_task later finds the saved video."""
+    """Cancel generate_video once the task exists: the server-side call stops there (it does
+    not run on to the end of the 3 s job), and the engine keeps the task and saves the video."""
+    settings = Settings.from_env(settings_env(tmp_path, VIDEOGEN_SANDBOX_JOB_SECONDS="3"))
     server = create_server(settings, warm_up_after=None)
+    outcomes = CallOutcomes()
+    server.middleware.append(outcomes)
     async with Client(server, mode=mode) as client:
         task_ids: list[str] = []
         submitted = anyio.Event()
@@ -261,10 +292,17 @@ async def test_a_cancelled_call_leaves_its_task_tracked_to_the_end(
             with anyio.fail_after(20):
                 await submitted.wait()
             group.cancel_scope.cancel()
+        with anyio.fail_after(10):
+            await outcomes.done.wait()
+        assert outcomes.ended == {"generate_video": "cancelled"}
+        now = await client.call_tool("check_task", {"task_id": task_ids[0], "wait_seconds": 0})
+        assert isinstance(now.structured_content, dict)
+        assert now.structured_content["status"] in ("submitting", "queued", "running")
 
         result = await client.call_tool("check_task", {"task_id": task_ids[0], "wait_seconds": 30})
         data = await check_output(client, "check_task", result)
         assert data["status"] == "completed" and await anyio.Path(data["local_path"]).is_file()
+        assert data["task_id"] == task_ids[0]
 
 
 async def test_check_task_finds_a_task_after_the_server_restarts(tmp_path: Path) -> None:
