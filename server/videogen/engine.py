@@ -12,16 +12,45 @@ On start the tracker resumes every unfinished task in the ledger. A ``submitting
 means a process died between writing the row and reading the provider's answer: the task becomes
 ``unknown`` (it may or may not be billed) and is never resent.
 
-Errors: ``submit`` raises what refused the request (``InputError``, ``CredentialsError``,
-``ProviderError``...) after recording it; everything later is recorded on the task and returned
-with it (``failed``, ``expired``, ``unknown``, or ``ready`` with the download error).
+**Before billing.** ``submit`` checks the output folder first (created with its parents,
+proven writable) so a bad ``--output`` fails before anything is sent. The submit itself is
+retried only after a definitive refusal (429 / concurrency limit, a connection that was never
+made), within the caller's budget (at most ``SUBMIT_RETRY_SECONDS``); each single send is
+shielded from cancellation so an answer in flight is always recorded, but the waits between
+sends are not. Refused every time, or cancelled while waiting to retry, the task is ``failed``
+and nothing was billed. After an ambiguous failure (sent, then dropped or timed out) it is
+``unknown`` and never resent.
+
+**Where a task lives.** Each task records its *origin*: a hash of provider, endpoint (or "the
+embedded sandbox") and credential identity (a hash of the access key / API key, never the key).
+A session whose settings give another origin never polls or downloads the task — another
+account or endpoint would answer "not found" and the billed task would be marked ``expired``
+for good — it returns the task as it stands with a note. Only with a matching origin is a
+provider's "not found" taken as final (a provider that was given the task really forgot it).
+Tasks recorded before origins were kept are matched by their sandbox flag, and for them "not
+found" stops the watcher without marking anything.
+
+**Several processes.** The ledger's lease (``Ledger.claim``) decides who works on a task: the
+holder polls, downloads and writes; anyone else follows by re-reading the ledger and takes over
+when the lease is released, runs out (``lease_seconds`` after its last renewal) or its holder is
+a dead process of this host. The holder sweeps the temp files a killed run left for the task
+before it saves the video.
+
+Errors: ``submit`` raises what refused the request (``InputError``, ``OutputError``,
+``CredentialsError``, ``ProviderError``...) after recording it; everything later is recorded on
+the task and returned with it (``failed``, ``expired``, ``unknown``, or ``ready`` with the
+download error).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import json
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,18 +62,21 @@ from anyio.abc import TaskGroup
 
 from videogen.catalog import JIMENG_MODES, ProviderName
 from videogen.config import Settings
+from videogen.destination import posters_folder, prepare_folder, sweep_temporaries
 from videogen.errors import (
     CapabilityNotEnabled,
     CredentialsError,
+    DownloadError,
     GenerationFailed,
     InputError,
     ProviderError,
     ProviderUnavailable,
+    RateLimited,
     SubmitUncertain,
     TaskExpired,
     VideogenError,
 )
-from videogen.ledger import Ledger
+from videogen.ledger import Lease, Ledger, holder_is_dead, new_holder
 from videogen.models import GenerationRequest, MediaInfo, StatusEvent, Task, TaskError, TaskStatus
 from videogen.models import new_task_id as _new_task_id
 from videogen.providers.base import (
@@ -57,7 +89,7 @@ from videogen.providers.base import (
     TaskRef,
 )
 from videogen.report import SubjectReport, describe
-from videogen.retry import RetryPolicy, call_with_retries
+from videogen.retry import RetryPolicy, call_with_retries, wait_for
 
 if TYPE_CHECKING:
     import httpx2
@@ -80,6 +112,16 @@ POLL_HINT_BOUNDS: Final = (0.05, 600.0)
 REQUEST_IDS_KEPT: Final = 8
 #: A download URL this close to its expiry is refreshed (polled again) before use.
 URL_EXPIRY_MARGIN_SECONDS: Final = 60.0
+#: Submit retries after definitive refusals stop after this long (or the caller's budget) ...
+SUBMIT_RETRY_SECONDS: Final = 30.0
+#: ... but a caller that asked for a shorter wait still gets this much (a 50430 often clears
+#: in a second or two).
+SUBMIT_RETRY_FLOOR_SECONDS: Final = 3.0
+#: A lease runs this long past its last renewal: a holder that vanished without releasing it
+#: (killed on another host) is replaced after this.
+LEASE_SECONDS: Final = 45.0
+#: A process that does not hold a task's lease re-reads the ledger at most this far apart.
+FOLLOWER_READ_SECONDS: Final = 1.0
 
 ACTIVE_STATUSES: Final[tuple[TaskStatus, ...]] = ("submitting", "queued", "running", "ready")
 #: A duplicate request does not return a task in these states.
@@ -94,6 +136,21 @@ UNKNOWN_MESSAGE: Final = (
 EXPIRED_MESSAGE: Final = (
     "The provider no longer knows this task (it expired or passed its retention): submit the "
     "request again."
+)
+FOREIGN_MESSAGE: Final = (
+    "This task was submitted to {where} ({side}) with another endpoint or other credentials "
+    "than this session has for {provider}, so it is not polled from here (that provider would "
+    "not know it). It is left as it is: check it from a session with the same credentials and "
+    "endpoint it was submitted with."
+)
+UNSURE_NOT_FOUND_MESSAGE: Final = (
+    "{provider} does not know this task under the current endpoint and credentials. It was "
+    "recorded before videogen kept where tasks were sent, so it may belong to other "
+    "credentials: it is kept as it is. Check it with the credentials it was submitted with."
+)
+CANCELLED_MESSAGE: Final = (
+    "Cancelled while waiting to retry a submit the provider had refused: nothing was billed. "
+    "Submit the request again."
 )
 
 
@@ -121,11 +178,29 @@ class _Watcher:
     changed: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
     last_poll: PollResult | None = None
+    #: A new output folder asked for while the watcher runs (a 1-tuple: the folder may be None).
+    retarget: tuple[str | None] | None = None
 
     def publish(self, task: Task) -> None:
         self.task = task
         changed, self.changed = self.changed, anyio.Event()
         changed.set()
+
+
+def origin_of(settings: Settings, provider: ProviderName) -> tuple[str, str]:
+    """Where a task for ``provider`` goes under ``settings``: (fingerprint, endpoint in words).
+
+    The fingerprint hashes the provider, the sandbox flag, the base URL (the embedded sandbox's
+    port changes every run, so it counts as one place) and a hash of the credential identity
+    (Volcengine's access key id, the API key otherwise). It never holds a key.
+    """
+    endpoint = settings.endpoint(provider)
+    where = "the embedded sandbox" if settings.sandbox else endpoint.base_url
+    identity = endpoint.access_key or endpoint.api_key or ""
+    blob = json.dumps(
+        [provider, settings.sandbox, where, hashlib.sha256(identity.encode()).hexdigest()]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32], where
 
 
 class Engine:
@@ -147,6 +222,7 @@ class Engine:
         retry_policy: RetryPolicy | None = None,
         first_poll_seconds: float = FIRST_POLL_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -156,6 +232,9 @@ class Engine:
         self._retry = retry_policy or RetryPolicy(wait_max=min(30.0, settings.poll_interval * 4))
         self._first_poll = min(first_poll_seconds, settings.poll_interval)
         self._heartbeat = heartbeat_seconds
+        self._lease_seconds = lease_seconds
+        #: This engine's name in the ledger's leases.
+        self.holder = new_holder()
         self._watchers: dict[str, _Watcher] = {}
         self._group: TaskGroup | None = None
         self._finishes = anyio.CapacityLimiter(CONCURRENT_FINISHES)
@@ -163,19 +242,13 @@ class Engine:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def attach(self, group: TaskGroup, *, resume: bool = True) -> int:
-        """Run watchers in ``group``; with ``resume``, pick up every unfinished ledger task.
-
-        Returns how many tasks were resumed.
-        """
+        """Run watchers in ``group``; with ``resume``, pick up every unfinished ledger task
+        submitted from this origin (see the module docstring). Returns how many."""
         self._group = group
+        group.start_soon(self._renew_leases, name="renew task leases")
         if not resume:
             return 0
-        # Tasks made by the sandbox are not the real provider's, and the other way round.
-        tasks = [
-            t
-            for t in self.ledger.with_status(ACTIVE_STATUSES)
-            if t.sandbox == self.settings.sandbox
-        ]
+        tasks = [t for t in self.ledger.with_status(ACTIVE_STATUSES) if self._foreign(t) is None]
         for task in tasks:
             self._watch(task)
         return len(tasks)
@@ -202,7 +275,7 @@ class Engine:
         owner: str | None = None,
     ) -> Task:
         """Submit (or reuse a duplicate), then wait up to ``wait_seconds`` (None: until done)."""
-        task = await self.submit(request, new=new, owner=owner)
+        task = await self.submit(request, new=new, owner=owner, wait_seconds=wait_seconds)
         if task.terminal:
             return task
         waited = await self._wait(task, wait_seconds, on_progress)
@@ -210,13 +283,24 @@ class Engine:
         return waited
 
     async def submit(
-        self, request: GenerationRequest, *, new: bool = False, owner: str | None = None
+        self,
+        request: GenerationRequest,
+        *,
+        new: bool = False,
+        owner: str | None = None,
+        wait_seconds: float | None = None,
     ) -> Task:
-        """Send the request once and start tracking it; returns at once with the task.
+        """Check the output folder, send the request once and start tracking it.
 
-        An identical request (same ``dedupe_key`` and owner) within ``settings.dedupe_seconds``
-        returns the earlier task with a note, unless it failed/expired/unknown or ``new``.
+        ``OutputError`` before anything is recorded or sent when the folder cannot be made or
+        written. Refusals (rate limits) are retried for at most ``wait_seconds`` (None: the
+        default ``SUBMIT_RETRY_SECONDS``; never under ``SUBMIT_RETRY_FLOOR_SECONDS``).
+        An identical request (same ``dedupe_key``, owner and origin) within
+        ``settings.dedupe_seconds`` returns the earlier task with a note, unless it
+        failed/expired/unknown or ``new``; a duplicate whose save failed is moved to this
+        request's output folder and saved again.
         """
+        await anyio.to_thread.run_sync(prepare_folder, self._folder(request.output_dir))
         if not new:
             earlier = self._duplicate_of(request, owner)
             if earlier is not None:
@@ -228,13 +312,14 @@ class Engine:
             request, accepts_uploaded_images=provider.accepts_uploaded_images
         )
         task = self._new_task(request, owner)
-        self.ledger.insert(task)
-        # Shielded: once the request may have left, its answer must be recorded even if the
-        # caller is cancelled meanwhile (the adapter's request timeout bounds the wait).
-        with anyio.CancelScope(shield=True):
-            task = await self._send(task, provider, request, inputs)
-        if not task.terminal:
-            self._watch(task)
+        self.ledger.insert(task, lease=Lease(self.holder, self._clock() + self._lease_seconds))
+        watched = False
+        try:
+            task = await self._send(task, provider, request, inputs, _retry_budget(wait_seconds))
+            watched = not task.terminal and self._watch(task) is not None
+        finally:
+            if not watched:
+                self.ledger.release(task.id, self.holder)
         return task
 
     async def check(
@@ -244,16 +329,33 @@ class Engine:
         wait_seconds: float = 0,
         on_progress: ProgressCallback | None = None,
         owner: str | None = None,
+        output_dir: str | None = None,
     ) -> Task:
         """The task as it stands after waiting up to ``wait_seconds`` for it to finish.
 
         A task that is not done and not watched (a watcher gave up, a download failed, the
         tracker is off) gets a watcher again, so checking is also how a user retries.
+        ``output_dir`` moves a task whose video is not saved yet (e.g. ``ready`` after a failed
+        save) to that folder (checked like ``submit`` checks it: ``OutputError``). A task from
+        another origin is returned as it stands, with a note.
         """
         task = self.ledger.get(task_id, owner=owner)
         if task.terminal:
+            if output_dir is not None and task.status == "completed":
+                task.notes = [f"The video is already saved at {task.local_path}; the output "
+                              "folder given was not used."]  # fmt: skip
             return task
-        return await self._wait(task, wait_seconds, on_progress)
+        foreign = self._foreign(task)
+        if foreign is not None:
+            task.notes = [foreign]
+            return task
+        if output_dir is not None:
+            folder = await anyio.to_thread.run_sync(prepare_folder, Path(output_dir))
+            task = self._retarget(task, str(folder))
+        notes = task.notes
+        waited = await self._wait(task, wait_seconds, on_progress)
+        waited.notes = notes
+        return waited
 
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
         """The task as the ledger has it (``TaskNotFound``)."""
@@ -284,6 +386,23 @@ class Engine:
         )
         return await self._recognise(adapter, prepared, report, wait_seconds)
 
+    # -- origins ------------------------------------------------------------------------------
+
+    def _origin(self, provider: ProviderName) -> tuple[str, str]:
+        return origin_of(self.settings, provider)
+
+    def _foreign(self, task: Task) -> str | None:
+        """Why this session must not poll ``task`` (it was sent elsewhere), or None."""
+        if task.origin is None:  # recorded before origins: the sandbox flag is all we know
+            same = task.sandbox == self.settings.sandbox
+        else:
+            same = task.origin == self._origin(task.provider)[0]
+        if same:
+            return None
+        where = task.endpoint or ("the embedded sandbox" if task.sandbox else "a real endpoint")
+        side = "sandbox" if task.sandbox else "real provider"
+        return FOREIGN_MESSAGE.format(where=where, side=side, provider=task.provider)
+
     # -- submit -------------------------------------------------------------------------------
 
     def _duplicate_of(self, request: GenerationRequest, owner: str | None) -> Task | None:
@@ -294,60 +413,123 @@ class Engine:
             since=since,
             exclude=NOT_REUSED,
             sandbox=self.settings.sandbox,  # a sandbox task never answers a real request
+            origin=self._origin(request.provider)[0],  # nor another account's task
         )
         if earlier is None:
             return None
-        earlier.notes = [
+        notes = [
             f"An identical request was made {self._clock() - earlier.created_at:.0f} s ago: this "
             f"is that task ({earlier.id}), not a new one. Pass new=true to generate again "
             "(billed again)."
         ]
+        if earlier.status == "ready" and earlier.error is not None:
+            # Its save failed: the same request with another folder is how a user fixes that.
+            earlier = self._retarget(earlier, request.output_dir)
+        earlier.notes = [*notes, *earlier.notes]
         if not earlier.terminal:
             self._watch(earlier)
         return earlier
 
     def _new_task(self, request: GenerationRequest, owner: str | None) -> Task:
         now = self._clock()
+        origin, endpoint = self._origin(request.provider)
         return Task(
             id=_new_task_id(),
-            request=request,
+            request=request.compact(),  # data URLs abbreviated: the bytes are sent, not kept
             status="submitting",
             created_at=now,
             updated_at=now,
             history=[StatusEvent(status="submitting", at=now)],
             sandbox=self.settings.sandbox,
             owner=owner,
+            origin=origin,
+            endpoint=endpoint,
+            dedupe_key=request.dedupe_key(),
         )
 
     async def _send(
-        self, task: Task, provider: Provider, request: GenerationRequest, inputs: PreparedInputs
+        self,
+        task: Task,
+        provider: Provider,
+        request: GenerationRequest,
+        inputs: PreparedInputs,
+        budget: float,
     ) -> Task:
-        async def once() -> Submitted:
+        """Send the submit; retry definitive refusals within ``budget`` seconds; record the
+        outcome. Raises (after recording) what refused the request."""
+        deadline = anyio.current_time() + budget
+        attempt = 1
+        while True:
             try:
-                return await provider.submit(request, inputs)
-            except ProviderUnavailable as exc:
-                if exc.sent:  # it may have reached the provider: never resend a billed call
-                    raise SubmitUncertain(exc.message) from exc
+                # Shielded: once the request may have left, its answer must be recorded even if
+                # the caller is cancelled meanwhile (the adapter's request timeout bounds it).
+                with anyio.CancelScope(shield=True):
+                    outcome = await _send_once(provider, request, inputs)
+            except BaseException:
+                # KeyboardInterrupt and the like mid-send: the outcome is unknown, say so.
+                self._update(task, "unknown", error=_uncertain(task))
                 raise
+            match outcome:
+                case Submitted():
+                    return self._accepted(task, outcome)
+                case SubmitUncertain():
+                    return self._update(task, "unknown", error=_uncertain(task, outcome))
+                case RateLimited() | ProviderUnavailable():  # refused, or never sent: not billed
+                    wait = wait_for(outcome, attempt, self._retry)
+                    last = attempt >= self._retry.attempts
+                    if last or anyio.current_time() + wait > deadline:
+                        refused = _refused(outcome, attempt)
+                        self._update(task, "failed", error=_task_error(refused))
+                        raise refused from outcome
+                    await self._wait_to_resend(task, wait)
+                    attempt += 1
+                case VideogenError():
+                    self._update(task, "failed", error=_task_error(outcome))
+                    raise outcome
+                case _:
+                    # A bug or an unexpected library error: the outcome is unknown, say so.
+                    self._update(task, "unknown", error=_uncertain(task))
+                    raise outcome
 
+    async def _wait_to_resend(self, task: Task, seconds: float) -> None:
+        """Sleep before a resend; a cancelled caller leaves a ``failed`` task (nothing billed)."""
         try:
-            submitted = await call_with_retries(once, policy=self._retry)
-        except SubmitUncertain as exc:
-            message = f"{_unknown_message(task)} (What happened: {exc.message})"
-            return self._update(task, "unknown", error=TaskError(kind="uncertain", message=message))
-        except VideogenError as exc:
-            self._update(task, "failed", error=_task_error(exc))
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            self._update(
+                task, "failed", error=TaskError(kind="cancelled", message=CANCELLED_MESSAGE)
+            )
             raise
-        except BaseException as exc:
-            # A bug or an unexpected library error: the outcome is unknown, say so, then raise.
-            error = TaskError(kind="uncertain", message=_unknown_message(task))
-            self._update(task, "unknown", error=error)
-            raise exc
+
+    def _accepted(self, task: Task, submitted: Submitted) -> Task:
         task.provider_task_id = submitted.ref.provider_task_id
         task.req_key = submitted.ref.req_key
         if submitted.request_id:
             task.request_ids.append(submitted.request_id)
         return self._update(task, "queued")
+
+    # -- output folders -----------------------------------------------------------------------
+
+    def _folder(self, output_dir: str | None) -> Path:
+        return Path(output_dir) if output_dir else self.settings.output_dir
+
+    def _retarget(self, task: Task, output_dir: str | None) -> Task:
+        """Send a not-yet-saved task's video to ``output_dir`` (None: the configured folder)."""
+        if task.request.output_dir == output_dir:
+            return task
+        watcher = self._watchers.get(task.id)
+        if watcher is not None:  # applied by the watcher before it saves
+            watcher.retarget = (output_dir,)
+            return task
+        if not self._take(task.id):
+            task.notes.append(
+                "Another process is saving this task right now, so its folder was not changed; "
+                "if that save fails, check it again with the folder."
+            )
+            return task
+        # Leased to this engine now; the watcher the caller starts next keeps the lease.
+        task.request = task.request.model_copy(update={"output_dir": output_dir})
+        return self._save(task)
 
     # -- waiting ------------------------------------------------------------------------------
 
@@ -378,11 +560,11 @@ class Engine:
     # -- tracking -----------------------------------------------------------------------------
 
     def _watch(self, task: Task) -> _Watcher | None:
-        """The task's watcher, started if needed; None for a task that is done."""
+        """The task's watcher, started if needed; None for a task that is done or foreign."""
         existing = self._watchers.get(task.id)
         if existing is not None:
             return existing
-        if task.terminal:
+        if task.terminal or self._foreign(task) is not None:
             return None
         if self._group is None:
             raise RuntimeError("Engine.attach(task_group) was not called (use app.open_app)")
@@ -392,24 +574,90 @@ class Engine:
         return watcher
 
     async def _follow(self, watcher: _Watcher) -> None:
-        """Poll until the provider is done, then finish; never raises (it would end the app)."""
+        """Work on the task under its lease, or follow whoever holds it; never raises (it would
+        end the app)."""
         task_id = watcher.task.id
         try:
-            task = self.ledger.get(task_id)
-            if task.status == "submitting":
-                task = await self._orphaned(task)
-            if task.status in ("queued", "running"):
-                task = await self._poll_until_done(watcher, task)
-            if task.status == "ready":
-                task = await self._finish(watcher, task)
-        except Exception as exc:  # keep the app alive: record it on the task, stop watching
-            if not isinstance(exc, VideogenError):
-                log.exception("watching %s failed", task_id)
-            self._record_crash(task_id, exc)
+            while not self._take(task_id):
+                if (await self._observe(watcher)).terminal:
+                    return
+            try:
+                await self._work(watcher, task_id)
+            except Exception as exc:  # keep the app alive: record it on the task, stop watching
+                if not isinstance(exc, VideogenError):
+                    log.exception("watching %s failed", task_id)
+                self._record_crash(task_id, exc)
+            finally:
+                self.ledger.release(task_id, self.holder)
+        except Exception:
+            log.exception("following %s failed", task_id)
         finally:
             self._watchers.pop(task_id, None)
             watcher.done.set()
             watcher.publish(watcher.task)
+
+    async def _work(self, watcher: _Watcher, task_id: str) -> None:
+        """Poll until the provider is done, then finish (this engine holds the lease)."""
+        task = self.ledger.get(task_id)
+        watcher.publish(task)
+        if task.status == "submitting":
+            task = await self._orphaned(task)
+        if task.status in ("queued", "running"):
+            task = await self._poll_until_done(watcher, task)
+        while task.status == "ready":
+            task = self._apply_retarget(watcher, task)
+            task = await self._finish(watcher, task)
+            if watcher.retarget is None:
+                break
+
+    def _apply_retarget(self, watcher: _Watcher, task: Task) -> Task:
+        if watcher.retarget is None:
+            return task
+        (output_dir,), watcher.retarget = watcher.retarget, None
+        task = self.ledger.get(task.id)
+        task.request = task.request.model_copy(update={"output_dir": output_dir})
+        return self._save(task)
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def _take(self, task_id: str) -> bool:
+        """Claim (or renew) the task's lease; also from a holder proven dead. True when held."""
+        now = self._clock()
+        until = now + self._lease_seconds
+        if self.ledger.claim(task_id, self.holder, until=until, now=now):
+            return True
+        holder = self.ledger.lease(task_id).holder
+        if holder is None or not holder_is_dead(holder):
+            return False
+        log.info("taking %s over from %s, a process that is gone", task_id, holder)
+        return self.ledger.claim(task_id, self.holder, until=until, now=now, replacing=holder)
+
+    async def _observe(self, watcher: _Watcher) -> Task:
+        """Follow a task another process works on by re-reading the ledger. Returns when it is
+        done, or when its lease is free, ran out or belongs to a dead process (take it then)."""
+        interval = min(FOLLOWER_READ_SECONDS, self.settings.poll_interval)
+        task_id = watcher.task.id
+        seen: tuple[float, TaskStatus] | None = None
+        while True:
+            task = self.ledger.get(task_id)
+            if seen != (task.updated_at, task.status):
+                seen = (task.updated_at, task.status)
+                watcher.publish(task)
+            lease = self.ledger.lease(task_id)
+            if task.terminal or lease.holder is None or (lease.until or 0.0) < self._clock():
+                return task
+            if holder_is_dead(lease.holder):
+                return task
+            await anyio.sleep(interval)
+
+    async def _renew_leases(self) -> None:
+        """Keep this engine's leases alive while it runs (every quarter of their length)."""
+        while True:
+            await anyio.sleep(self._lease_seconds / 4)
+            try:
+                self.ledger.renew(self.holder, until=self._clock() + self._lease_seconds)
+            except sqlite3.Error:  # a busy or closing ledger: the next round tries again
+                log.warning("could not renew task leases", exc_info=True)
 
     def _record_crash(self, task_id: str, exc: Exception) -> None:
         try:
@@ -431,8 +679,7 @@ class Engine:
             task = self.ledger.get(task.id)
             if task.status != "submitting":
                 return task
-        error = TaskError(kind="uncertain", message=_unknown_message(task))
-        return self._update(task, "unknown", error=error)
+        return self._update(task, "unknown", error=_uncertain(task))
 
     async def _poll_until_done(self, watcher: _Watcher, task: Task) -> Task:
         polls = 0
@@ -447,23 +694,41 @@ class Engine:
             except (CredentialsError, CapabilityNotEnabled) as exc:
                 # Keep the task: fixing the keys and checking again picks it up where it is.
                 return self._stop(watcher, task, error=exc)
-            except (GenerationFailed, TaskExpired) as exc:
-                status: TaskStatus = "expired" if isinstance(exc, TaskExpired) else "failed"
-                task = self._update(task, status, error=_task_error(exc))
-                watcher.publish(task)
-                return task
+            except TaskExpired as exc:
+                return self._forgotten(watcher, task, exc.message)
             except ProviderError as exc:
-                # Unavailable after retries, or an error about the poll itself: keep polling,
-                # more slowly, and show the error meanwhile.
+                if not exc.retryable:
+                    # The provider's definitive word on this task (a failure, a refusal, an
+                    # error code that repeating will not change): re-polling cannot help.
+                    task = self._update(task, "failed", error=_task_error(exc))
+                    watcher.publish(task)
+                    return task
+                # Unavailable or rate limited after retries: keep polling, more slowly, and
+                # show the error meanwhile.
                 task.error = _task_error(exc)
                 task = self._save(task)
                 watcher.publish(task)
                 delay = min(SLOW_POLL_SECONDS, max(self.settings.poll_interval, delay) * 2)
                 continue
+            if result.status == "expired":
+                return self._forgotten(
+                    watcher, task, result.error.message if result.error else EXPIRED_MESSAGE
+                )
             watcher.last_poll = result
             task = self._apply_poll(task, result)
             watcher.publish(task)
             delay = self._next_delay(result, polls)
+        return task
+
+    def _forgotten(self, watcher: _Watcher, task: Task, message: str) -> Task:
+        """The provider says it does not know the task. Final when the task was sent to this
+        very origin (it was given the task and forgot it); for a task of unknown origin it may
+        be another account's, so it is kept as it is."""
+        if task.origin is None:
+            unsure = UNSURE_NOT_FOUND_MESSAGE.format(provider=task.provider)
+            return self._stop(watcher, task, unsure, kind="not_found")
+        task = self._update(task, "expired", error=TaskError(kind="expired", message=message))
+        watcher.publish(task)
         return task
 
     async def _poll(self, task: Task) -> PollResult:
@@ -513,10 +778,16 @@ class Engine:
                 )
 
     def _stop(
-        self, watcher: _Watcher, task: Task, why: str = "", *, error: VideogenError | None = None
+        self,
+        watcher: _Watcher,
+        task: Task,
+        why: str = "",
+        *,
+        error: VideogenError | None = None,
+        kind: str = "stopped",
     ) -> Task:
         """Stop watching, keeping the task as it is with the reason recorded."""
-        task.error = _task_error(error) if error else TaskError(kind="stopped", message=why)
+        task.error = _task_error(error) if error else TaskError(kind=kind, message=why)
         task = self._save(task)
         watcher.publish(task)
         return task
@@ -548,6 +819,12 @@ class Engine:
 
         filename = safe_filename(task.request.prompt, task.id, task.request.filename)
         dest_dir = await anyio.to_thread.run_sync(self._destination, task)
+        # Under the lease nobody else saves this task: what a killed run left can go. A name
+        # not unique to the task (a requested filename) is swept only when long untouched.
+        shared = None if task.id in filename else self._lease_seconds
+        sweep = functools.partial(sweep_temporaries, dest_dir, filename, shared_after=shared)
+        for path in await anyio.to_thread.run_sync(sweep):
+            log.info("removed %s, left by a run that stopped while saving %s", path, task.id)
         adopted = await anyio.to_thread.run_sync(_adoptable, dest_dir, filename)
         if adopted is not None and task.id in filename:
             return adopted
@@ -571,15 +848,12 @@ class Engine:
         )
 
     def _destination(self, task: Task) -> Path:
-        """Where a task's video goes: the folder it was asked for, else the configured one. The
-        default folder is created with its parents (a fresh machine has no ~/Videos); a folder
-        that was named explicitly must exist, or the download says so."""
-        if task.request.output_dir:
-            return Path(task.request.output_dir)
-        if not self.settings.output_dir_explicit:
-            with contextlib.suppress(OSError):  # the download names the folder and the fix
-                self.settings.output_dir.mkdir(parents=True, exist_ok=True)
-        return self.settings.output_dir
+        """Where a task's video goes: the folder it was asked for, else the configured one,
+        created with its parents (``submit`` made it; it may have been removed since)."""
+        folder = self._folder(task.request.output_dir)
+        with contextlib.suppress(OSError):  # the download names the folder and the fix
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _url_stale(self, task: Task) -> bool:
         expires = task.video_url_expires_at
@@ -588,12 +862,15 @@ class Engine:
     async def _fresh_poll(self, watcher: _Watcher, task: Task) -> PollResult:
         """Poll again for a fresh video URL (they expire after an hour)."""
         result = await self._poll(task)
+        if result.status == "expired" and task.origin is None:
+            # Maybe another account's task (see _forgotten): keep it, do not mark it expired.
+            raise DownloadError(
+                UNSURE_NOT_FOUND_MESSAGE.format(provider=task.provider), retryable=False
+            )
         if result.status in ("failed", "expired"):
             gone = self._apply_poll(self.ledger.get(task.id), result)
             raise TaskExpired(gone.error.message if gone.error else EXPIRED_MESSAGE)
         if result.status != "succeeded":
-            from videogen.errors import DownloadError
-
             raise DownloadError(
                 f"Asked for a fresh video link, the provider answered {result.raw_status!r}.",
                 retryable=False,
@@ -628,9 +905,9 @@ class Engine:
                 notes.append(f"conform failed: {exc.message}")
         if info is None:
             info = await media.probe(path)
-        poster_dir = path.parent / ".posters"
         try:
-            await anyio.Path(poster_dir).mkdir(exist_ok=True)
+            # Never through a planted .posters symlink: the poster would land outside.
+            poster_dir = await anyio.to_thread.run_sync(posters_folder, path.parent)
             poster = await media.poster(path, poster_dir / (path.stem + ".jpg"))
             task.poster_path = str(poster)
         except (VideogenError, OSError) as exc:
@@ -692,6 +969,59 @@ class Engine:
         if watcher is not None:
             watcher.task = task
         return task
+
+
+async def _send_once(
+    provider: Provider, request: GenerationRequest, inputs: PreparedInputs
+) -> Submitted | Exception:
+    """One submit; its error returned, not raised. A ``ProviderUnavailable`` after the request
+    may have left becomes ``SubmitUncertain``: it must never be resent."""
+    try:
+        return await provider.submit(request, inputs)
+    except ProviderUnavailable as exc:
+        return SubmitUncertain(exc.message) if exc.sent else exc
+    except Exception as exc:
+        return exc
+
+
+def _retry_budget(wait_seconds: float | None) -> float:
+    if wait_seconds is None:
+        return SUBMIT_RETRY_SECONDS
+    return min(SUBMIT_RETRY_SECONDS, max(wait_seconds, SUBMIT_RETRY_FLOOR_SECONDS))
+
+
+def _refused(error: RateLimited | ProviderUnavailable, attempts: int) -> ProviderError:
+    """The error a submit refused ``attempts`` times ends with: nothing billed, when to retry."""
+    times = "once" if attempts == 1 else f"{attempts} times"
+    data = {
+        "provider": error.provider,
+        "code": error.code,
+        "http_status": error.http_status,
+        "request_id": error.request_id,
+        "provider_message": error.provider_message,
+    }
+    if isinstance(error, RateLimited):
+        after = error.retry_after
+        when = f"in about {after:.0f} s" if after else "in a minute"
+        return RateLimited(
+            f"{error.provider} refused the request {times} (rate or concurrency limit), so "
+            f"nothing was billed. Try again {when}, or after other tasks finish.",
+            retry_after=after,
+            **data,
+        )
+    return ProviderUnavailable(
+        f"{error.provider} could not be reached ({times}); the request never left, so nothing "
+        "was billed. Check the network or the endpoint URL and try again.",
+        sent=False,
+        **data,
+    )
+
+
+def _uncertain(task: Task, what: SubmitUncertain | None = None) -> TaskError:
+    message = _unknown_message(task)
+    if what is not None:
+        message += f" (What happened: {what.message})"
+    return TaskError(kind="uncertain", message=message)
 
 
 def _unknown_message(task: Task) -> str:

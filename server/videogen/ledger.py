@@ -1,9 +1,17 @@
 """The durable task ledger: one SQLite file in WAL mode under ``settings.data_dir``.
 
 Each task is stored as its ``Task`` JSON plus a few indexed columns (id, status, provider,
-dedupe_key, owner, created_at, updated_at). The engine writes a row *before* the submit request
-leaves and rewrites it on every state change, so a process that dies at any point leaves a row
-the next start can act on. Credentials never reach the ledger: ``GenerationRequest`` holds none.
+dedupe_key, owner, created_at, updated_at, origin). The engine writes a row *before* the submit
+request leaves and rewrites it on every state change, so a process that dies at any point leaves
+a row the next start can act on. Credentials never reach the ledger: ``GenerationRequest`` holds
+none, and a task's ``origin`` is a hash of where it was sent, never a key.
+
+**Leases.** Several processes may follow one task (the CLI's ``check`` next to the MCP server's
+tracker, two hosts on one data dir). Only the process holding the task's lease
+(``lease_holder``, ``lease_until``) polls, downloads and writes it; the others read. A lease is
+taken with one conditional ``UPDATE`` (free, already ours, expired, or replacing a holder the
+caller proved dead), renewed while the holder works and released when it stops. ``save`` never
+touches the lease columns.
 
 The CLI and the server may open the same file at once: WAL lets readers and one writer work
 together, ``busy_timeout`` makes a writer wait for the other instead of failing, and every
@@ -16,9 +24,12 @@ The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes ve
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -44,10 +55,59 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX tasks_status ON tasks (status);
     CREATE INDEX tasks_owner_created ON tasks (owner, created_at);
     """,
+    # 2: where a task was sent (a fingerprint, see engine.origin_of) and who is working on it.
+    # Rows from version 1 keep origin NULL: the engine treats them by their sandbox flag.
+    """
+    ALTER TABLE tasks ADD COLUMN origin TEXT;
+    ALTER TABLE tasks ADD COLUMN lease_holder TEXT;
+    ALTER TABLE tasks ADD COLUMN lease_until REAL;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_COLUMNS: Final = "id, status, provider, dedupe_key, owner, created_at, updated_at, data"
+_COLUMNS: Final = "id, status, provider, dedupe_key, owner, created_at, updated_at, data, origin"
+_MARKS: Final = ", ".join("?" * len(_COLUMNS.split(",")))
+#: ``save`` rewrites every column but the lease's.
+_UPSERT: Final = (
+    f"INSERT INTO tasks ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(",")[1:])
+)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who is working on a task and until when (unix time); both None when nobody is."""
+
+    holder: str | None
+    until: float | None
+
+
+def new_holder() -> str:
+    """A lease holder name for this process: ``host:pid:random`` (unique per engine)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True only when ``holder`` is provably gone: a process of this host that no longer runs
+    (or is a zombie). A holder on another host is never declared dead: its lease expires."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    try:  # killed but not yet reaped by its parent: dead for our purpose
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 class Ledger:
@@ -117,17 +177,57 @@ class Ledger:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def insert(self, task: Task) -> None:
-        """Write a new task; an existing id is an error (ids are random, never reused)."""
+    def insert(self, task: Task, *, lease: Lease | None = None) -> None:
+        """Write a new task, optionally leased at once (an existing id is an error: ids are
+        random, never reused)."""
+        held = lease or Lease(None, None)
+        sql = f"INSERT INTO tasks ({_COLUMNS}, lease_holder, lease_until) VALUES ({_MARKS}, ?, ?)"
         with self._lock:
-            self._db.execute(f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             _row(task))  # fmt: skip
+            self._db.execute(sql, (*_row(task), held.holder, held.until))
 
     def save(self, task: Task) -> None:
-        """Write the task as it now stands (insert or replace)."""
+        """Write the task as it now stands (insert or update); the lease is left as it is."""
         with self._lock:
-            self._db.execute(f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _row(task))  # fmt: skip
+            self._db.execute(_UPSERT, _row(task))
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def claim(
+        self, task_id: str, holder: str, *, until: float, now: float, replacing: str | None = None
+    ) -> bool:
+        """Take (or renew) the task's lease for ``holder`` until ``until``; True when taken.
+
+        Taken when nobody holds it, ``holder`` already does, it ran out before ``now``, or its
+        holder is ``replacing`` (one the caller proved dead). One statement: two processes
+        racing for it cannot both win.
+        """
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id = ? AND ("
+                "lease_holder IS NULL OR lease_holder = ? OR lease_until < ? OR lease_holder = ?)",
+                (holder, until, task_id, holder, now, replacing),
+            )
+            return cursor.rowcount == 1
+
+    def lease(self, task_id: str) -> Lease:
+        """The task's lease as stored (it may have run out)."""
+        with self._lock:
+            row = self._db.execute("SELECT lease_holder, lease_until FROM tasks WHERE id = ?",
+                                   (task_id,)).fetchone()  # fmt: skip
+        return Lease(None, None) if row is None else Lease(row[0], row[1])
+
+    def renew(self, holder: str, *, until: float) -> int:
+        """Extend every lease ``holder`` has to ``until``; returns how many."""
+        with self._lock:
+            cursor = self._db.execute("UPDATE tasks SET lease_until = ? WHERE lease_holder = ?",
+                                      (until, holder))  # fmt: skip
+            return cursor.rowcount
+
+    def release(self, task_id: str, holder: str) -> None:
+        """Give the lease up (no-op when ``holder`` does not hold it)."""
+        with self._lock:
+            self._db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
+                             "WHERE id = ? AND lease_holder = ?", (task_id, holder))  # fmt: skip
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -139,7 +239,8 @@ class Ledger:
         if row is None or (owner is not None and row[1] != owner):
             raise TaskNotFound(
                 f"No task {task_id!r} in the ledger: check the id (it starts with 'vg_'), or "
-                "list recent tasks (list_tasks / `videogen list`)."
+                "list recent tasks (the list_tasks tool, or `videogen tasks` on the command "
+                "line)."
             )
         return _task(row[0])
 
@@ -168,11 +269,14 @@ class Ledger:
         since: float,
         exclude: Iterable[TaskStatus] = (),
         sandbox: bool | None = None,
+        origin: str | None = None,
     ) -> Task | None:
         """The newest task with this key and owner created at or after ``since``, if any.
 
         ``sandbox`` (when given) keeps only tasks made by the sandbox (True) or by a real
         provider (False): the same request must not be answered with the other's task.
+        ``origin`` (when given) keeps only tasks sent to that endpoint and account; rows older
+        than origins (NULL) are kept and left to the ``sandbox`` filter.
         """
         skipped = tuple(exclude)
         marks = ", ".join("?" * len(skipped)) or "''"
@@ -183,8 +287,9 @@ class Ledger:
                 "SELECT data FROM tasks WHERE dedupe_key = ? AND owner IS ? AND created_at >= ? "
                 f"AND status NOT IN ({marks}) "
                 "AND (? IS NULL OR json_extract(data, '$.sandbox') = ?) "
+                "AND (? IS NULL OR origin IS NULL OR origin = ?) "
                 "ORDER BY created_at DESC LIMIT 1",
-                (dedupe_key, owner, since, *skipped, wanted, wanted),
+                (dedupe_key, owner, since, *skipped, wanted, wanted, origin, origin),
             ).fetchone()
         return None if row is None else _task(row[0])
 
@@ -194,11 +299,12 @@ def _row(task: Task) -> tuple[object, ...]:
         task.id,
         task.status,
         task.provider,
-        task.request.dedupe_key(),
+        task.dedupe_key or task.request.dedupe_key(),
         task.owner,
         task.created_at,
         task.updated_at,
         task.model_dump_json(),
+        task.origin,
     )
 
 

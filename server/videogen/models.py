@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import re
 import secrets
 from typing import Final, Literal
 
@@ -35,6 +38,25 @@ TERMINAL_STATUSES: Final[frozenset[TaskStatus]] = frozenset(
 )
 #: What a provider says of a task, mapped from its own vocabulary.
 ProviderStatus = Literal["queued", "running", "succeeded", "failed", "expired"]
+
+#: A data URL longer than this is stored abbreviated (see ``GenerationRequest.compact``).
+DATA_URL_KEPT_CHARS: Final = 256
+_DATA_URL = re.compile(r"data:(?P<mime>[^;,]*)(?P<b64>;base64)?,(?P<payload>.*)", re.DOTALL)
+
+
+def abbreviate_data_url(reference: str) -> str:
+    """``data:image/png;base64,… (sha256 ab12cd34ef56…, 123456 bytes)`` for a long data URL;
+    anything else (URLs, paths, short data URLs, already abbreviated ones) as it is."""
+    match = _DATA_URL.fullmatch(reference)
+    if match is None or len(reference) <= DATA_URL_KEPT_CHARS:
+        return reference
+    payload = match["payload"]
+    try:
+        raw = base64.b64decode(payload) if match["b64"] else payload.encode()
+    except (binascii.Error, ValueError):
+        raw = payload.encode()
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return f"data:{match['mime']}{match['b64'] or ''},… (sha256 {digest}…, {len(raw)} bytes)"
 
 
 class GenerationRequest(BaseModel):
@@ -73,6 +95,17 @@ class GenerationRequest(BaseModel):
     @property
     def mode_label(self) -> str:
         return f"scene:{self.scene}" if self.mode == "scene" else self.mode
+
+    def compact(self) -> GenerationRequest:
+        """This request with its data URLs abbreviated: what the ledger keeps once the request
+        is in hand (the bytes are sent once and never needed again: nothing is resubmitted)."""
+        return self.model_copy(
+            update={
+                "images": tuple(map(abbreviate_data_url, self.images)),
+                "masks": tuple(map(abbreviate_data_url, self.masks)),
+                "audio": None if self.audio is None else abbreviate_data_url(self.audio),
+            }
+        )
 
     def dedupe_key(self) -> str:
         """Same provider, mode, prompt, inputs and parameters give the same key."""
@@ -129,6 +162,13 @@ class Task(BaseModel):
     progress: float | None = None
     sandbox: bool = False
     owner: str | None = None
+    #: Where the task was sent: a hash of provider, endpoint and credential identity (never a
+    #: key). None for tasks recorded before origins were kept.
+    origin: str | None = None
+    #: The endpoint in words, for messages: a base URL, or "the embedded sandbox".
+    endpoint: str | None = None
+    #: ``request.dedupe_key()`` of the request as given (``request`` may be abbreviated since).
+    dedupe_key: str | None = None
     #: Notes for this one answer (e.g. "an identical request ... returned the first task");
     #: not stored in the ledger.
     notes: list[str] = Field(default_factory=list, exclude=True)

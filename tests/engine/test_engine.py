@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -310,11 +311,19 @@ async def test_unfinished_tasks_are_resumed_at_start(tmp_path: Path) -> None:
     assert {t.status for t in tasks} == {"ready"}
 
 
+def block(folder: Path) -> None:
+    """Turn a folder into a file: the save after a good preflight fails."""
+    shutil.rmtree(folder)
+    folder.write_text("a file, not a directory")
+
+
 async def test_a_failed_download_keeps_the_task_ready_with_its_url_and_the_error(
     tmp_path: Path,
 ) -> None:
-    async with running_engine(blocked_output(tmp_path), ScriptedProvider()) as engine:
-        task = await engine.generate(t2v(), wait_seconds=10)
+    async with running_engine(make_settings(tmp_path), ScriptedProvider()) as engine:
+        task = await engine.submit(t2v())
+        block(tmp_path / "out")  # no checkpoint since the submit: the watcher has not run yet
+        task = await engine.check(task.id, wait_seconds=10)
     assert task.status == "ready"
     assert task.video_url == "https://cdn.example/video.mp4"
     assert task.error is not None and task.error.kind == "output"

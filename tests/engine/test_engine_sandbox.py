@@ -11,6 +11,7 @@ import pytest
 
 from videogen.app import open_app
 from videogen.config import SANDBOX_NOTICE, Settings
+from videogen.errors import OutputError
 from videogen.models import GenerationRequest
 from videogen.report import render_markdown, result_of
 from videogen.sandbox import SandboxOptions
@@ -148,32 +149,34 @@ async def test_a_clip_is_conformed_to_the_requested_duration_and_fps(tmp_path: P
     assert abs(task.media.duration - 4.0) <= 1 / 30 + 1e-6
 
 
-async def test_a_missing_output_directory_is_a_clear_error_and_the_task_keeps_its_link(
+async def test_an_output_directory_that_cannot_be_made_is_refused_before_the_submit(
     tmp_path: Path,
 ) -> None:
+    (tmp_path / "no").write_text("a file where a folder should be")
     out = tmp_path / "no" / "such" / "dir"
     settings = sandbox_settings(tmp_path, VIDEOGEN_OUTPUT_DIR=str(out))
     async with open_app(settings, sandbox_options=FAST) as app:
-        task = await app.engine.generate(t2v(), wait_seconds=60)
-    assert task.status == "ready"
-    assert task.video_url is not None
-    assert task.error is not None and task.error.kind == "output"
-    assert "VIDEOGEN_OUTPUT_DIR" in task.error.message
-    assert not (tmp_path / "no").exists()
+        with pytest.raises(OutputError, match="VIDEOGEN_OUTPUT_DIR") as caught:
+            await app.engine.generate(t2v(), wait_seconds=60)
+        assert app.sandbox is not None and app.sandbox.log.count(operation="submit") == 0
+        assert app.engine.list_tasks() == []
+    assert str(out) in caught.value.message
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
-async def test_an_unwritable_output_directory_is_a_clear_error(tmp_path: Path) -> None:
+async def test_an_unwritable_output_directory_is_refused_before_the_submit(
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     out.chmod(0o500)
     try:
         async with open_app(sandbox_settings(tmp_path), sandbox_options=FAST) as app:
-            task = await app.engine.generate(t2v(), wait_seconds=60)
+            with pytest.raises(OutputError, match="Cannot write"):
+                await app.engine.generate(t2v(), wait_seconds=60)
+            assert app.sandbox is not None and app.sandbox.log.count(operation="submit") == 0
     finally:
         out.chmod(0o700)
-    assert task.status == "ready" and task.video_url is not None
-    assert task.error is not None and "not writable" in task.error.message
     assert entries(out) == []
 
 

@@ -1,0 +1,131 @@
+"""The output folder's side of finishing a task: check it before billing, tidy it, posters.
+
+Synchronous file-system helpers; the engine runs them through ``anyio.to_thread``.
+
+- ``prepare_folder`` is the preflight ``Engine.submit`` runs *before* anything is billed: the
+  folder is created with its parents (a user who names a folder wants it) and proven writable by
+  creating and removing a file in it, or ``OutputError`` names the folder and the fix.
+- ``sweep_temporaries`` removes what a killed process left for one task: the download's
+  ``.<name>.part-XXXXXXXX``, the conform's ``.<name>.conform-XXXXXXXX.mp4`` and the poster's
+  ``.posters/.<stem>.jpg.part-XXXXXXXX``. The engine calls it while holding the task's lease, so
+  no live process of ours is writing them — except for a name shared by two tasks (a requested
+  ``filename``): such files are removed only once they are older than ``shared_after`` seconds.
+- ``posters_folder`` creates/opens ``.posters`` without following a symlink planted there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+import time
+from pathlib import Path
+from typing import Final
+
+from videogen.errors import OutputError
+
+POSTERS: Final = ".posters"
+_HEX8: Final = r"[0-9a-f]{8}"
+
+FIX: Final = (
+    "choose a folder you can write to (--output on the command line, output_dir in the MCP "
+    "tools) or set VIDEOGEN_OUTPUT_DIR"
+)
+
+
+def prepare_folder(folder: Path) -> Path:
+    """Create ``folder`` (with parents) and prove a file can be made in it; its absolute path.
+
+    Raises ``OutputError`` naming the folder, what is wrong and the fix.
+    """
+    folder = folder.expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"Cannot save videos in {str(folder)!r}: it exists and is not a "
+                          f"folder. Please {FIX}.") from None  # fmt: skip
+    except OSError as exc:
+        raise OutputError(f"Cannot create the output folder {str(folder)!r} "
+                          f"({exc.strerror or exc}). Please {FIX}.") from exc  # fmt: skip
+    probe = folder / f".videogen-write-check-{secrets.token_hex(4)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(probe, flags, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"Cannot write in the output folder {str(folder)!r} "
+                          f"({exc.strerror or exc}). Please {FIX}.") from exc  # fmt: skip
+    return folder.absolute()
+
+
+def temporary_patterns(filename: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The temp files of a video saved as ``filename`` (or ``stem-N.ext`` after a clash): the
+    download's and conform's (in the folder), and the poster's (in ``.posters``)."""
+    stem, dot, ext = filename.rpartition(".")
+    if not stem:
+        stem, dot, ext = filename, "", ""
+    saved = rf"{re.escape(stem)}(?:-\d+)?{re.escape(dot + ext)}"
+    in_folder = re.compile(
+        rf"\.(?:{re.escape(filename)}\.part-{_HEX8}|{saved}\.conform-{_HEX8}\.mp4)"
+    )
+    posters = re.compile(rf"\.{re.escape(stem)}(?:-\d+)?\.jpg\.part-{_HEX8}")
+    return in_folder, posters
+
+
+def sweep_temporaries(
+    folder: Path, filename: str, *, shared_after: float | None = None, now: float | None = None
+) -> list[Path]:
+    """Remove the temp files a killed run left for the video ``filename``; returns them.
+
+    ``shared_after``: the name is not unique to this task, so only files untouched for that
+    many seconds are removed (a live writer of another task touches its file all the time).
+    Symlinks are never followed (only unlinked if they match).
+    """
+    in_folder, posters = temporary_patterns(filename)
+    removed = _sweep(folder, in_folder, shared_after, now)
+    poster_dir = folder / POSTERS
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.lstat(poster_dir).st_mode):
+            removed += _sweep(poster_dir, posters, shared_after, now)
+    return removed
+
+
+def _sweep(
+    folder: Path, pattern: re.Pattern[str], shared_after: float | None, now: float | None
+) -> list[Path]:
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if shared_after is not None and age < shared_after:
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def posters_folder(video_folder: Path) -> Path:
+    """``<video_folder>/.posters``, created if missing; ``OutputError`` when it is a symlink or
+    not a folder (a planted link must not send poster writes elsewhere)."""
+    folder = video_folder / POSTERS
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o755)
+    mode = os.lstat(folder).st_mode
+    if stat.S_ISLNK(mode):
+        raise OutputError(f"{str(folder)!r} is a symbolic link: no poster is written through "
+                          "it (remove the link to get posters back).")  # fmt: skip
+    if not stat.S_ISDIR(mode):
+        raise OutputError(f"{str(folder)!r} is not a folder: no poster is written (remove it "
+                          "to get posters back).")  # fmt: skip
+    return folder
