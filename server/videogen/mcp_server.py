@@ -86,8 +86,10 @@ SERVER_NAME: Final = "videogen"
 MAX_WAIT_SECONDS: Final = 50.0
 #: A progress notification goes out at least this often during a wait.
 HEARTBEAT_SECONDS: Final = 5.0
-#: Largest MP4 served through ``videogen://videos/{task_id}``; bigger files are read from disk.
-VIDEO_RESOURCE_MAX_BYTES: Final = 16 * 1024 * 1024
+#: Largest MP4 served through ``videogen://videos/{task_id}`` (about 11 MB once base64-encoded):
+#: a 5 s 720p clip fits. Some hosts refuse any message over about 1 MB whatever this says, and a
+#: bigger cap only makes the refusal slower; past it the answer names the file to open instead.
+VIDEO_RESOURCE_MAX_BYTES: Final = 8 * 1024 * 1024
 #: Largest poster inlined in a tool result (hosts reject results around 1 MB).
 POSTER_MAX_BYTES: Final = 200 * 1024
 #: Start the engine this long after the server starts, so unfinished tasks resume on their own.
@@ -294,21 +296,28 @@ async def _waiting(ctx: Context, call: Callable[[ProgressCallback], Awaitable[T]
 
 
 @contextmanager
-def _tool_errors(tool: str) -> Iterator[None]:
-    """Every failure becomes a ``ToolError`` the model can read and act on."""
+def _tool_errors(tool: str, notice: str | None) -> Iterator[None]:
+    """Every failure becomes a ``ToolError`` the model can read and act on.
+
+    In sandbox mode its first line is the sandbox notice, as in every other result: an error
+    from the offline preview must not read as one from a real (billed) provider.
+    """
     try:
         yield
-    except ToolError:
-        raise
+    except ToolError as error:
+        raise ToolError(_with_notice(notice, str(error))) from error
     except Exception as raised:
         error = _leaf(raised)
         if isinstance(error, VideogenError):
-            raise ToolError(error.message) from raised
+            raise ToolError(_with_notice(notice, error.message)) from raised
         logger.exception("%s failed unexpectedly", tool)
         raise ToolError(
-            f"{tool} failed inside videogen ({type(error).__name__}); this is a bug, not a "
-            "problem with your request. The server's log (stderr) has the details. Any task "
-            "already submitted keeps being tracked: call list_tasks to find it."
+            _with_notice(
+                notice,
+                f"{tool} failed inside videogen ({type(error).__name__}); this is a bug, not a "
+                "problem with your request. The server's log (stderr) has the details. Any task "
+                "already submitted keeps being tracked: call list_tasks to find it.",
+            )
         ) from raised
 
 
@@ -624,7 +633,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
         and camera moves, and detect_subjects before omnihuman when a portrait shows several
         people.
         """
-        with _tool_errors("generate_video"):
+        with _tool_errors("generate_video", _lazy(ctx).settings.notice):
             from videogen.intake import build_request, choose_provider
 
             lazy = _lazy(ctx)
@@ -694,7 +703,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
         Free (not billed). Works for tasks from earlier sessions and from the videogen CLI. If
         it is still running, the answer says when to check again; call check_task again then.
         """
-        with _tool_errors("check_task"):
+        with _tool_errors("check_task", _lazy(ctx).settings.notice):
             app = await _app(ctx)
             owner = _owner()
             task: Task = await _waiting(
@@ -738,7 +747,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
         can animate, and the subject masks (largest first). When several people are shown,
         pass the chosen mask back as generate_video(mode="omnihuman", mask=...). Runs the
         provider's detection and recognition (small charges may apply), waits up to 30 s."""
-        with _tool_errors("detect_subjects"):
+        with _tool_errors("detect_subjects", _lazy(ctx).settings.notice):
             app = await _app(ctx)
             report: SubjectReport = await _waiting(
                 ctx,
@@ -764,7 +773,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     ) -> Annotated[CallToolResult, TaskList]:
         """List recent video tasks, newest first, with status and save path. Free. Use it to
         find a task_id for check_task (for example after a lost or cancelled call)."""
-        with _tool_errors("list_tasks"):
+        with _tool_errors("list_tasks", _lazy(ctx).settings.notice):
             app = await _app(ctx)
             tasks = app.engine.list_tasks(limit=limit, owner=_owner())
             listing = TaskList(tasks=[result_of(t, notice=None) for t in tasks], notice=app.notice)
@@ -795,8 +804,11 @@ def _register_resources(server: MCPServer[LazyApp]) -> None:
         name="video",
         title="A saved video",
         mime_type="video/mp4",
-        description=f"The saved MP4 of a completed task (served up to "
-        f"{VIDEO_RESOURCE_MAX_BYTES // (1024 * 1024)} MB; larger files: read local_path).",
+        description=f"The saved MP4 of a completed task, for files up to "
+        f"{VIDEO_RESOURCE_MAX_BYTES // (1024 * 1024)} MB (about "
+        f"{VIDEO_RESOURCE_MAX_BYTES * 4 // 3 // 1_000_000} MB as base64; some hosts refuse "
+        "messages over about 1 MB). For a larger file, or such a host, open the local_path "
+        "given in the task's result instead.",
     )
     async def video(task_id: str, ctx: Context) -> bytes:
         task = await _find_task(ctx, task_id)
@@ -809,8 +821,9 @@ def _register_resources(server: MCPServer[LazyApp]) -> None:
             raise ResourceNotFoundError(f"The video of {task_id} is gone from disk.") from error
         if size > VIDEO_RESOURCE_MAX_BYTES:
             raise ResourceError(
-                f"The video of {task_id} is {size / 1048576:.0f} MB, more than this resource "
-                f"serves ({VIDEO_RESOURCE_MAX_BYTES // 1048576} MB); open {task.local_path}."
+                f"The video of {task_id} is {size / 1048576:.1f} MB, more than this resource "
+                f"serves ({VIDEO_RESOURCE_MAX_BYTES // 1048576} MB): it is saved at "
+                f"{task.local_path} — open that file instead."
             )
         return await path.read_bytes()
 

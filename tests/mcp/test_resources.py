@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp_helpers import write_png
 from mcp_types import BlobResourceContents, TextResourceContents
+
+from videogen.mcp_server import VIDEO_RESOURCE_MAX_BYTES
 
 pytestmark = pytest.mark.anyio
 
@@ -73,3 +78,41 @@ async def test_a_video_that_is_not_saved_yet_is_not_found(client: Client) -> Non
     with pytest.raises(MCPError) as caught:
         await client.read_resource(f"videogen://videos/{result.structured_content['task_id']}")
     assert "no saved video" in str(caught.value)
+
+
+async def test_a_video_over_the_cap_is_refused_with_the_path_to_open_instead(
+    client: Client,
+) -> None:
+    """Past VIDEO_RESOURCE_MAX_BYTES (8 MB, ~11 MB as base64) the answer names the saved file."""
+    data = await _generated(client)
+    saved = str(data["local_path"])
+    os.truncate(saved, VIDEO_RESOURCE_MAX_BYTES + 1)  # sparse: no 8 MB written
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(f"videogen://videos/{data['task_id']}")
+    assert saved in str(caught.value) and "8 MB" in str(caught.value)
+
+
+async def test_the_video_cap_is_small_enough_for_hosts_and_documented(client: Client) -> None:
+    assert VIDEO_RESOURCE_MAX_BYTES <= 8 * 1024 * 1024
+    templates = (await client.list_resource_templates()).resource_templates
+    (video,) = [t for t in templates if t.uri_template.startswith("videogen://videos/")]
+    assert "8 MB" in (video.description or "") and "local_path" in (video.description or "")
+
+
+async def test_the_task_resource_never_echoes_a_data_url_image(
+    client: Client, tmp_path: Path
+) -> None:
+    """A data-URL image (hundreds of KB of base64) is abbreviated, not served back whole."""
+    png = write_png(tmp_path / "frame.png").read_bytes()
+    payload = base64.b64encode(png).decode()
+    result = await client.call_tool(
+        "generate_video",
+        {"prompt": "a grey frame", "image": f"data:image/png;base64,{payload}", "wait_seconds": 0},
+    )
+    assert not result.is_error and isinstance(result.structured_content, dict)
+    read = await client.read_resource(f"videogen://tasks/{result.structured_content['task_id']}")
+    (content,) = read.contents
+    assert isinstance(content, TextResourceContents)
+    assert payload[:200] not in content.text and len(content.text) < len(payload)
+    (image,) = json.loads(content.text)["request"]["images"]
+    assert image.startswith("data:image/png;base64,")

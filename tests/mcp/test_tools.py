@@ -150,6 +150,25 @@ async def test_bad_requests_come_back_as_tool_errors_that_say_what_to_fix(client
     assert "image" in text.lower()
 
 
+async def test_tool_errors_in_sandbox_mode_say_so_on_their_first_line(client: Client) -> None:
+    """Every result, errors included, says it came from the offline preview."""
+    refused = await client.call_tool("generate_video", {"prompt": "x", "mode": "i2v_first_720p"})
+    unknown = await client.call_tool("check_task", {"task_id": "vg_000000000000"})
+    for result in (refused, unknown):
+        assert result.is_error
+        first, *rest = text_of(result).splitlines()
+        assert first.endswith(SANDBOX_NOTICE) and rest
+
+
+async def test_tool_errors_with_real_credentials_carry_no_sandbox_notice(tmp_path: Path) -> None:
+    async with serve(SandboxOptions(job_seconds=1)) as sandbox:
+        settings = Settings.from_env({**settings_env(tmp_path), **sandbox.env()})
+        async with Client(create_server(settings, warm_up_after=None)) as client:
+            result = await client.call_tool("check_task", {"task_id": "vg_000000000000"})
+    assert result.is_error and "sandbox" not in text_of(result)
+    assert "vg_000000000000" in text_of(result)
+
+
 async def test_arguments_outside_the_schema_are_refused_before_anything_runs(
     client: Client,
 ) -> None:
