@@ -304,8 +304,8 @@ def _tool_errors(tool: str, notice: str | None) -> Iterator[None]:
     """
     try:
         yield
-    except ToolError as error:
-        raise ToolError(_with_notice(notice, str(error))) from error
+    except ToolError as refused:
+        raise ToolError(_with_notice(notice, str(refused))) from refused
     except Exception as raised:
         error = _leaf(raised)
         if isinstance(error, VideogenError):
