@@ -241,12 +241,12 @@ class _PartFile:
         os.lseek(self.fd, 0, os.SEEK_SET)
 
     def finish(self) -> None:
+        """Flush to disk. The file stays open (and locked) until ``discard``, so no sweeper in
+        another process can take it for an orphan before it is published."""
         try:
             os.fsync(self.fd)
         except OSError as exc:
             raise _output_error(exc, self.root) from exc
-        finally:
-            self.close()
 
     def close(self) -> None:
         if self.fd >= 0:
