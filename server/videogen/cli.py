@@ -8,9 +8,11 @@ engine method and prints the result. The contract a script or an agent can rely 
 - stderr carries diagnostics, the intake's notes and, on a terminal only, a progress line.
 - The exit code says what happened (``EXIT_CODES_HELP``). It never prompts.
 - ``--output PATH``: a path ending in ``.mp4`` names the file (its folder becomes the output
-  folder, its name the requested file name); any other path is a folder (created if missing).
-  Relative paths are taken from the current directory. An existing file is never overwritten:
-  the download picks a numbered name (``boat-1.mp4``) and the result reports it.
+  folder, its name the requested file name); any other path is a folder. Either folder is
+  created with its parents if missing, and checked *before* the (billed) submit: an unusable
+  one exits 3 with nothing sent. Relative paths are taken from the current directory. An
+  existing file is never overwritten: the download picks a numbered name (``boat-1.mp4``) and
+  the result reports it. ``check ID --output FOLDER`` saves a not-yet-saved video there.
 - ``--no-wait`` / ``check`` work in embedded sandbox mode too (no credentials, or
   ``VIDEOGEN_SANDBOX=1``): the embedded sandbox keeps its tasks in ``<data dir>/sandbox``, so a
   task submitted by one ``videogen`` process keeps "running" after it exits and a later
@@ -241,6 +243,11 @@ def _add_check(sub: Any) -> None:
         default=0.0,
         metavar="SECONDS",
         help="wait at most this long for it to finish (default: 0, one look)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FOLDER",
+        help="save the video in this folder instead (e.g. after a save failed; created if missing)",
     )
     p.add_argument("--sandbox", action="store_true", help="use the offline sandbox")
     _add_json(p)
@@ -484,6 +491,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.wait < 0:
         raise InputError("--wait must be 0 or more seconds.")
     settings = load_settings(sandbox=args.sandbox)
+    folder = _check_folder(args.output)
 
     async def body(app: App) -> Task:
         progress = ProgressLine(sys.stderr)
@@ -494,6 +502,7 @@ def _check(args: argparse.Namespace) -> int:
                     args.task_id,
                     wait_seconds=args.wait,
                     on_progress=progress.update,
+                    output_dir=folder,
                 )
             )
         finally:
@@ -501,6 +510,19 @@ def _check(args: argparse.Namespace) -> int:
 
     task = _run_app(settings, body)
     return _report(task, settings, args.json)
+
+
+def _check_folder(raw: str | None) -> str | None:
+    """``check --output``: a folder (the file name was chosen when the task was generated)."""
+    if raw is None:
+        return None
+    folder, name = output_target(raw)
+    if name is not None:
+        raise InputError(
+            f"check --output takes a folder, not a file ({name}): the file name was chosen "
+            "when the task was generated. Give the folder to save into."
+        )
+    return str(folder)
 
 
 def _report(task: Task, settings: Settings, as_json: bool, notes: Sequence[str] = ()) -> int:
@@ -526,9 +548,11 @@ def exit_code_for(task: Task) -> int:
         return EXIT_OK
     if task.status in PENDING_STATUSES or (task.status == "ready" and task.error is None):
         return EXIT_PENDING
+    kind = task.error.kind if task.error else "failed"
+    if kind == "output":  # the output folder or file name cannot be used (OutputError)
+        return EXIT_CONFIG
     if task.status == "ready":  # the provider finished but the video is not saved yet
         return EXIT_ERROR
-    kind = task.error.kind if task.error else "failed"
     if kind == "rejected":
         return EXIT_REJECTED
     if kind in ("credentials", "not_enabled"):
@@ -592,12 +616,7 @@ class ProgressLine:
 def _tasks(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise InputError("--limit must be 1 or more.")
-    settings = load_settings()
-
-    async def body(app: App) -> list[Task]:
-        return app.engine.list_tasks(limit=args.limit)
-
-    tasks = _run_app(settings, body)
+    tasks = read_tasks(load_settings(), args.limit)
     if args.json:
         from videogen.report import result_of
 
@@ -609,6 +628,20 @@ def _tasks(args: argparse.Namespace) -> int:
     for task in tasks:
         print(_task_line(task))
     return EXIT_OK
+
+
+def read_tasks(settings: Settings, limit: int) -> list[Task]:
+    """The newest tasks, read from the ledger alone: listing starts no sandbox, no HTTP client
+    and no engine (none of which it needs, and any of which could fail)."""
+    from videogen.ledger import LEDGER_FILENAME, Ledger
+
+    if not (settings.data_dir / LEDGER_FILENAME).is_file():
+        return []  # nothing was ever submitted here: do not create a ledger just to say so
+    ledger = Ledger.in_dir(settings.data_dir)
+    try:
+        return ledger.recent(limit=limit)
+    finally:
+        ledger.close()
 
 
 def _task_line(task: Task) -> str:

@@ -112,6 +112,29 @@ def test_tasks_lists_what_was_generated_newest_first(cli: Cli) -> None:
     assert [i["task_id"] for i in items] == [made["task_id"]]
 
 
+def test_tasks_only_reads_the_ledger_and_starts_no_sandbox(cli: Cli) -> None:
+    """Listing needs no sandbox: one whose store cannot be opened does not stop it."""
+    made = json.loads(cli.run("generate", PROMPT, "--no-wait", "--json").stdout)
+    store = cli.data_dir / "sandbox"
+    moved = cli.data_dir / "sandbox-moved"
+    store.rename(moved)
+    store.write_text("not a folder: the embedded sandbox cannot open its store here")
+
+    listed = cli.run("tasks", "--json")
+    broken = cli.run("check", made["task_id"])
+
+    assert listed.returncode == 0, listed.stderr
+    assert [i["task_id"] for i in json.loads(listed.stdout)] == [made["task_id"]]
+    assert broken.returncode == EXIT_CONFIG  # what `tasks` used to do too
+
+
+def test_tasks_in_a_fresh_data_folder_creates_nothing(cli: Cli) -> None:
+    listed = cli.run("tasks")
+
+    assert listed.returncode == 0 and "No tasks yet" in listed.stdout
+    assert not cli.data_dir.exists()
+
+
 def test_a_repeated_request_returns_the_first_task_unless_new_is_given(cli: Cli) -> None:
     """The duplicate guard keeps an identical request from being billed twice."""
     first = json.loads(cli.run("generate", PROMPT, "--json").stdout)

@@ -1,0 +1,70 @@
+"""--output: an unusable path exits 3 before anything is billed; a failed save is retried with
+``check --output``; missing folders are created."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from videogen.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
+
+from .conftest import Cli
+
+if TYPE_CHECKING:
+    from videogen.sandbox import RunningSandbox
+
+PROMPT = "a paper boat drifting on a pond"
+
+
+def test_an_unusable_output_path_exits_3_before_anything_is_submitted(
+    standalone: tuple[Cli, RunningSandbox], tmp_path: Path
+) -> None:
+    """/dev/null or a path under a file: refused at once, no (billed) submit was sent."""
+    cli, sandbox = standalone
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for output in ("/dev/null", str(blocker / "deep" / "x.mp4")):
+        done = cli.run("generate", PROMPT, "--output", output)
+
+        assert done.returncode == EXIT_CONFIG, (output, done.stderr)
+        assert done.stdout == "" and "Traceback" not in done.stderr
+    assert sandbox.log.count("volcengine", "submit") == 0
+
+
+def test_a_missing_output_folder_is_created_with_its_parents(cli: Cli, tmp_path: Path) -> None:
+    """As the README says: "its folder is created"."""
+    target = tmp_path / "new" / "deep" / "boat.mp4"
+    done = cli.run("generate", PROMPT, "--output", str(target), "--json")
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout)["local_path"] == str(target) and target.is_file()
+
+
+def test_a_save_that_fails_exits_3_and_check_output_saves_it_elsewhere(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """The folder vanishes while the task runs: the ready task's OutputError exits 3 (not 1);
+    `check ID --output FOLDER` then saves the video there without a new submit."""
+    folder = tmp_path / "out"
+    made = cli.run("generate", PROMPT, "--output", str(folder), "--no-wait", "--json")
+    task_id = json.loads(made.stdout)["task_id"]
+    folder.rmdir()
+    folder.write_text("the folder was replaced by a file")
+
+    failed = cli.run("check", task_id, "--wait", "30", "--json")
+    elsewhere = tmp_path / "elsewhere"
+    saved = cli.run("check", task_id, "--wait", "30", "--output", str(elsewhere), "--json")
+
+    assert failed.returncode == EXIT_CONFIG, failed.stderr
+    assert json.loads(failed.stdout)["status"] == "ready"
+    assert saved.returncode == EXIT_OK, saved.stderr
+    result = json.loads(saved.stdout)
+    assert result["task_id"] == task_id and Path(result["local_path"]).parent == elsewhere
+    assert Path(result["local_path"]).is_file()
+
+
+def test_check_output_takes_a_folder_not_a_file_name(cli: Cli) -> None:
+    done = cli.run("check", "vg_000000000000", "--output", "boat.mp4")
+
+    assert done.returncode == EXIT_USAGE and "takes a folder" in done.stderr
