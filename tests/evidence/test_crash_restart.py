@@ -100,11 +100,6 @@ def test_a_server_killed_during_a_download_is_finished_by_the_next_one(tmp_path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a download killed mid-way leaves its hidden .part file in the output folder "
-    "for good (the next run downloads to a new .part name and never removes the old one)",
-)
 def test_a_download_killed_mid_way_leaves_no_partial_file_behind(tmp_path: Path) -> None:
     options = SandboxOptions(job_seconds=1.0, faults=("slow_download:40000",))
     with serve_in_thread(options) as sandbox:
