@@ -9,6 +9,7 @@ embedded sandbox and says so.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +43,8 @@ VARIABLES: Final[dict[str, str]] = {
     "VIDEOGEN_PROVIDER": "volcengine | tokenops | jenius (default: the first with credentials)",
     "VIDEOGEN_SANDBOX": "1 to use the offline sandbox even when credentials are set",
     "VIDEOGEN_SANDBOX_JOB_SECONDS": "how long a sandbox generation takes (default 8)",
-    "VIDEOGEN_OUTPUT_DIR": "where videos are saved (default ~/Videos/videogen)",
+    "VIDEOGEN_OUTPUT_DIR": "where videos are saved (default ~/Videos/videogen; ~/Movies/videogen "
+    "on macOS)",
     "VIDEOGEN_DATA_DIR": "where the task ledger lives (default ~/.local/state/videogen)",
     "VIDEOGEN_WAIT_SECONDS": "how long one MCP tool call waits before answering (default 45)",
     "VIDEOGEN_DEDUPE_SECONDS": "window in which an identical request returns the first task "
@@ -52,6 +54,12 @@ VARIABLES: Final[dict[str, str]] = {
     "VIDEOGEN_HTTP_TOKEN": "bearer token(s), comma-separated, for the HTTP transport",
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
 }
+
+
+def default_output_dir(home: Path, platform: str = sys.platform) -> Path:
+    """Where videos go when ``VIDEOGEN_OUTPUT_DIR`` is unset: the platform's own videos folder
+    (macOS has ``~/Movies``, not ``~/Videos``), plus ``videogen``. Created on first use."""
+    return home / ("Movies" if platform == "darwin" else "Videos") / "videogen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,7 @@ class Settings:
     request_timeout: float = 300.0
     poll_interval: float = 5.0
     max_poll_attempts: int = 120
-    output_dir: Path = Path.home() / "Videos" / "videogen"
+    output_dir: Path = field(default_factory=lambda: default_output_dir(Path.home()))
     #: False when output_dir is the default, which is created (with its parents) on first use.
     output_dir_explicit: bool = False
     data_dir: Path = Path.home() / ".local" / "state" / "videogen"
@@ -168,7 +176,7 @@ class Settings:
             request_timeout=read.number("JIMENG_VIDEO_API_TIMEOUT", 300.0, 1.0, 3600.0),
             poll_interval=read.number("JIMENG_VIDEO_POLL_INTERVAL", 5.0, 0.05, 600.0),
             max_poll_attempts=int(read.number("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", 120, 1, 100_000)),
-            output_dir=read.path("VIDEOGEN_OUTPUT_DIR", home / "Videos" / "videogen"),
+            output_dir=read.path("VIDEOGEN_OUTPUT_DIR", default_output_dir(home)),
             output_dir_explicit=read.text("VIDEOGEN_OUTPUT_DIR") is not None,
             data_dir=read.path("VIDEOGEN_DATA_DIR", state / "videogen"),
             wait_seconds=read.number("VIDEOGEN_WAIT_SECONDS", 45.0, 0.0, 3600.0),

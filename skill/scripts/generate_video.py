@@ -7,7 +7,9 @@ done by the installed ``videogen`` package. ``--help`` prints seed 002's usage t
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 
 USAGE = """\
 scripts/generate_video.py PROMPT [OPTIONS]
@@ -36,7 +38,9 @@ Environment Variables:
   JIMENG_VIDEO_POLL_INTERVAL        Polling interval seconds (default: 5)
   JIMENG_VIDEO_MAX_POLL_ATTEMPTS    Max polling attempts (default: 120)
 
-Without VOLC_ACCESSKEY/VOLC_SECRETKEY it runs against the offline sandbox and says so.
+Without VOLC_ACCESSKEY/VOLC_SECRETKEY it runs against the offline sandbox and says so, even
+when another provider's key is set (nothing is billed by surprise); --provider tokenops|jenius
+or VIDEOGEN_PROVIDER chooses that provider instead.
 --output PATH: a path ending in .mp4 is the file; any other path is a folder to save into.
 Every option of `videogen generate --help` (e.g. --no-wait, --provider, --audio) also works.
 """
@@ -60,7 +64,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    return videogen_main(["generate", *args])
+    return videogen_main(["generate", *sandbox_unless_chosen(args, os.environ), *args])
+
+
+def sandbox_unless_chosen(args: list[str], env: Mapping[str, str]) -> list[str]:
+    """``["--sandbox"]`` when this seed-002 (Volcengine) script has no Volcengine keys and no
+    provider was chosen: ``videogen`` alone would fall back to any provider with a key (and
+    bill it), which the usage above promises not to do."""
+    chosen = any(a == "--provider" or a.startswith("--provider=") for a in args)
+    chosen = chosen or bool(env.get("VIDEOGEN_PROVIDER", "").strip())
+    volcengine = all(env.get(name, "").strip() for name in ("VOLC_ACCESSKEY", "VOLC_SECRETKEY"))
+    return [] if chosen or volcengine else ["--sandbox"]
 
 
 if __name__ == "__main__":

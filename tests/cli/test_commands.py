@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from skills_ref.validator import validate
@@ -12,9 +13,12 @@ from skills_ref.validator import validate
 from videogen import catalog
 from videogen.cli import EXIT_CODES_HELP, install_skill, skill_source
 from videogen.config import CREDENTIAL_VARIABLES, SANDBOX_NOTICE, VARIABLES
-from videogen.errors import EXIT_CONFIG, EXIT_USAGE, OutputError
+from videogen.errors import EXIT_CONFIG, EXIT_PENDING, EXIT_USAGE, OutputError
 
 from .conftest import Cli, png
+
+if TYPE_CHECKING:
+    from videogen.sandbox import RunningSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "skill" / "scripts" / "generate_video.py"
@@ -119,6 +123,23 @@ def test_seed_002s_script_prints_the_seeds_usage(cli: Cli) -> None:
         assert line in done.stdout.splitlines()
 
 
+def test_seed_002s_script_without_volcengine_keys_never_bills_another_provider(
+    standalone: tuple[Cli, RunningSandbox],
+) -> None:
+    """Only TOKENOPS_API_KEY set: the script keeps its promise (sandbox) unless told otherwise."""
+    keyed, provider = standalone
+    cli = keyed.with_env(VOLC_ACCESSKEY=None, VOLC_SECRETKEY=None, JENIUS_API_KEY=None)
+
+    offline = cli.script(SCRIPT, "a paper boat", "--no-wait")
+    assert provider.log.count("tokenops", "submit") == 0
+    chosen = cli.script(SCRIPT, "a paper boat", "--provider", "tokenops", "--no-wait", "--new")
+
+    assert offline.returncode == chosen.returncode == EXIT_PENDING, offline.stderr + chosen.stderr
+    assert offline.stdout.splitlines()[0] == SANDBOX_NOTICE
+    assert SANDBOX_NOTICE not in chosen.stdout
+    assert provider.log.count("tokenops", "submit") == 1
+
+
 def test_seed_002s_script_saves_a_video_and_prints_the_block(cli: Cli) -> None:
     done = cli.script(SCRIPT, "a paper boat", "--duration", "5", "--fps", "24", "--seed", "7")
 
@@ -179,6 +200,8 @@ def test_the_bundle_manifest_maps_its_settings_to_the_programs_variables() -> No
     assert secrets <= set(user_config)
     for name, option in user_config.items():
         assert option.get("sensitive", False) is (name in secrets), name
+    # macOS has no ~/Videos: leave the folder to the built-in, per-platform default.
+    assert user_config["VIDEOGEN_OUTPUT_DIR"].get("default", "") == ""
     assert {t["name"] for t in manifest["tools"]} == {
         "generate_video",
         "check_task",
@@ -198,6 +221,8 @@ def test_the_readme_opens_with_the_two_commands_and_documents_every_variable() -
     ]
     for name, meaning in VARIABLES.items():
         assert f"| `{name}` | {meaning.replace('|', chr(92) + '|')} |" in readme, name
+    # The Claude Desktop example works on every platform: no hard-coded ~/Videos folder.
+    assert '/Videos/videogen"' not in readme and "Movies/videogen" in readme
     for line in EXIT_CODES_HELP.splitlines()[1:]:
         code, meaning = line.strip().split("  ", 1)
         assert f"| {code} | {meaning} |" in readme
@@ -233,3 +258,12 @@ async def test_serve_speaks_mcp_over_stdio_with_the_five_tools(cli: Cli) -> None
 
     assert names == {"generate_video", "check_task", "list_tasks", "list_scenes", "detect_subjects"}
     assert not scenes.is_error
+
+
+def test_the_default_output_folder_is_movies_on_macos_and_videos_elsewhere() -> None:
+    from videogen.config import default_output_dir
+
+    home = Path("/home/u")
+    assert default_output_dir(home, "darwin") == home / "Movies" / "videogen"
+    assert default_output_dir(home, "linux") == home / "Videos" / "videogen"
+    assert default_output_dir(home, "win32") == home / "Videos" / "videogen"
