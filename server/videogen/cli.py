@@ -190,7 +190,11 @@ def _add_generate(sub: Any) -> None:
         metavar="URL",
         help="omnihuman: mask of the subject who speaks (from `videogen detect`); repeatable",
     )
-    p.add_argument("--scene", metavar="NAME", help="Jenius scene (see `videogen scenes`)")
+    p.add_argument(
+        "--scene",
+        metavar="NAME",
+        help="Jenius scene (see `videogen scenes`; another name is sent to Jenius as given)",
+    )
     p.add_argument("--aspect-ratio", choices=catalog.ASPECT_RATIOS, help="text-to-video only")
     p.add_argument(
         "--camera",

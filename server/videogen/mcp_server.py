@@ -599,7 +599,11 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
         ] = False,
         scene: Annotated[
             str | None,
-            Field(description="Jenius scene name (see list_scenes): " + ", ".join(SCENES) + "."),
+            Field(
+                description="Jenius scene name (see list_scenes): "
+                + ", ".join(SCENES)
+                + ". Another name is sent to Jenius as given (it refuses scenes it lacks)."
+            ),
         ] = None,
         filename: Annotated[
             str | None,
