@@ -10,6 +10,9 @@ Synchronous file-system helpers; the engine runs them through ``anyio.to_thread`
   ``.posters/.<stem>.jpg.part-XXXXXXXX``. The engine calls it while holding the task's lease, so
   no live process of ours is writing them — except for a name shared by two tasks (a requested
   ``filename``): such files are removed only once they are older than ``shared_after`` seconds.
+  A file a live writer holds locked (``download.hold_lock``) is never removed. (download.py and
+  media.py also sweep unlocked orphans of any name before they write; this sweep adds the
+  posters' and runs when a task is taken over, before anything is written.)
 - ``posters_folder`` creates/opens ``.posters`` without following a symlink planted there.
 """
 
@@ -25,6 +28,11 @@ from pathlib import Path
 from typing import Final
 
 from videogen.errors import OutputError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
 
 POSTERS: Final = ".posters"
 _HEX8: Final = r"[0-9a-f]{8}"
@@ -108,11 +116,28 @@ def _sweep(
             age = now - entry.stat(follow_symlinks=False).st_mtime
             if shared_after is not None and age < shared_after:
                 continue
-            os.unlink(entry.path)
+            if _remove_unless_locked(Path(entry.path), entry.is_symlink()):
+                removed.append(Path(entry.path))
         except OSError:
             continue
-        removed.append(Path(entry.path))
     return removed
+
+
+def _remove_unless_locked(path: Path, is_link: bool) -> bool:
+    """Unlink ``path`` unless a live writer holds its advisory lock (download.hold_lock)."""
+    if is_link or fcntl is None:  # unlinking a link never touches its target
+        os.unlink(path)
+        return True
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live download or conform is writing it
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 def posters_folder(video_folder: Path) -> Path:

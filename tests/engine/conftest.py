@@ -164,6 +164,7 @@ async def running_engine(
     *,
     resume: bool = True,
     configure: Callable[[Engine], None] | None = None,
+    lease_seconds: float = 45.0,
 ) -> AsyncIterator[Engine]:
     ledger = Ledger.in_dir(settings.data_dir)
     client = client or cdn_client(b"")
@@ -174,7 +175,10 @@ async def running_engine(
         clients=lambda name: client,
         first_poll_seconds=0.02,
         heartbeat_seconds=0.2,
+        lease_seconds=lease_seconds,
     )
+    if configure is not None:
+        configure(engine)
     try:
         async with anyio.create_task_group() as group:
             engine.attach(group, resume=resume)

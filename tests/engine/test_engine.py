@@ -12,6 +12,7 @@ import pytest
 from videogen.engine import Progress
 from videogen.errors import (
     CredentialsError,
+    ProviderError,
     ProviderUnavailable,
     RateLimited,
 )
@@ -264,6 +265,31 @@ async def test_an_unavailable_provider_is_retried_and_shown_without_failing(
         task = await engine.generate(t2v(), wait_seconds=20, on_progress=hear)
     assert task.status == "failed"
     assert "unavailable" in seen
+
+
+async def test_a_definitive_provider_error_at_poll_fails_the_task_at_once(tmp_path: Path) -> None:
+    """50200-style answers do not change by asking again: no slow re-poll for 24 h."""
+    bad = ProviderError("Volcengine refused the status query.", provider="volcengine",
+                        code=50200, provider_message="Invalid parameter: task_id")  # fmt: skip
+    provider = ScriptedProvider(script=[bad])
+    async with running_engine(make_settings(tmp_path, poll_interval=30.0), provider) as engine:
+        started = time.monotonic()
+        task = await engine.generate(t2v(), wait_seconds=10)
+        assert engine.watching == 0
+    assert time.monotonic() - started < 3
+    assert task.status == "failed" and provider.polls == 1
+    assert task.error is not None and task.error.code == "50200"
+    assert "Invalid parameter: task_id" in task.error.message
+
+
+async def test_a_rate_limited_poll_keeps_the_task_and_polls_again(tmp_path: Path) -> None:
+    limited = RateLimited("Too many polls.", provider="volcengine", retry_after=0.01)
+    provider = ScriptedProvider(script=[limited] * 4 + [PollResult("failed", "done")])
+    settings = make_settings(tmp_path, poll_interval=0.01)
+    async with running_engine(settings, provider) as engine:
+        engine._retry = type(engine._retry)(attempts=1)
+        task = await engine.generate(t2v(), wait_seconds=20)
+    assert task.status == "failed" and provider.polls == 5
 
 
 async def test_a_submitting_row_found_at_start_becomes_unknown_and_is_never_resent(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import sqlite3
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -10,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from videogen.errors import ConfigError, TaskNotFound
-from videogen.ledger import SCHEMA_VERSION, Ledger
-from videogen.models import GenerationRequest, Task, TaskStatus
+from videogen.ledger import SCHEMA_VERSION, Lease, Ledger, holder_is_dead, new_holder
+from videogen.models import GenerationRequest, Task, TaskStatus, abbreviate_data_url
 
 
 def make_task(
@@ -144,13 +147,130 @@ def test_two_processes_worth_of_connections_read_and_write_at_once(tmp_path: Pat
     assert len(server.recent(limit=1000)) == 400
 
 
-def test_a_ledger_write_is_fast_enough_to_call_on_the_event_loop(ledger: Ledger) -> None:
-    """The engine calls the ledger inline; a save must stay well under a millisecond or two."""
+def test_a_ledger_write_is_one_statement_and_fast_enough_for_the_event_loop(
+    ledger: Ledger,
+) -> None:
+    """The engine calls the ledger inline. A save is one short statement (counted, which load
+    cannot disturb), and the median of many timed batches stays far under a blocking write (an
+    fsync per save on a real disk is several milliseconds; a typical save is ~0.05 ms)."""
     task = make_task("vg_1")
     ledger.insert(task)
-    started = time.perf_counter()
-    for n in range(500):
-        task.progress = n / 500
+    statements: list[str] = []
+    ledger._db.set_trace_callback(statements.append)
+    try:
         ledger.save(task)
-    per_save = (time.perf_counter() - started) / 500
-    assert per_save < 0.002, f"{per_save * 1000:.2f} ms per save"
+    finally:
+        ledger._db.set_trace_callback(None)
+    assert len(statements) == 1 and statements[0].startswith("INSERT INTO tasks")
+    batches: list[float] = []
+    for batch in range(15):
+        started = time.perf_counter()
+        for n in range(20):
+            task.progress = (batch * 20 + n) / 300
+            ledger.save(task)
+        batches.append((time.perf_counter() - started) / 20)
+    per_save = statistics.median(batches)
+    assert per_save < 0.005, f"{per_save * 1000:.2f} ms per save (median of 15 batches)"
+
+
+def test_the_not_found_message_names_the_command_and_the_tool(ledger: Ledger) -> None:
+    with pytest.raises(TaskNotFound) as caught:
+        ledger.get("vg_nope")
+    assert "`videogen tasks`" in caught.value.message and "list_tasks" in caught.value.message
+    assert "videogen list" not in caught.value.message
+
+
+# -- schema 2: origins and leases ----------------------------------------------------------------
+
+SCHEMA_1 = """
+CREATE TABLE tasks (id TEXT PRIMARY KEY, status TEXT NOT NULL, provider TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL, owner TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    data TEXT NOT NULL);
+CREATE INDEX tasks_dedupe ON tasks (dedupe_key, created_at);
+CREATE INDEX tasks_status ON tasks (status);
+CREATE INDEX tasks_owner_created ON tasks (owner, created_at);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_schema_1_ledger_is_migrated_and_keeps_its_tasks(tmp_path: Path) -> None:
+    old = make_task("vg_old", status="running")
+    legacy = old.model_dump_json(exclude={"origin", "endpoint", "dedupe_key"})
+    with sqlite3.connect(tmp_path / "tasks.sqlite3") as db:
+        db.executescript(SCHEMA_1)
+        db.execute(
+            "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (old.id, old.status, "volcengine", old.request.dedupe_key(), None, 1.0, 1.0, legacy),
+        )
+    ledger = Ledger.in_dir(tmp_path)
+    assert ledger.schema_version == SCHEMA_VERSION == 2
+    migrated = ledger.get("vg_old")
+    assert migrated.origin is None and migrated.status == "running"
+    assert ledger.lease("vg_old") == Lease(None, None)
+    assert [t.id for t in ledger.with_status(("running",))] == ["vg_old"]
+
+
+def test_only_one_holder_gets_a_lease_until_it_is_released_or_runs_out(ledger: Ledger) -> None:
+    ledger.insert(make_task("vg_1"))
+    assert ledger.claim("vg_1", "a", until=110.0, now=100.0)
+    assert not ledger.claim("vg_1", "b", until=110.0, now=105.0)
+    assert ledger.claim("vg_1", "a", until=120.0, now=105.0)  # renewed by its holder
+    assert ledger.lease("vg_1") == Lease("a", 120.0)
+    assert ledger.claim("vg_1", "b", until=130.0, now=121.0)  # ran out
+    assert not ledger.claim("vg_1", "a", until=140.0, now=122.0)
+    ledger.release("vg_1", "a")  # not a's any more: nothing happens
+    assert ledger.lease("vg_1").holder == "b"
+    ledger.release("vg_1", "b")
+    assert ledger.claim("vg_1", "c", until=140.0, now=122.0)
+    assert ledger.claim("vg_1", "d", until=140.0, now=122.0, replacing="c")  # c proven dead
+    assert not ledger.claim("vg_missing", "a", until=1.0, now=0.0)
+
+
+def test_saving_a_task_keeps_its_lease_and_renew_extends_all_of_a_holders(
+    ledger: Ledger,
+) -> None:
+    for name in ("vg_1", "vg_2"):
+        ledger.insert(make_task(name), lease=Lease("a", 50.0))
+    task = ledger.get("vg_1")
+    task.status = "running"
+    ledger.save(task)
+    assert ledger.lease("vg_1") == Lease("a", 50.0)
+    assert ledger.renew("a", until=99.0) == 2
+    assert ledger.lease("vg_2") == Lease("a", 99.0)
+
+
+def test_a_holder_is_dead_only_when_provably_gone(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    assert holder_is_dead(f"{host}:{process.pid}:x")
+    assert not holder_is_dead(new_holder())  # this process
+    assert not holder_is_dead(f"some-other-host:{process.pid}:x")  # cannot tell: expiry
+    assert not holder_is_dead("garbage")
+
+
+def test_the_dedupe_key_column_is_the_full_requests_key(ledger: Ledger) -> None:
+    task = make_task("vg_1")
+    full_key = task.request.dedupe_key()
+    task.request = task.request.model_copy(update={"images": ("data:image/png;base64,… (x)",)})
+    task.dedupe_key = full_key
+    ledger.insert(task)
+    assert ledger.find_duplicate(full_key, owner=None, since=0.0) == task
+
+
+def test_long_data_urls_are_abbreviated_with_their_hash_and_size() -> None:
+    payload = bytes(range(256)) * 40
+    url = "data:image/png;base64," + base64.b64encode(payload).decode()
+    short = abbreviate_data_url(url)
+    digest = hashlib.sha256(payload).hexdigest()[:12]
+    assert short == f"data:image/png;base64,… (sha256 {digest}…, {len(payload)} bytes)"
+    assert abbreviate_data_url(short) == short
+    for kept in ("https://example.com/a.png", "/tmp/a.png", "data:image/png;base64,AAAA"):
+        assert abbreviate_data_url(kept) == kept
+    request = GenerationRequest(provider="volcengine", mode="i2v_first_720p", images=(url,))
+    assert request.compact().images == (short,)
+    assert request.compact().dedupe_key() != request.dedupe_key()

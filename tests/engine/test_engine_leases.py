@@ -1,0 +1,221 @@
+"""Several processes on one ledger: only the lease holder polls and saves; the others follow the
+ledger. A dead holder's task is taken over, and its leftover temp files are swept first."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from videogen.destination import sweep_temporaries
+from videogen.download import safe_filename
+from videogen.engine import Engine
+from videogen.ledger import Lease, Ledger
+from videogen.models import Task
+from videogen.providers.base import PollResult
+
+from .conftest import VIDEO_URL, ScriptedProvider, make_settings, running_engine, t2v, tiny_mp4
+
+pytestmark = pytest.mark.anyio
+
+CLIP = tiny_mp4(seconds=121 / 24)
+
+
+def finished() -> ScriptedProvider:
+    """A provider whose task is done (a fresh poll hands out the link)."""
+    return ScriptedProvider(
+        script=[PollResult(status="succeeded", raw_status="done", video_url=VIDEO_URL)]
+    )
+
+
+def counting_cdn(downloads: list[str]) -> httpx2.AsyncClient:
+    def serve(request: httpx2.Request) -> httpx2.Response:
+        downloads.append(str(request.url))
+        return httpx2.Response(200, content=CLIP, headers={"content-type": "video/mp4"})
+
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(serve))
+
+
+async def test_two_engines_on_one_ledger_download_a_task_once(tmp_path: Path) -> None:
+    """The CLI's check next to the server's tracker: one download, one file, both completed."""
+    settings = make_settings(tmp_path)
+    script = [PollResult(status="running", raw_status="generating")] * 5 + [
+        PollResult(status="succeeded", raw_status="done", video_url=VIDEO_URL)
+    ]
+    provider = ScriptedProvider(script=script)
+    downloads: list[str] = []
+    async with (
+        running_engine(settings, provider, counting_cdn(downloads)) as server,
+        running_engine(settings, provider, counting_cdn(downloads)) as cli,
+    ):
+        task = await server.submit(t2v())
+        results: dict[str, Task] = {}
+
+        async def check(name: str, engine: Engine) -> None:
+            results[name] = await engine.check(task.id, wait_seconds=20)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(check, "cli", cli)
+            group.start_soon(check, "server", server)
+    assert {name: t.status for name, t in results.items()} == {
+        "cli": "completed",
+        "server": "completed",
+    }
+    assert downloads == [VIDEO_URL]
+    assert provider.polls == len(script)  # one poll loop between them
+    saved = sorted(p.name for p in (tmp_path / "out").glob("*.mp4"))
+    assert saved == [Path(results["cli"].local_path or "").name]
+
+
+def leased_ready_task(tmp_path: Path, holder: str, until: float) -> Task:
+    ledger = Ledger.in_dir(tmp_path / "data")
+    now = time.time()
+    task = Task(id="vg_0000000000aa", request=t2v(), status="ready", created_at=now,
+                updated_at=now, provider_task_id="p7", req_key="jimeng_t2v_v30",
+                video_url=VIDEO_URL)  # fmt: skip
+    ledger.insert(task, lease=Lease(holder, until))
+    ledger.close()
+    return task
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+async def test_a_task_held_by_a_dead_process_of_this_host_is_taken_over_at_once(
+    tmp_path: Path,
+) -> None:
+    holder = f"{socket.gethostname()}:{dead_pid()}:0badf00d"
+    task = leased_ready_task(tmp_path, holder, until=time.time() + 3600)
+    downloads: list[str] = []
+    provider = finished()
+    async with running_engine(make_settings(tmp_path), provider, counting_cdn(downloads)) as e:
+        done = await e.check(task.id, wait_seconds=20)
+    assert done.status == "completed", done.error
+    assert len(downloads) == 1
+
+
+async def test_a_live_holder_is_followed_not_raced_until_its_lease_runs_out(
+    tmp_path: Path,
+) -> None:
+    """Another host's holder cannot be proven dead: its lease must run out first."""
+    task = leased_ready_task(tmp_path, "another-host:1:cafecafe", until=time.time() + 0.8)
+    downloads: list[str] = []
+    async with running_engine(
+        make_settings(tmp_path), finished(), counting_cdn(downloads)
+    ) as engine:
+        early = await engine.check(task.id, wait_seconds=0.3)
+        assert early.status == "ready" and downloads == []
+        done = await engine.check(task.id, wait_seconds=20)
+    assert done.status == "completed", done.error
+    assert len(downloads) == 1
+
+
+async def test_a_follower_sees_what_the_holder_records(tmp_path: Path) -> None:
+    """A non-holder never writes: it returns what the holder stored, as soon as it is stored."""
+    task = leased_ready_task(tmp_path, "another-host:1:cafecafe", until=time.time() + 3600)
+    provider = finished()
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+
+        async def holder_finishes() -> None:
+            await anyio.sleep(0.2)
+            ledger = Ledger.in_dir(tmp_path / "data")
+            finished = ledger.get(task.id)
+            finished.status, finished.local_path = "completed", "/somewhere/boat.mp4"
+            finished.updated_at = time.time()
+            ledger.save(finished)
+            ledger.close()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(holder_finishes)
+            seen = await engine.check(task.id, wait_seconds=10)
+    assert seen.status == "completed" and seen.local_path == "/somewhere/boat.mp4"
+    assert provider.polls == 0
+
+
+async def test_leases_are_renewed_while_working_and_released_after(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    script = [PollResult(status="running", raw_status="generating")] * 12 + [
+        PollResult(status="failed", raw_status="done")
+    ]
+    provider = ScriptedProvider(script=script)
+    async with running_engine(settings, provider, lease_seconds=0.4) as engine:
+        task = await engine.submit(t2v())
+        first = engine.ledger.lease(task.id)
+        assert first.holder == engine.holder
+        await anyio.sleep(0.5)  # longer than the lease: it must have been renewed
+        renewed = engine.ledger.lease(task.id)
+        assert renewed.holder == engine.holder and (renewed.until or 0) > time.time()
+        done = await engine.check(task.id, wait_seconds=20)
+        assert done.status == "failed"
+        assert engine.ledger.lease(task.id) == Lease(None, None)
+
+
+# -- temp files a killed run left ----------------------------------------------------------------
+
+
+async def test_temp_files_left_by_a_killed_run_are_swept_before_the_task_is_saved(
+    tmp_path: Path,
+) -> None:
+    holder = f"{socket.gethostname()}:{dead_pid()}:0badf00d"
+    task = leased_ready_task(tmp_path, holder, until=time.time() + 3600)
+    out = tmp_path / "out"
+    (out / ".posters").mkdir(parents=True)
+    name = safe_filename(task.request.prompt, task.id)
+    stem = name.removesuffix(".mp4")
+    leftovers = [
+        out / f".{name}.part-0123abcd",
+        out / f".{name}.conform-89abcdef.mp4",
+        out / ".posters" / f".{stem}.jpg.part-00ff00ff",
+    ]
+    other = out / ".someone-elses.mp4.part-0123abcd"
+    for path in [*leftovers, other]:
+        path.write_bytes(b"half a video")
+    live = os.open(other, os.O_RDONLY)
+    fcntl.flock(live, fcntl.LOCK_EX)  # another process's download in progress
+    async with running_engine(make_settings(tmp_path), finished(), counting_cdn([])) as engine:
+        try:
+            done = await engine.check(task.id, wait_seconds=20)
+        finally:
+            os.close(live)
+    assert done.status == "completed", done.error
+    assert [p for p in leftovers if p.exists()] == []
+    assert other.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([".posters", name, other.name])
+
+
+def test_a_shared_file_name_sweeps_only_long_untouched_temp_files(tmp_path: Path) -> None:
+    """A requested filename may be another live task's too: its fresh temp file is kept."""
+    fresh, stale = tmp_path / ".boat.mp4.part-00000001", tmp_path / ".boat.mp4.part-00000002"
+    conformed = tmp_path / ".boat-1.mp4.conform-00000003.mp4"
+    for path in (fresh, stale, conformed):
+        path.write_bytes(b"x")
+    old = time.time() - 120
+    os.utime(stale, (old, old))
+    os.utime(conformed, (old, old))
+    removed = sweep_temporaries(tmp_path, "boat.mp4", shared_after=60)
+    assert sorted(removed) == sorted([stale, conformed])
+    assert fresh.exists()
+    assert sweep_temporaries(tmp_path, "boat.mp4") == [fresh]
+
+
+def test_a_temp_file_a_live_writer_holds_is_never_swept(tmp_path: Path) -> None:
+    held = tmp_path / ".boat_vg_1.mp4.part-0000000a"
+    held.write_bytes(b"x")
+    fd = os.open(held, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert sweep_temporaries(tmp_path, "boat_vg_1.mp4") == []
+    finally:
+        os.close(fd)
+    assert sweep_temporaries(tmp_path, "boat_vg_1.mp4") == [held]
