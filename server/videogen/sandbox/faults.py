@@ -55,7 +55,6 @@ COUNTED_KINDS: Final = (
 DEFAULT_SLOW_BYTES_PER_SECOND: Final = 262_144
 
 
-
 def _plain(text: str) -> str:
     """The docstring's reST as plain text for ``--help`` and error messages (no ``, no ::)."""
     return text.replace("``", "").replace("::\n", ":\n")
