@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from videogen.config import SANDBOX_NOTICE, Settings
+from videogen.config import SANDBOX_NOTICE, Settings, default_output_dir
 from videogen.errors import ConfigError, CredentialsError
 
 
@@ -22,7 +22,9 @@ def test_no_credentials_means_the_sandbox_and_seed_defaults() -> None:
         5.0,
         120,
     )
-    assert settings.output_dir == Path("/home/u/Videos/videogen")
+    assert settings.output_dir == default_output_dir(Path("/home/u"))
+    assert default_output_dir(Path("/h"), platform="linux") == Path("/h/Videos/videogen")
+    assert default_output_dir(Path("/h"), platform="darwin") == Path("/h/Movies/videogen")
     assert settings.data_dir == Path("/home/u/.local/state/videogen")
 
 
