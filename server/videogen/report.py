@@ -20,6 +20,9 @@ from videogen.models import Task, TaskStatus
 Interface = Literal["mcp", "cli"]
 
 PENDING_STATUSES: frozenset[TaskStatus] = frozenset({"submitting", "queued", "running"})
+#: Error kinds of a ``failed`` task the provider never accepted (refused, unreachable, cancelled
+#: between retries): nothing was billed.
+NEVER_ACCEPTED: frozenset[str] = frozenset({"rate_limited", "unavailable", "cancelled"})
 
 
 class VideoResult(BaseModel):
@@ -242,6 +245,8 @@ def _next_step(task: Task, interface: Interface, now: float) -> str | None:
                 return "change the prompt or inputs named in the error, then submit again"
             if kind == "credentials" or kind == "not_enabled":
                 return "fix the credentials or account named in the error, then submit again"
+            if kind in NEVER_ACCEPTED:
+                return "submit the request again later (nothing was billed for this one)"
             return "submit the request again (a new submit is billed again)"
         case "expired":
             return "submit the request again: the provider no longer has this task"

@@ -115,3 +115,11 @@ def test_the_structured_result_is_flat_and_described() -> None:
         assert prop.get("description"), name
         kinds = [p.get("type") for p in prop.get("anyOf", [prop])]
         assert "object" not in kinds, name
+
+
+def test_a_submit_that_was_never_accepted_is_not_said_to_bill_again() -> None:
+    for kind in ("rate_limited", "unavailable", "cancelled"):
+        error = TaskError(kind=kind, message="Refused: nothing was billed.")
+        result = result_of(make_task("failed", error=error), notice=None)
+        assert result.next_step is not None and "nothing was billed" in result.next_step
+        assert "billed again" not in result.next_step
