@@ -50,6 +50,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -128,11 +129,13 @@ ACTIVE_STATUSES: Final[tuple[TaskStatus, ...]] = ("submitting", "queued", "runni
 NOT_REUSED: Final[tuple[TaskStatus, ...]] = ("failed", "expired", "unknown")
 
 UNKNOWN_MESSAGE: Final = (
-    "The process stopped while the submit request was in flight, so it is not known whether "
-    "{provider} received it: it may or may not have been billed. Look for it in the provider's "
-    "console or bill (around {when}); if it is not there, submit the request again (new=true). "
-    "videogen never resends a submit by itself."
+    "{cause}, so it is not known whether {provider} received it: it may or may not have been "
+    "billed. Look for it in the provider's console or bill (around {when}); if it is not there, "
+    "submit the request again (new=true, or --new on the command line). videogen never resends "
+    "a submit by itself."
 )
+#: The cause when nothing more is known: the process died (or was stopped) mid-submit.
+STOPPED_MID_SUBMIT: Final = "The process stopped while the submit request was in flight"
 EXPIRED_MESSAGE: Final = (
     "The provider no longer knows this task (it expired or passed its retention): submit the "
     "request again."
@@ -419,7 +422,7 @@ class Engine:
             return None
         notes = [
             f"An identical request was made {self._clock() - earlier.created_at:.0f} s ago: this "
-            f"is that task ({earlier.id}), not a new one. Pass new=true to generate again "
+            f"is that task ({earlier.id}), not a new one. Pass new=true (--new) to generate again "
             "(billed again)."
         ]
         if earlier.status == "ready" and earlier.error is not None:
@@ -1018,15 +1021,20 @@ def _refused(error: RateLimited | ProviderUnavailable, attempts: int) -> Provide
 
 
 def _uncertain(task: Task, what: SubmitUncertain | None = None) -> TaskError:
-    message = _unknown_message(task)
-    if what is not None:
-        message += f" (What happened: {what.message})"
-    return TaskError(kind="uncertain", message=message)
+    """Why a submit's outcome is unknown: the failure seen, or a process that stopped mid-send."""
+    cause = STOPPED_MID_SUBMIT if what is None else _first_clause(what.message)
+    return TaskError(kind="uncertain", message=_unknown_message(task, cause))
 
 
-def _unknown_message(task: Task) -> str:
+def _first_clause(message: str) -> str:
+    """ "X broke before an answer arrived; the request may ... Try again" -> "X broke ..." (the
+    adapter's own advice would contradict the never-resend advice that follows)."""
+    return re.split(r"[;:]\s|\.\s", message, maxsplit=1)[0].rstrip(". ")
+
+
+def _unknown_message(task: Task, cause: str = STOPPED_MID_SUBMIT) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(task.created_at))
-    return UNKNOWN_MESSAGE.format(provider=task.provider, when=when)
+    return UNKNOWN_MESSAGE.format(cause=cause, provider=task.provider, when=when)
 
 
 def _ref(task: Task) -> TaskRef:

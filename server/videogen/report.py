@@ -253,7 +253,7 @@ def _next_step(task: Task, interface: Interface, now: float) -> str | None:
         case "unknown":
             return (
                 "check the provider console or bill for this request; submit again (with "
-                "new=true) only if it is not there"
+                "new=true, or --new on the command line) only if it is not there"
             )
 
 

@@ -200,12 +200,20 @@ async def test_the_window_is_configurable(tmp_path: Path) -> None:
 async def test_an_ambiguous_submit_marks_the_task_unknown_and_is_not_resent(
     tmp_path: Path,
 ) -> None:
-    lost = ProviderUnavailable("The connection dropped.", provider="volcengine", sent=True)
+    lost = ProviderUnavailable(
+        "The connection dropped; the request may have reached it. Try again later.",
+        provider="volcengine",
+        sent=True,
+    )
     provider = ScriptedProvider(submit_error=lost, submit_errors_first=10)
     async with running_engine(make_settings(tmp_path), provider) as engine:
         task = await engine.submit(t2v())
     assert task.status == "unknown"
     assert task.error is not None and "may or may not have been billed" in task.error.message
+    # The message leads with what really happened (the process did not stop), and does not
+    # pass on the adapter's "try again later", which would contradict "never resent".
+    assert task.error.message.startswith("The connection dropped, so it is not known whether")
+    assert "Try again later" not in task.error.message
     assert provider.submits == 1
 
 
