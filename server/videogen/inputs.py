@@ -26,6 +26,7 @@ import anyio
 
 from videogen.catalog import IMAGE_MAX_BYTES, IMAGE_MAX_RATIO, IMAGE_MAX_SIDE, IMAGE_MIN_SHORT_SIDE
 from videogen.errors import InputError
+from videogen.imageheader import image_type, read_header
 from videogen.models import GenerationRequest
 from videogen.providers.base import PreparedImage, PreparedInputs
 
@@ -35,14 +36,8 @@ RefKind = Literal["url", "data", "path"]
 #: (cropping to even sides and phone cameras' odd sizes differ by well under 2%).
 TAIL_RATIO_TOLERANCE: Final = 0.02
 
-_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI: Final = b"\xff\xd8"
 _SCHEME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _DATA_URL: Final = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),", re.I)
-#: JPEG start-of-frame markers that carry the image size (not DHT C4, JPG C8, DAC CC).
-_SOF_MARKERS: Final = frozenset(
-    {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
-)
 _URL_ONLY_FIX: Final = (
     "upload it somewhere public and pass its http(s) URL instead of a local file or data URL"
 )
@@ -166,23 +161,20 @@ def check_image_bytes(data: bytes, *, label: str = "image") -> tuple[str, int, i
     """``(mime, width, height)`` of a JPEG/PNG within the provider limits, else ``InputError``."""
     if len(data) > IMAGE_MAX_BYTES:
         raise _too_large(label, len(data))
-    if data.startswith(_PNG_SIGNATURE):
-        mime, size = "image/png", _png_size(data)
-    elif data.startswith(_JPEG_SOI):
-        mime, size = "image/jpeg", _jpeg_size(data)
-    else:
+    mime = image_type(data)
+    if mime is None:
         raise InputError(
             f"The {label} is not a JPEG or PNG image (judged by its content, not its "
             "name): convert it to JPEG or PNG."
         )
-    if size is None:
+    header = read_header(data)
+    if header is None:
         raise InputError(
             f"The {label} looks like a {mime[6:].upper()} but its size cannot be read "
             "(truncated or damaged file): re-save it and try again."
         )
-    width, height = size
-    _check_dimensions(width, height, label)
-    return mime, width, height
+    _check_dimensions(header.width, header.height, label)
+    return mime, header.width, header.height
 
 
 def _check_dimensions(width: int, height: int, label: str) -> None:
@@ -209,39 +201,6 @@ def _too_large(label: str, size: int) -> InputError:
         f"The {label} is {size / 1e6:.1f} MB: at most {IMAGE_MAX_BYTES / 1e6:.1f} MB "
         "is accepted. Compress or scale it down."
     )
-
-
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    # Signature (8), then the IHDR chunk: length (4), type (4), width (4), height (4).
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """Walk the JPEG segments to the first start-of-frame and read its height and width."""
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # standalone markers carry no length
-            i += 2
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in _SOF_MARKERS:
-            if i + 9 > len(data) or length < 7:
-                return None
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        if length < 2:
-            return None
-        i += 2 + length
-    return None
 
 
 def _decode_data_url(ref: str, *, label: str) -> bytes:
