@@ -743,3 +743,31 @@ def test_a_download_killed_mid_way_leaves_a_part_file_the_next_download_removes(
     path = anyio.run(fetch, server.url(name), tmp_path)
     assert path.read_bytes() == data
     assert files_in(tmp_path) == ["out.mp4"]
+
+
+def test_a_sweep_between_creating_and_locking_a_temp_file_never_takes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many downloads at once, a sweep does land between a temp file's creation and its
+    lock: the file must not be visible under its temporary name until it is locked."""
+    from videogen import download
+
+    lock = download.hold_lock
+
+    def sweep_first(fd: int) -> None:
+        download.sweep_orphans(tmp_path)  # the worst moment for a concurrent sweep
+        lock(fd)
+
+    monkeypatch.setattr(download, "hold_lock", sweep_first)
+    target = tmp_path / ".clip.mp4.part-0123abcd"
+    fd = download.create_locked(target)
+    try:
+        assert target.exists()
+        monkeypatch.setattr(download, "hold_lock", lock)
+        download.sweep_orphans(tmp_path)  # and a sweep after: it is locked, so it stays
+        assert target.exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    finally:
+        os.close(fd)
+    download.sweep_orphans(tmp_path)  # once its writer lets go, it is an orphan
+    assert not target.exists()

@@ -210,12 +210,10 @@ class _PartFile:
     @classmethod
     def create(cls, root: Path, filename: str) -> _PartFile:
         path = root / f".{filename}.part-{secrets.token_hex(4)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = create_locked(path)
         except OSError as exc:
             raise _output_error(exc, root) from exc
-        hold_lock(fd)
         return cls(root, path, fd)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -272,11 +270,32 @@ def hold_lock(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def create_locked(path: Path) -> int:
+    """Create ``path`` exclusively, already locked (``hold_lock``), and return its descriptor.
+
+    The file is made under a name no sweeper matches (``<path>.new``), locked, and only then
+    renamed to ``path``: a sweeper can never see it unlocked and take a live file for an orphan
+    (with many downloads at once, the instant between creating and locking does get hit).
+    """
+    staging = path.with_name(path.name + ".new")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(staging, flags, 0o644)
+    try:
+        hold_lock(fd)
+        os.rename(staging, path)  # `path` ends in random hex: it names no existing file
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        raise
+    return fd
+
+
 def sweep_orphans(root: Path) -> None:
     """Remove temporary files left in ``root`` by a process that was killed mid-download or
-    mid-conform. A live writer holds a lock on its file (``hold_lock``), so only files no live
-    process holds are removed. (A file is unlocked only for the instant between its creation
-    and its lock.) Without ``fcntl`` (Windows) nothing is swept."""
+    mid-conform. A live writer holds a lock on its file (``create_locked``) from before the file
+    has its temporary name, so only files no live process holds are removed. Without ``fcntl``
+    (Windows) nothing is swept."""
     if fcntl is None:
         return
     with contextlib.suppress(OSError), os.scandir(root) as entries:

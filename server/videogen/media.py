@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
 
-from videogen.download import hold_lock, sweep_orphans
+from videogen.download import create_locked, sweep_orphans
 from videogen.errors import DownloadError, OutputError, VideogenError
 from videogen.models import MediaInfo
 
@@ -149,12 +149,10 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
         )
     sweep_orphans(path.parent)  # a conform killed mid-way left its temporary file
     temp = path.with_name(f".{path.name}.conform-{secrets.token_hex(4)}.mp4")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        lock = os.open(temp, flags, 0o644)
+        lock = create_locked(temp)  # locked until this process is done with it or dies
     except OSError as exc:
         raise _media_error("conform", path, exc) from exc
-    hold_lock(lock)  # until this process is done with it or dies
     try:
         _transcode(path, temp, info, duration=duration, fps=fps)
         with open(temp, "rb") as f:
