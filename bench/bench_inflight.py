@@ -126,6 +126,10 @@ def phase_figures(tasks: list[Task]) -> dict[str, float]:
     def at(task: Task, status: str) -> float:
         return next(e.at for e in task.history if e.status == status)
 
+    # Only tasks that went all the way; the statuses figure says how many did not.
+    tasks = [t for t in tasks if {"queued", "ready", "completed"} <= {e.status for e in t.history}]
+    if not tasks:
+        return {}
     start = min(t.created_at for t in tasks)
     queued = [at(t, "queued") for t in tasks]
     ready_lag = sorted(at(t, "ready") - at(t, "queued") for t in tasks)
