@@ -893,8 +893,32 @@ class Engine:
             lambda: provider.download_source(ref, poll), policy=self._retry
         )
 
+    async def poster(self, task: Task) -> Task:
+        """The task with a poster frame (a small JPEG beside the video, in ``.posters``), made now
+        if it has none yet. Posters are made when an interface that shows them asks, not when a
+        video is saved: a tracker finishing many tasks at once should not decode them all."""
+        from videogen import media
+
+        if task.status != "completed" or not task.local_path:
+            return task
+        if task.poster_path and await anyio.Path(task.poster_path).is_file():
+            return task
+        path = Path(task.local_path)
+        try:
+            # Never through a planted .posters symlink: the poster would land outside.
+            poster_dir = await anyio.to_thread.run_sync(posters_folder, path.parent)
+            made = await media.poster(path, poster_dir / (path.stem + ".jpg"))
+        except (VideogenError, OSError) as exc:
+            log.warning("no poster for %s: %s", task.id, exc)
+            return task
+        current = self.ledger.get(task.id)
+        current.poster_path = str(made)
+        self._save(current)
+        task.poster_path = current.poster_path
+        return task
+
     async def _describe_file(self, watcher: _Watcher, task: Task, path: Path) -> Task:
-        """Conform (Jimeng clips only), probe and poster; the file is what the task reports."""
+        """Conform (Jimeng clips only) and probe: the file is what the task reports."""
         from videogen import media
 
         notes: list[str] = []
@@ -908,13 +932,6 @@ class Engine:
                 notes.append(f"conform failed: {exc.message}")
         if info is None:
             info = await media.probe(path)
-        try:
-            # Never through a planted .posters symlink: the poster would land outside.
-            poster_dir = await anyio.to_thread.run_sync(posters_folder, path.parent)
-            poster = await media.poster(path, poster_dir / (path.stem + ".jpg"))
-            task.poster_path = str(poster)
-        except (VideogenError, OSError) as exc:
-            notes.append(f"no poster: {exc}")
         task.media = info
         task.error = None
         for note in notes:

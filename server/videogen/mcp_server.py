@@ -676,7 +676,9 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
                     owner=owner,
                 ),
             )
-            return await _answer(task, notice=app.notice, notes=intake.notes)
+            return await _answer(
+                await app.engine.poster(task), notice=app.notice, notes=intake.notes
+            )
 
     @server.tool(
         title="Check a video task",
@@ -719,7 +721,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
                     owner=owner,
                 ),
             )
-            return await _answer(task, notice=app.notice)
+            return await _answer(await app.engine.poster(task), notice=app.notice)
 
     @server.tool(
         title="List scenes, modes and camera moves",

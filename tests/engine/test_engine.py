@@ -365,11 +365,17 @@ async def test_a_failed_download_keeps_the_task_ready_with_its_url_and_the_error
     assert task.local_path is None
 
 
-async def test_a_finished_task_is_saved_probed_and_given_a_poster(tmp_path: Path) -> None:
+async def test_a_finished_task_is_saved_probed_and_given_a_poster_when_asked(
+    tmp_path: Path,
+) -> None:
     settings = make_settings(tmp_path)
     body = tiny_mp4(seconds=121 / 24)
     async with running_engine(settings, ScriptedProvider(), cdn_client(body)) as engine:
         task = await engine.generate(t2v(), wait_seconds=20)
+        assert task.poster_path is None  # made when an interface that shows it asks
+        task = await engine.poster(task)
+        assert engine.get(task.id).poster_path == task.poster_path
+        assert await engine.poster(task) == task  # once made, kept
     assert task.status == "completed", task.error
     assert task.local_path is not None and task.media is not None
     path = Path(task.local_path)

@@ -83,6 +83,7 @@ async def test_a_cancelled_caller_leaves_the_task_to_the_tracker(tmp_path: Path)
 async def test_a_waiting_caller_gets_the_saved_video_and_its_probed_facts(tmp_path: Path) -> None:
     async with open_app(sandbox_settings(tmp_path), sandbox_options=FAST) as app:
         task = await app.engine.generate(t2v(), wait_seconds=60)
+        task = await app.engine.poster(task)
     assert task.status == "completed", task.error
     assert task.media is not None
     assert (task.media.width, task.media.height) == (1280, 720)
