@@ -333,6 +333,26 @@ def jimeng_render(p: JimengParams) -> RenderSpec:
     )
 
 
+def omni_options(body: dict[str, Any], masks: list[str], masks_field: str) -> tuple[str, int]:
+    """The OmniHuman video fields both fronts check alike (masks, prompt, seed, resolution, fast
+    mode); returns the prompt and the output resolution. Only the masks' field name differs:
+    ``mask_url`` on Volcengine, ``mask_urls`` on TokenOps."""
+    omni = catalog.OMNIHUMAN
+    if len(masks) > omni.max_subjects:
+        raise field_error(masks_field, f"holds at most {omni.max_subjects} URLs")
+    for i, mask in enumerate(masks):
+        check_url(f"{masks_field}[{i}]", mask)
+    prompt = prompt_of(
+        text(body, "prompt"), limit=catalog.OMNIHUMAN_PROMPT_MAX_CHARS, required=False
+    )
+    seed_of(integer(body, "seed"))
+    resolution = integer(body, "output_resolution")
+    if resolution is not None and resolution not in (720, 1080):
+        raise field_error("output_resolution", "must be 720 or 1080")
+    boolean(body, "pe_fast_mode")
+    return prompt, resolution or omni.default_resolution
+
+
 def omni_render(image: Image, resolution: int, audio_length: float | None) -> RenderSpec:
     """OmniHuman: the portrait at 720/1080 lines (9:16 unless the image says otherwise), as
     long as the audio (5 s when the audio is opaque), with a tone."""

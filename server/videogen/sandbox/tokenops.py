@@ -251,20 +251,9 @@ class TokenOps:
             )
         image = jobs.image_from_url(self.state, *images[0])
         jobs.check_url("audio_url", audios[0])
-        if len(masks) > OMNI.max_subjects:
-            raise field_error("mask_urls", f"holds at most {OMNI.max_subjects} URLs")
-        for i, mask in enumerate(masks):
-            jobs.check_url(f"mask_urls[{i}]", mask)
-        prompt = jobs.prompt_of(
-            jobs.text(body, "prompt"), limit=catalog.OMNIHUMAN_PROMPT_MAX_CHARS, required=False
-        )
-        jobs.seed_of(jobs.integer(body, "seed"))
-        resolution = jobs.integer(body, "output_resolution")
-        if resolution is not None and resolution not in (720, 1080):
-            raise field_error("output_resolution", "must be 720 or 1080")
-        jobs.boolean(body, "pe_fast_mode")
+        prompt, resolution = jobs.omni_options(body, masks, "mask_urls")
         length = jobs.audio_length(self.state, audios[0])
-        render = jobs.omni_render(image, resolution or OMNI.default_resolution, length)
+        render = jobs.omni_render(image, resolution, length)
         response = self._start(
             request, "omnihuman", OMNI.video_req_key, render, text=bool(prompt), images=True
         )

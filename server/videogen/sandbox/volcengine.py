@@ -312,23 +312,12 @@ class Volcengine:
         image = jobs.image_from_url(self.state, "image_url", image_url)
         jobs.check_url("audio_url", audio_url)
         masks = jobs.string_list(body, "mask_url") or []
-        if len(masks) > OMNI.max_subjects:
-            raise field_error("mask_url", f"holds at most {OMNI.max_subjects} URLs")
-        for i, mask in enumerate(masks):
-            jobs.check_url(f"mask_url[{i}]", mask)
-        prompt = jobs.prompt_of(
-            jobs.text(body, "prompt"), limit=catalog.OMNIHUMAN_PROMPT_MAX_CHARS, required=False
-        )
-        jobs.seed_of(jobs.integer(body, "seed"))
-        resolution = jobs.integer(body, "output_resolution")
-        if resolution is not None and resolution not in (720, 1080):
-            raise field_error("output_resolution", "must be 720 or 1080")
-        jobs.boolean(body, "pe_fast_mode")
+        prompt, resolution = jobs.omni_options(body, masks, "mask_url")
         refused = self._admit(request, text=bool(prompt), images=True)
         if refused is not None:
             return refused
         length = jobs.audio_length(self.state, audio_url)
-        render = jobs.omni_render(image, resolution or OMNI.default_resolution, length)
+        render = jobs.omni_render(image, resolution, length)
         task = self._new_task("omnihuman", OMNI.video_req_key, render)
         if length is not None and length >= catalog.OMNIHUMAN_AUDIO_MAX_SECONDS:
             task.failure = (50215, f"{jobs.MESSAGES[50215]}: audio must be shorter than 60 s")
