@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from videogen.providers.base import Provider
     from videogen.sandbox import RunningSandbox, SandboxOptions
 
-#: Connections kept per provider: the tracker may poll hundreds of tasks at once.
-MAX_CONNECTIONS = 100
-
 
 @dataclass
 class App:
@@ -60,11 +57,10 @@ class ProviderClients:
         if client is None:
             import httpx2
 
+            from videogen.httpclient import create_client
+
             timeout = httpx2.Timeout(self.settings.request_timeout, connect=10.0)
-            limits = httpx2.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-            )
-            client = httpx2.AsyncClient(timeout=timeout, limits=limits)
+            client = create_client(timeout)
             self._clients[name] = client
         return client
 
