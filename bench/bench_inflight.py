@@ -159,8 +159,10 @@ async def bench(count: int, job_seconds: float, poll_interval: float) -> dict[st
         settings = settings_for(env, Path(tmp), poll_interval)
         async with open_app(settings, track=False) as app:
             (alone,), alone_ready, alone_saved = await generate_all(app.engine, 1, "alone")
+            cpu_before = psutil.Process().cpu_times()
             with PeakRss() as rss:
                 tasks, all_ready, all_saved = await generate_all(app.engine, count, "many")
+            cpu_after = psutil.Process().cpu_times()
         files = list((Path(tmp) / "out").glob("*.mp4"))
         statuses: dict[str, int] = {}
         for task in tasks:
@@ -183,6 +185,9 @@ async def bench(count: int, job_seconds: float, poll_interval: float) -> dict[st
             **phases,
             "statuses": statuses,
             "files": len(files),
+            "process_cpu_s": round(
+                cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system, 2
+            ),
             "peak_rss_mb": round(rss.peak / 1e6, 1),
             "rss_under_200mb": rss.peak < 200e6,
             "cpus": os.cpu_count(),

@@ -771,3 +771,25 @@ def test_a_sweep_between_creating_and_locking_a_temp_file_never_takes_it(
         os.close(fd)
     download.sweep_orphans(tmp_path)  # once its writer lets go, it is an orphan
     assert not target.exists()
+
+
+def test_a_busy_folder_is_swept_for_orphans_at_most_once_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing the folder before each of hundreds of downloads would be quadratic: a process
+    sweeps one folder at most every ORPHAN_SWEEP_SECONDS, and sweeps it again after that."""
+    from videogen import download as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    orphan = tmp_path / ".a.mp4.part-0123abcd"
+    orphan.write_bytes(b"x")
+    module.sweep_orphans_now_and_then(tmp_path)
+    assert not orphan.exists()
+    orphan.write_bytes(b"x")
+    now[0] += module.ORPHAN_SWEEP_SECONDS - 1
+    module.sweep_orphans_now_and_then(tmp_path)
+    assert orphan.exists()
+    now[0] += 1
+    module.sweep_orphans_now_and_then(tmp_path)
+    assert not orphan.exists()

@@ -92,21 +92,29 @@ def sweep_temporaries(
     Symlinks are never followed (only unlinked if they match).
     """
     in_folder, posters = temporary_patterns(filename)
-    removed = _sweep(folder, in_folder, shared_after, now)
+    # Every temporary name starts with "." and the stem: a cheap test before the pattern, as
+    # the folder may hold thousands of videos.
+    prefix = "." + (filename.rpartition(".")[0] or filename)
+    removed = _sweep(folder, prefix, in_folder, shared_after, now)
     poster_dir = folder / POSTERS
     with contextlib.suppress(OSError):
         if stat.S_ISDIR(os.lstat(poster_dir).st_mode):
-            removed += _sweep(poster_dir, posters, shared_after, now)
+            removed += _sweep(poster_dir, prefix, posters, shared_after, now)
     return removed
 
 
 def _sweep(
-    folder: Path, pattern: re.Pattern[str], shared_after: float | None, now: float | None
+    folder: Path,
+    prefix: str,
+    pattern: re.Pattern[str],
+    shared_after: float | None,
+    now: float | None,
 ) -> list[Path]:
     now = time.time() if now is None else now
     removed: list[Path] = []
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as scan:
+            entries = [e for e in scan if e.name.startswith(prefix)]
     except OSError:
         return removed
     for entry in entries:

@@ -20,7 +20,8 @@ The contract of :func:`download`:
   (``name.mp4``, ``name-1.mp4``, ...), so an existing file or a planted symlink is never
   overwritten or followed, and the directory is ``fsync``-ed;
 - whatever goes wrong, no partial file is left behind; one left by a process that was killed
-  (no ``finally`` runs then) is removed by the next download into the same directory.
+  (no ``finally`` runs then) is removed by the next download into the same directory, or by
+  the first one after a minute when this process swept that directory less than a minute ago.
 
 Errors: :class:`DownloadError` for the network, integrity, size cap and deadline (the task keeps
 its video URL, so the download can be tried again); :class:`OutputError` for the directory
@@ -34,6 +35,8 @@ import errno
 import os
 import re
 import secrets
+import threading
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -72,6 +75,9 @@ MAX_FAILED_ATTEMPTS: Final = 6
 RETRY_POLICY: Final = RetryPolicy(attempts=MAX_FAILED_ATTEMPTS, wait_initial=0.25, wait_max=8.0)
 #: The longest ``Retry-After`` honoured, in seconds: the deadline bounds the whole anyway.
 RETRY_AFTER_CAP: Final = 30.0
+#: A folder is swept for orphaned temporary files at most this often by one process: a sweep
+#: lists the whole folder, so sweeping before every download is quadratic in a busy folder.
+ORPHAN_SWEEP_SECONDS: Final = 60.0
 #: The longest slug taken from a prompt, in characters.
 SLUG_CHARS: Final = 48
 #: Longest accepted file name in UTF-8 bytes; leaves room for ``.<name>.part-xxxxxxxx``.
@@ -300,8 +306,30 @@ def sweep_orphans(root: Path) -> None:
         return
     with contextlib.suppress(OSError), os.scandir(root) as entries:
         for entry in entries:
-            if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            name = entry.name
+            if (
+                name[0] == "."
+                and _TEMPORARY.fullmatch(name)
+                and entry.is_file(follow_symlinks=False)
+            ):
                 _remove_if_orphan(Path(entry.path))
+
+
+_last_sweeps: dict[Path, float] = {}
+_last_sweeps_lock = threading.Lock()
+
+
+def sweep_orphans_now_and_then(root: Path) -> None:
+    """``sweep_orphans(root)`` unless this process swept ``root`` in the last
+    ``ORPHAN_SWEEP_SECONDS`` (orphans only appear when another process dies: waiting a minute
+    for them to go costs nothing, listing the folder before each of 500 downloads does)."""
+    now = time.monotonic()
+    with _last_sweeps_lock:
+        last = _last_sweeps.get(root)
+        if last is not None and now - last < ORPHAN_SWEEP_SECONDS:
+            return
+        _last_sweeps[root] = now
+    sweep_orphans(root)
 
 
 def _remove_if_orphan(path: Path) -> None:
@@ -682,9 +710,7 @@ async def download(
     """
     _check_bare(filename)
     _widen_http11_reads()
-    root = await anyio.to_thread.run_sync(_prepare_dir, Path(dest_dir))
-    await anyio.to_thread.run_sync(sweep_orphans, root)
-    part = await anyio.to_thread.run_sync(_PartFile.create, root, filename)
+    part = await anyio.to_thread.run_sync(_start, Path(dest_dir), filename)
     try:
         transfer = _Transfer(client, source, part, max_bytes, refresh)
         try:
@@ -695,9 +721,23 @@ async def download(
                 f"The download did not finish within {deadline_seconds:g} s "
                 f"({transfer.received} bytes received); {_KEEPS_URL}."
             ) from None
-        await anyio.to_thread.run_sync(part.finish)
-        await anyio.to_thread.run_sync(check_mp4, part.path)
-        return await anyio.to_thread.run_sync(_publish, part, filename)
+        return await anyio.to_thread.run_sync(_complete, part, filename)
     finally:
         # Synchronous on purpose: it must also run when the task is being cancelled.
         part.discard()
+
+
+# Each step off the event loop is one thread hop; with hundreds of downloads finishing at once
+# the hops themselves cost, so the file-system work before and after the transfer is one each.
+
+
+def _start(dest_dir: Path, filename: str) -> _PartFile:
+    root = _prepare_dir(dest_dir)
+    sweep_orphans_now_and_then(root)
+    return _PartFile.create(root, filename)
+
+
+def _complete(part: _PartFile, filename: str) -> Path:
+    part.finish()
+    check_mp4(part.path)
+    return _publish(part, filename)

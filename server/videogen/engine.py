@@ -45,7 +45,6 @@ download error).
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -821,15 +820,8 @@ class Engine:
         from videogen.download import download, safe_filename
 
         filename = safe_filename(task.request.prompt, task.id, task.request.filename)
-        dest_dir = await anyio.to_thread.run_sync(self._destination, task)
-        # Under the lease nobody else saves this task: what a killed run left can go. A name
-        # not unique to the task (a requested filename) is swept only when long untouched.
-        shared = None if task.id in filename else self._lease_seconds
-        sweep = functools.partial(sweep_temporaries, dest_dir, filename, shared_after=shared)
-        for path in await anyio.to_thread.run_sync(sweep):
-            log.info("removed %s, left by a run that stopped while saving %s", path, task.id)
-        adopted = await anyio.to_thread.run_sync(_adoptable, dest_dir, filename)
-        if adopted is not None and task.id in filename:
+        dest_dir, adopted = await anyio.to_thread.run_sync(self._make_room, task, filename)
+        if adopted is not None:
             return adopted
         provider = self._providers(task.provider)
         poll = watcher.last_poll
@@ -849,6 +841,18 @@ class Engine:
             deadline_seconds=self.settings.download_timeout,
             refresh=refresh,
         )
+
+    def _make_room(self, task: Task, filename: str) -> tuple[Path, Path | None]:
+        """The destination folder, tidied of what a killed run left for this task, and the
+        file such a run saved but did not record (to adopt instead of downloading again)."""
+        dest_dir = self._destination(task)
+        unique = task.id in filename
+        # Under the lease nobody else saves this task: what a killed run left can go. A name
+        # not unique to the task (a requested filename) is swept only when long untouched.
+        shared = None if unique else self._lease_seconds
+        for path in sweep_temporaries(dest_dir, filename, shared_after=shared):
+            log.info("removed %s, left by a run that stopped while saving %s", path, task.id)
+        return dest_dir, _adoptable(dest_dir, filename) if unique else None
 
     def _destination(self, task: Task) -> Path:
         """Where a task's video goes: the folder it was asked for, else the configured one,

@@ -79,14 +79,10 @@ class GatedTransport(httpx2.AsyncBaseTransport):
         self._gate = anyio.Semaphore(limit)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        wait = request.extensions.get("timeout", {}).get("pool")
         try:
-            with anyio.fail_after(wait):
-                await self._gate.acquire()
-        except TimeoutError:
-            raise httpx2.PoolTimeout(
-                "Timed out waiting for a free connection", request=request
-            ) from None
+            self._gate.acquire_nowait()  # the common case: a place is free, no timer needed
+        except anyio.WouldBlock:
+            await self._wait_for_place(request)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:
@@ -98,6 +94,16 @@ class GatedTransport(httpx2.AsyncBaseTransport):
         else:
             response.stream = _ReleasingStream(response.stream, self._gate)
         return response
+
+    async def _wait_for_place(self, request: httpx2.Request) -> None:
+        wait = request.extensions.get("timeout", {}).get("pool")
+        try:
+            with anyio.fail_after(wait):
+                await self._gate.acquire()
+        except TimeoutError:
+            raise httpx2.PoolTimeout(
+                "Timed out waiting for a free connection", request=request
+            ) from None
 
     async def aclose(self) -> None:
         await self._inner.aclose()

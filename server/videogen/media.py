@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
 
-from videogen.download import create_locked, sweep_orphans
+from videogen.download import create_locked, sweep_orphans_now_and_then
 from videogen.errors import DownloadError, OutputError, VideogenError
 from videogen.models import MediaInfo
 
@@ -147,7 +147,7 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
             "it is kept as it was.",
             retryable=False,
         )
-    sweep_orphans(path.parent)  # a conform killed mid-way left its temporary file
+    sweep_orphans_now_and_then(path.parent)  # a conform killed mid-way left its temp file
     temp = path.with_name(f".{path.name}.conform-{secrets.token_hex(4)}.mp4")
     try:
         lock = create_locked(temp)  # locked until this process is done with it or dies
