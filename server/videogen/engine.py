@@ -686,10 +686,14 @@ class Engine:
     async def _poll_until_done(self, watcher: _Watcher, task: Task) -> Task:
         polls = 0
         delay = self._first_poll if self._clock() - task.updated_at < 5 else 0.0
+        # The interval runs from one poll's start to the next one's, so the polls keep their
+        # cadence instead of drifting later by a round trip each time.
+        next_poll = anyio.current_time() + delay
         while task.status in ("queued", "running"):
             if self._clock() - task.created_at > GIVE_UP_AFTER_SECONDS:
                 return self._stop(watcher, task, "gave up: the task outlived provider retention")
-            await anyio.sleep(delay)
+            await anyio.sleep(max(0.0, next_poll - anyio.current_time()))
+            sent = anyio.current_time()
             polls += 1
             try:
                 result = await self._poll(task)
@@ -711,6 +715,7 @@ class Engine:
                 task = self._save(task)
                 watcher.publish(task)
                 delay = min(SLOW_POLL_SECONDS, max(self.settings.poll_interval, delay) * 2)
+                next_poll = anyio.current_time() + delay
                 continue
             if result.status == "expired":
                 return self._forgotten(
@@ -720,6 +725,8 @@ class Engine:
             task = self._apply_poll(task, result)
             watcher.publish(task)
             delay = self._next_delay(result, polls)
+            # A provider's hint counts from its answer; the plain interval from the poll's start.
+            next_poll = (anyio.current_time() if result.poll_after is not None else sent) + delay
         return task
 
     def _forgotten(self, watcher: _Watcher, task: Task, message: str) -> Task:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from pathlib import Path
@@ -161,6 +162,26 @@ async def test_a_poll_hint_from_the_provider_is_honoured(tmp_path: Path) -> None
         started = time.monotonic()
         await engine.generate(t2v(), wait_seconds=10)
     assert time.monotonic() - started >= 0.6
+
+
+async def test_polls_keep_their_interval_however_long_each_answer_takes(tmp_path: Path) -> None:
+    """The interval runs from one poll's start to the next: a slow answer (0.3 s here) does not
+    push every later poll back by its length (0.4 s apart, not 0.7 s)."""
+    starts: list[float] = []
+
+    class Slow(ScriptedProvider):
+        async def poll(self, ref):  # type: ignore[no-untyped-def]
+            starts.append(anyio.current_time())
+            await anyio.sleep(0.3)
+            return await super().poll(ref)
+
+    running = PollResult(status="running", raw_status="generating")
+    provider = Slow(script=[running, running, running, PollResult(status="failed", raw_status="x")])
+    async with running_engine(make_settings(tmp_path, poll_interval=0.4), provider) as engine:
+        await engine.generate(t2v(), wait_seconds=10)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) == 3
+    assert all(0.39 <= gap < 0.6 for gap in gaps), gaps
 
 
 async def test_an_identical_request_within_the_window_returns_the_first_task(
