@@ -530,7 +530,7 @@ def test_a_requested_bare_name_is_kept_and_gets_mp4() -> None:
 )
 def test_a_requested_name_with_a_path_is_refused_with_advice(requested: str) -> None:
     """Separators, ``..``, NUL, absolute paths and hidden names ask for a bare file name."""
-    with pytest.raises(InputError, match="bare file name"):
+    with pytest.raises(InputError, match="plain file name"):
         safe_filename("p", "vg_1", requested)
 
 

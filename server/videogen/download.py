@@ -37,7 +37,6 @@ import re
 import secrets
 import threading
 import time
-import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,8 @@ import httpx2
 from anyio.streams.memory import MemoryObjectSendStream
 
 from videogen.errors import DownloadError, InputError, OutputError
+from videogen.files import check_name, publish
+from videogen.files import safe_filename as safe_filename  # where callers long found it
 
 try:
     import fcntl
@@ -78,10 +79,6 @@ RETRY_AFTER_CAP: Final = 30.0
 #: A folder is swept for orphaned temporary files at most this often by one process: a sweep
 #: lists the whole folder, so sweeping before every download is quadratic in a busy folder.
 ORPHAN_SWEEP_SECONDS: Final = 60.0
-#: The longest slug taken from a prompt, in characters.
-SLUG_CHARS: Final = 48
-#: Longest accepted file name in UTF-8 bytes; leaves room for ``.<name>.part-xxxxxxxx``.
-NAME_BYTES: Final = 200
 
 _OUTPUT_HINT: Final = "set VIDEOGEN_OUTPUT_DIR (or pass --output) to a writable directory"
 _KEEPS_URL: Final = "the task keeps its video URL, so the download can be tried again"
@@ -89,85 +86,19 @@ _CREDENTIAL_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
 )
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 # --------------------------------------------------------------------------------- file names
 
 
-def safe_filename(prompt: str, task_id: str, requested: str | None = None) -> str:
-    """The file name a video is saved under.
-
-    With ``requested``: that bare name (``.mp4`` appended when missing); a name with ``/``,
-    ``\\``, ``..``, NUL, control characters, a leading dot or an absolute path raises
-    :class:`InputError` asking for a bare file name. Without: ``<slug>_<task_id>.mp4``, the slug
-    being the prompt ASCII-folded where possible (CJK and other letters kept), lower case,
-    separators and punctuation turned into ``-``, at most 48 characters (``video`` if empty).
-    """
-    if requested is not None:
-        return _checked_requested(requested)
-    slug = _slug(prompt)[:SLUG_CHARS].strip("-") or "video"
-    while len(slug.encode()) > NAME_BYTES - 40:
-        slug = slug[:-1]
-    tid = re.sub(r"[^A-Za-z0-9_-]", "", task_id) or "task"
-    return f"{slug}_{tid[:40]}.mp4"
-
-
-def _slug(text: str) -> str:
-    pieces: list[str] = []
-    for char in unicodedata.normalize("NFKD", text):
-        category = unicodedata.category(char)
-        if category == "Mn":  # accents left behind by NFKD: "é" -> "e"
-            continue
-        if char.isascii() and char.isalnum():
-            pieces.append(char.lower())
-        elif category[0] in "LN" and not char.isascii():
-            pieces.append(char)  # CJK and other scripts are fine in file names
-        else:
-            pieces.append("-")
-    return re.sub(r"-{2,}", "-", "".join(pieces)).strip("-")
-
-
-def _checked_requested(requested: str) -> str:
-    name = requested.strip()
-    bad = (
-        not name
-        or "/" in name
-        or "\\" in name
-        or ".." in name
-        or name.startswith(".")
-        or _DRIVE.match(name) is not None
-        or any(unicodedata.category(c) == "Cc" for c in name)
-    )
-    if bad:
-        raise InputError(
-            f"The file name {requested!r} cannot be used: give a bare file name such as "
-            "'boat.mp4' (no folders, no '..', no leading dot); the video is always saved in "
-            "the output directory."
-        )
-    if not name.lower().endswith(".mp4"):
-        name += ".mp4"
-    if len(name.encode()) > NAME_BYTES:
-        raise InputError(
-            f"The file name is too long ({len(name.encode())} bytes): give a bare file name "
-            f"of at most {NAME_BYTES} bytes."
-        )
-    return name
-
-
 def _check_bare(filename: str) -> None:
-    if (
-        not filename
-        or filename in {".", ".."}
-        or "/" in filename
-        or "\\" in filename
-        or "\0" in filename
-        or len(filename.encode()) > NAME_BYTES
-    ):
-        raise OutputError(
-            f"Refusing to save under {filename!r}: the name must be a bare file name "
-            f"(no folders, at most {NAME_BYTES} bytes)."
-        )
+    """The saver's side of the file-name rule (``files.check_name``): the name is final here."""
+    try:
+        usable = check_name(filename) == filename
+    except InputError as exc:
+        raise OutputError(f"Refusing to save under that name: {exc.message}") from None
+    if not usable:
+        raise OutputError(f"Refusing to save under {filename!r}: the name must end in .mp4.")
 
 
 # ------------------------------------------------------------------------- output directory
@@ -349,50 +280,10 @@ def _remove_if_orphan(path: Path) -> None:
 
 def _publish(part: _PartFile, filename: str) -> Path:
     """Link the finished file to the first free name; never replaces or follows anything."""
-    stem, dot, ext = filename.rpartition(".")
-    if not stem:
-        stem, dot, ext = filename, "", ""
-    for n in range(10_000):
-        name = filename if n == 0 else f"{stem}-{n}{dot}{ext}"
-        target = part.root / name
-        if target.parent != part.root:  # belt and braces: names are bare already
-            raise OutputError(f"Refusing to save outside the output directory: {name!r}.")
-        try:
-            _link_exclusive(part.path, target)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise _output_error(exc, part.root) from exc
-        os.unlink(part.path)
-        _fsync_dir(part.root)
-        return target
-    raise OutputError(f"Too many files named like {filename!r} in {str(part.root)!r}.")
-
-
-def _link_exclusive(source: Path, target: Path) -> None:
     try:
-        os.link(source, target, follow_symlinks=False)
+        return publish(part.path, part.root, filename)
     except OSError as exc:
-        if exc.errno not in {errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}:
-            raise
-        # No hard links here (some network/FUSE filesystems): reserve the name exclusively,
-        # then move our own file over the empty placeholder we just created.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        os.close(os.open(target, flags, 0o644))
-        os.replace(source, target)
-
-
-def _fsync_dir(root: Path) -> None:
-    try:
-        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename is still done
-    finally:
-        os.close(fd)
+        raise _output_error(exc, part.root) from exc
 
 
 # ------------------------------------------------------------------------------- MP4 check

@@ -38,6 +38,7 @@ from videogen.catalog import (
     ProviderName,
 )
 from videogen.errors import InputError
+from videogen.files import check_name
 from videogen.inputs import classify_ref, describe
 from videogen.models import GenerationRequest
 
@@ -152,7 +153,7 @@ def build_request(
     _check_extras(
         mode, audio, masks, resolution, fast_mode, scene, camera, camera_strength, aspect_ratio
     )
-    _check_filename(filename)
+    filename = check_name(filename) if filename else None
     try:
         request = GenerationRequest(
             provider=provider,
@@ -170,7 +171,7 @@ def build_request(
             resolution=resolution,
             fast_mode=fast_mode,
             scene=scene,
-            filename=filename or None,
+            filename=filename,
         )
     except ValidationError as error:  # every field was checked above; this is a safety net
         raise InputError(f"The request is not valid: {error.errors()[0]['msg']}.") from None
@@ -473,14 +474,4 @@ def _check_extras(
     if mode in ("omnihuman", "scene") and aspect_ratio:
         raise InputError(
             f"aspect_ratio is only for text-to-video, not {mode}: remove {option('aspect_ratio')}."
-        )
-
-
-def _check_filename(filename: str | None) -> None:
-    if not filename:
-        return
-    if "/" in filename or "\\" in filename or filename in (".", "..") or ".." in filename:
-        raise InputError(
-            f"The file name {describe(filename)} must be a plain file name without folders or "
-            "'..': the video is always saved in the output directory."
         )

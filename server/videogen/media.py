@@ -31,6 +31,7 @@ import anyio.to_thread
 
 from videogen.download import create_locked, sweep_orphans_now_and_then
 from videogen.errors import DownloadError, OutputError, VideogenError
+from videogen.files import fsync_dir
 from videogen.models import MediaInfo
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(temp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except (OSError, ValueError, _ffmpeg_error()) as exc:
         raise _media_error("conform", path, exc) from exc
     finally:
@@ -166,16 +167,6 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
             os.unlink(temp)
         os.close(lock)
     return probe_sync(path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable; filesystems that refuse fsync on a directory are let be."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _transcode(source: Path, dest: Path, info: MediaInfo, *, duration: float, fps: int) -> None:

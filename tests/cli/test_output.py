@@ -68,3 +68,16 @@ def test_check_output_takes_a_folder_not_a_file_name(cli: Cli) -> None:
     done = cli.run("check", "vg_000000000000", "--output", "boat.mp4")
 
     assert done.returncode == EXIT_USAGE and "takes a folder" in done.stderr
+
+
+def test_an_output_file_name_the_saver_would_refuse_exits_2_before_anything_is_submitted(
+    standalone: tuple[Cli, RunningSandbox], tmp_path: Path
+) -> None:
+    """Issue 14 item 2: a hidden name was billed, then could never be saved."""
+    cli, sandbox = standalone
+    for name in (".hidden.mp4", "nul.mp4", "\u202egnp.mp4"):
+        done = cli.run("generate", PROMPT, "--output", str(tmp_path / "out" / name))
+
+        assert done.returncode == EXIT_USAGE, (name, done.stderr)
+        assert "plain file name" in done.stderr and "Traceback" not in done.stderr
+    assert sandbox.log.count("volcengine", "submit") == 0
