@@ -70,8 +70,9 @@ DEFAULT_SKILL_DIR: Final = Path("~/.claude/skills")
 
 EXIT_CODES_HELP: Final = f"""\
 exit codes:
-  {EXIT_OK}  done: the video is saved (or the command did what it was asked)
-  {EXIT_ERROR}  other error: provider unavailable, download failed, unexpected error
+  {EXIT_OK}  done: the video is saved as asked (or the command did what it was asked)
+  {EXIT_ERROR}  other error: provider unavailable, download failed, unexpected error; or the
+     video is saved but its length/fps could not be made as asked (the result says why)
   {EXIT_USAGE}  usage: bad arguments, or inputs refused before anything was billed; unknown task
   {EXIT_CONFIG}  configuration: a bad environment variable, or an unusable output path
   {EXIT_CREDENTIALS}  credentials: keys missing or rejected, or the capability is not enabled
@@ -548,14 +549,14 @@ def _print_result(result: VideoResult, as_json: bool) -> None:
 
 def exit_code_for(task: Task) -> int:
     """The exit code a task's state means (see ``EXIT_CODES_HELP``)."""
-    if task.status == "completed":
+    if task.status == "completed" and task.error is None:
         return EXIT_OK
     if task.status in PENDING_STATUSES or (task.status == "ready" and task.error is None):
         return EXIT_PENDING
     kind = task.error.kind if task.error else "failed"
     if kind == "output":  # the output folder or file name cannot be used (OutputError)
         return EXIT_CONFIG
-    if task.status == "ready":  # the provider finished but the video is not saved yet
+    if task.status in ("ready", "completed"):  # not saved yet, or not made as asked
         return EXIT_ERROR
     if kind == "rejected":
         return EXIT_REJECTED

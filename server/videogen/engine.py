@@ -170,6 +170,9 @@ class Progress:
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 ProviderFactory = Callable[[ProviderName], Provider]
 ClientFactory = Callable[[ProviderName], "httpx2.AsyncClient"]
+#: Makes a saved clip the asked duration and fps in place; returns the probe of the result
+#: (``media.conform``'s signature). Raises ``VideogenError`` when it cannot.
+Conform = Callable[..., Awaitable[MediaInfo]]
 
 
 @dataclass
@@ -225,6 +228,7 @@ class Engine:
         first_poll_seconds: float = FIRST_POLL_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
+        conform: Conform | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -240,6 +244,8 @@ class Engine:
         self._watchers: dict[str, _Watcher] = {}
         self._group: TaskGroup | None = None
         self._finishes = anyio.CapacityLimiter(CONCURRENT_FINISHES)
+        #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
+        self._conform = conform
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -929,23 +935,26 @@ class Engine:
         return task
 
     async def _describe_file(self, watcher: _Watcher, task: Task, path: Path) -> Task:
-        """Conform (Jimeng clips only) and probe: the file is what the task reports."""
+        """Conform (Jimeng clips only) and probe: the file is what the task reports. A conform
+        that fails leaves the provider's clip, and says so: the task is ``completed`` with the
+        probed duration and fps and an error naming what was asked and why it was not made."""
         from videogen import media
 
-        notes: list[str] = []
         info: MediaInfo | None = None
-        if task.request.mode in JIMENG_MODES:  # OmniHuman and scenes last as long as they last
+        failure: VideogenError | None = None
+        request = task.request
+        if request.mode in JIMENG_MODES:  # OmniHuman and scenes last as long as they last
+            conform = self._conform or media.conform
             try:
-                info = await media.conform(
-                    path, duration=task.request.duration, fps=task.request.fps
-                )
+                info = await conform(path, duration=request.duration, fps=request.fps)
             except VideogenError as exc:
-                notes.append(f"conform failed: {exc.message}")
+                failure = exc
         if info is None:
             info = await media.probe(path)
         task.media = info
-        task.error = None
-        for note in notes:
+        task.error = None if failure is None else _conform_error(failure, request, info)
+        if task.error is not None:
+            note = task.error.message
             task.history.append(StatusEvent(status=task.status, at=self._clock(), note=note))
         task = self._update(task, "completed")
         watcher.publish(task)
@@ -1083,6 +1092,16 @@ def _task_error(exc: VideogenError) -> TaskError:
         code = None if exc.code is None else str(exc.code)
         return TaskError(kind=exc.kind, message=exc.message, code=code, request_id=exc.request_id)
     return TaskError(kind=exc.kind, message=exc.message)
+
+
+def _conform_error(exc: VideogenError, request: GenerationRequest, info: MediaInfo) -> TaskError:
+    """What a failed conform leaves: the provider's clip, as probed, and why."""
+    return TaskError(
+        kind=exc.kind,
+        message=f"The video could not be made {request.duration} s at {request.fps} fps as "
+        f"asked, so it is saved as the provider made it ({info.duration:g} s at {info.fps:g} "
+        f"fps): {exc.message}",
+    )
 
 
 def _adoptable(output_dir: Path, filename: str) -> Path | None:

@@ -165,6 +165,8 @@ def _video_block(r: VideoResult) -> list[str]:
         lines.append(f"- Size: {_size(r.size_bytes)}")
     if r.poster_path:
         lines.append(f"- Poster: {r.poster_path}")
+    if r.error:  # saved, but not as asked (a conform that failed)
+        lines.append(f"- Warning: {r.error}")
     return lines
 
 

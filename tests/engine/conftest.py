@@ -19,7 +19,7 @@ import pytest
 
 from videogen.catalog import MODES, Mode
 from videogen.config import ProviderEndpoint, Settings
-from videogen.engine import Engine
+from videogen.engine import Conform, Engine
 from videogen.errors import ProviderError, VideogenError
 from videogen.ledger import Ledger
 from videogen.models import GenerationRequest
@@ -165,6 +165,7 @@ async def running_engine(
     resume: bool = True,
     configure: Callable[[Engine], None] | None = None,
     lease_seconds: float = 45.0,
+    conform: Conform | None = None,
 ) -> AsyncIterator[Engine]:
     ledger = Ledger.in_dir(settings.data_dir)
     client = client or cdn_client(b"")
@@ -176,6 +177,7 @@ async def running_engine(
         first_poll_seconds=0.02,
         heartbeat_seconds=0.2,
         lease_seconds=lease_seconds,
+        conform=conform,
     )
     if configure is not None:
         configure(engine)
