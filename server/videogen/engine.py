@@ -62,7 +62,7 @@ from anyio.abc import TaskGroup
 
 from videogen.catalog import JIMENG_MODES, ProviderName
 from videogen.config import Settings
-from videogen.destination import posters_folder, prepare_folder, sweep_temporaries
+from videogen.destination import FIX, posters_folder, prepare_folder, sweep_temporaries
 from videogen.errors import (
     CapabilityNotEnabled,
     CredentialsError,
@@ -76,6 +76,7 @@ from videogen.errors import (
     TaskExpired,
     VideogenError,
 )
+from videogen.files import copy_into, is_numbered, open_saved, safe_filename, saved_file
 from videogen.ledger import Lease, Ledger, holder_is_dead, new_holder
 from videogen.models import GenerationRequest, MediaInfo, StatusEvent, Task, TaskError, TaskStatus
 from videogen.models import new_task_id as _new_task_id
@@ -149,6 +150,11 @@ UNSURE_NOT_FOUND_MESSAGE: Final = (
     "{provider} does not know this task under the current endpoint and credentials. It was "
     "recorded before videogen kept where tasks were sent, so it may belong to other "
     "credentials: it is kept as it is. Check it with the credentials it was submitted with."
+)
+LOST_MESSAGE: Final = "The saved video {path} is gone (deleted, moved or replaced)."
+UNRECOVERABLE_MESSAGE: Final = (
+    "The saved video {path} is gone (deleted, moved or replaced) and the provider no longer "
+    "has it, so it cannot be recovered: generate it again (billed again)."
 )
 CANCELLED_MESSAGE: Final = (
     "Cancelled while waiting to retry a submit the provider had refused: nothing was billed. "
@@ -282,13 +288,21 @@ class Engine:
         new: bool = False,
         owner: str | None = None,
     ) -> Task:
-        """Submit (or reuse a duplicate), then wait up to ``wait_seconds`` (None: until done)."""
+        """Submit (or reuse a duplicate), then wait up to ``wait_seconds`` (None: until done).
+
+        A duplicate delivers the video where this request asks (its folder and file name): a
+        copy of the saved file, or a fresh download when that file is gone.
+        """
         task = await self.submit(request, new=new, owner=owner, wait_seconds=wait_seconds)
-        if task.terminal:
-            return task
-        waited = await self._wait(task, wait_seconds, on_progress)
-        waited.notes = task.notes
-        return waited
+        if task.status == "completed":  # a duplicate of a finished task
+            task = await self._reopen_if_lost(task, destination=request)
+        if not task.terminal:
+            waited = await self._wait(task, wait_seconds, on_progress)
+            waited.notes = task.notes
+            task = waited
+        if task.status == "completed" and self._foreign(task) is None:
+            task = await self._deliver(task, request)
+        return task
 
     async def submit(
         self,
@@ -344,24 +358,32 @@ class Engine:
         A task that is not done and not watched (a watcher gave up, a download failed, the
         tracker is off) gets a watcher again, so checking is also how a user retries.
         ``output_dir`` moves a task whose video is not saved yet (e.g. ``ready`` after a failed
-        save) to that folder (checked like ``submit`` checks it: ``OutputError``). A task from
-        another origin is returned as it stands, with a note.
+        save) to that folder (checked like ``submit`` checks it: ``OutputError``). A completed
+        task whose file is gone (deleted, moved, replaced by a link) is said so and downloaded
+        again while the provider still has it. A save this call asked for (an ``output_dir``
+        for a made video, or a lost file) is waited for whatever ``wait_seconds`` says: the
+        answer says how it went. A task from another origin is returned as it stands, with a
+        note.
         """
         task = self.ledger.get(task_id, owner=owner)
+        foreign = self._foreign(task)
+        saved_before = task.status == "completed"
+        if saved_before and foreign is None:
+            task = await self._reopen_if_lost(task)
         if task.terminal:
             if output_dir is not None and task.status == "completed":
                 task.notes = [f"The video is already saved at {task.local_path}; the output "
                               "folder given was not used."]  # fmt: skip
             return task
-        foreign = self._foreign(task)
         if foreign is not None:
             task.notes = [foreign]
             return task
+        save_now = task.status == "ready" and (output_dir is not None or saved_before)
         if output_dir is not None:
             folder = await anyio.to_thread.run_sync(prepare_folder, Path(output_dir))
             task = self._retarget(task, str(folder))
         notes = task.notes
-        waited = await self._wait(task, wait_seconds, on_progress)
+        waited = await self._wait(task, None if save_now else wait_seconds, on_progress)
         waited.notes = notes
         return waited
 
@@ -538,6 +560,55 @@ class Engine:
         # Leased to this engine now; the watcher the caller starts next keeps the lease.
         task.request = task.request.model_copy(update={"output_dir": output_dir})
         return self._save(task)
+
+    async def _reopen_if_lost(
+        self, task: Task, destination: GenerationRequest | None = None
+    ) -> Task:
+        """A completed task whose video is no longer where it was saved goes back to ``ready``
+        (with a note saying so) to be downloaded again — into ``destination``'s folder and
+        name when given; otherwise it is returned as it is."""
+        if await anyio.to_thread.run_sync(saved_file, task.local_path) is not None:
+            return task
+        lost = LOST_MESSAGE.format(path=task.local_path)
+        if not self._take(task.id):
+            task.notes.append(f"{lost} Another process is working on this task; check it again "
+                              "in a moment.")  # fmt: skip
+            return task
+        current = self.ledger.get(task.id)
+        if current.status != "completed" or saved_file(current.local_path) is not None:
+            self.ledger.release(task.id, self.holder)  # saved again meanwhile
+            current.notes = task.notes
+            return current
+        if destination is not None:
+            where = {"output_dir": destination.output_dir, "filename": destination.filename}
+            current.request = current.request.model_copy(update=where)
+        current.local_path = current.poster_path = current.media = current.error = None
+        current.history.append(StatusEvent(status="ready", at=self._clock(), note=lost))
+        current.status = "ready"
+        current = self._save(current)
+        current.notes = [*task.notes, f"{lost} It is downloaded again from the provider."]
+        return current
+
+    async def _deliver(self, task: Task, request: GenerationRequest) -> Task:
+        """A repeated request gets the video where it asks: a copy of the saved file under the
+        request's folder and name, unless the file already is there (nothing is billed)."""
+        folder = self._folder(request.output_dir)
+        name = safe_filename(task.request.prompt, task.id, request.filename)
+        saved = Path(task.local_path or "")
+        try:
+            made = await anyio.to_thread.run_sync(_copy_saved, saved, folder, name)
+        except OSError as exc:
+            task.error = TaskError(
+                kind="output",
+                message=f"The video is saved at {saved}, but a copy could not be saved in "
+                f"{str(folder)!r} as asked ({exc.strerror or exc}). Please {FIX}.",
+            )
+            return task
+        if made is not None:
+            task.local_path = str(made)
+            task.notes.append(f"This request's copy of the video is saved at {made} (the task "
+                              f"saved it first at {saved}); nothing was billed again.")  # fmt: skip
+        return task
 
     # -- waiting ------------------------------------------------------------------------------
 
@@ -818,6 +889,7 @@ class Engine:
             except VideogenError as exc:
                 task = self.ledger.get(task.id)
                 if task.terminal:  # the refresh learned the task is gone: already recorded
+                    task = self._unrecoverable(task)
                     watcher.publish(task)
                     return task
                 task.error = _task_error(exc)
@@ -829,8 +901,22 @@ class Engine:
             task = self._save(task)
             return await self._describe_file(watcher, task, path)
 
+    def _unrecoverable(self, task: Task) -> Task:
+        """A task reopened because its saved video was lost, that the provider no longer has:
+        say plainly that the video cannot be recovered."""
+        reopened = [e for e in task.history if e.status == "ready" and e.note]
+        lost = reopened[-1].note if reopened else None
+        if task.status not in ("expired", "failed") or lost is None or task.error is None:
+            return task
+        match = re.fullmatch(re.escape(LOST_MESSAGE).replace(r"\{path\}", "(.*)"), lost)
+        if match is None:
+            return task
+        message = UNRECOVERABLE_MESSAGE.format(path=match.group(1))
+        task.error = TaskError(kind=task.error.kind, message=f"{message} ({task.error.message})")
+        return self._save(task)
+
     async def _save_video(self, watcher: _Watcher, task: Task) -> Path:
-        from videogen.download import download, safe_filename
+        from videogen.download import download
 
         filename = safe_filename(task.request.prompt, task.id, task.request.filename)
         dest_dir, adopted = await anyio.to_thread.run_sync(self._make_room, task, filename)
@@ -1102,6 +1188,17 @@ def _conform_error(exc: VideogenError, request: GenerationRequest, info: MediaIn
         f"asked, so it is saved as the provider made it ({info.duration:g} s at {info.fps:g} "
         f"fps): {exc.message}",
     )
+
+
+def _copy_saved(saved: Path, folder: Path, name: str) -> Path | None:
+    """Copy the saved video ``saved`` into ``folder`` as ``name`` (or ``stem-N``); None when
+    it already is there (under that name or a numbered one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    root = folder.resolve()
+    if saved.parent == root and is_numbered(saved.name, name):
+        return None
+    with open_saved(saved) as source:
+        return copy_into(source, root, name)
 
 
 def _adoptable(output_dir: Path, filename: str) -> Path | None:

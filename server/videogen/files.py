@@ -14,7 +14,8 @@
   ``boat-1.mp4``, ...) without ever replacing or following anything; :func:`copy_into` delivers
   a copy of a saved video that way; :func:`fsync_dir` makes such a rename durable.
 - :func:`open_saved` opens a saved file for reading only if it is a regular file directly in
-  the folder it was saved to (no symlink followed, neither the file nor the folder).
+  the folder it was saved to (no symlink followed, neither the file nor the folder);
+  :func:`saved_file` says whether a recorded video is still there.
 """
 
 from __future__ import annotations
@@ -147,6 +148,16 @@ def numbered(filename: str, n: int) -> str:
     return f"{stem}-{n}{dot}{ext}"
 
 
+def is_numbered(saved: str, filename: str) -> bool:
+    """True when ``saved`` is ``filename`` or one of its :func:`numbered` variants."""
+    stem, dot, ext = filename.rpartition(".")
+    if not stem:
+        stem, dot, ext = filename, "", ""
+    return (
+        re.fullmatch(rf"{re.escape(stem)}(?:-[1-9]\d*)?{re.escape(dot + ext)}", saved) is not None
+    )
+
+
 def publish(temporary: Path, folder: Path, filename: str) -> Path:
     """Link ``temporary`` (a finished file in ``folder``) to the first free name, remove the
     temporary name and return the path. Never replaces or follows anything; ``OSError`` as the
@@ -198,14 +209,12 @@ def copy_into(source: BinaryIO, folder: Path, filename: str) -> Path:
             os.unlink(temporary)
 
 
-def open_saved(path: Path, folder: Path) -> BinaryIO:
-    """``path`` opened for reading, if it is a regular file directly in ``folder``: neither the
-    folder's last component nor the file may be a symlink. ``FileNotFoundError`` when it is
-    gone, ``OSError`` (``ELOOP``/``EINVAL``) when it is a link, not a regular file or elsewhere."""
-    if path.parent != folder:
-        raise OSError(errno.EINVAL, "not in its output folder", str(path))
+def open_saved(path: Path) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file in its folder and neither the file
+    nor the folder's last component is a symlink. ``FileNotFoundError`` when it is gone,
+    ``OSError`` (``ELOOP``, ``ENOTDIR``, ``EINVAL``) when it is a link or not a regular file."""
     nofollow = getattr(os, "O_NOFOLLOW", 0)
-    directory = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)
+    directory = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)
     try:
         flags = os.O_RDONLY | nofollow | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(path.name, flags, dir_fd=directory)
@@ -217,12 +226,12 @@ def open_saved(path: Path, folder: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def saved_file(path: str | None, folder: Path) -> Path | None:
+def saved_file(path: str | None) -> Path | None:
     """``path`` when a video really is saved there (see :func:`open_saved`), else None."""
     if not path:
         return None
     try:
-        open_saved(Path(path), folder).close()
+        open_saved(Path(path)).close()
     except OSError:
         return None
     return Path(path)
