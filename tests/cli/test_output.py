@@ -81,3 +81,54 @@ def test_an_output_file_name_the_saver_would_refuse_exits_2_before_anything_is_s
         assert done.returncode == EXIT_USAGE, (name, done.stderr)
         assert "plain file name" in done.stderr and "Traceback" not in done.stderr
     assert sandbox.log.count("volcengine", "submit") == 0
+
+
+def test_check_output_saves_a_video_whose_save_failed_without_being_told_to_wait(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Issue 14 item 5: the README's rescue, exactly as written (no --wait)."""
+    folder = tmp_path / "out"
+    made = cli.run("generate", PROMPT, "--output", str(folder), "--no-wait", "--json")
+    task_id = json.loads(made.stdout)["task_id"]
+    folder.rmdir()
+    folder.write_text("the folder was replaced by a file")
+    failed = cli.run("check", task_id, "--wait", "30", "--json")
+    assert failed.returncode == EXIT_CONFIG, failed.stderr
+
+    elsewhere = tmp_path / "elsewhere"
+    saved = cli.run("check", task_id, "--output", str(elsewhere), "--json")
+
+    assert saved.returncode == EXIT_OK, saved.stdout + saved.stderr
+    local = Path(json.loads(saved.stdout)["local_path"])
+    assert local.parent == elsewhere and local.is_file()
+
+
+def test_a_repeated_generate_writes_the_file_it_names_without_a_second_submit(
+    standalone: tuple[Cli, RunningSandbox], tmp_path: Path
+) -> None:
+    """Issue 14 item 6: the same prompt with --output x/boat.mp4 gets x/boat.mp4."""
+    cli, sandbox = standalone
+    first = cli.run("generate", PROMPT, "--json")
+    target = tmp_path / "x" / "boat.mp4"
+    again = cli.run("generate", PROMPT, "--output", str(target), "--json")
+
+    assert first.returncode == EXIT_OK, first.stderr
+    assert again.returncode == EXIT_OK, again.stderr
+    result = json.loads(again.stdout)
+    assert result["local_path"] == str(target) and target.is_file()
+    assert result["task_id"] == json.loads(first.stdout)["task_id"]
+    assert sandbox.log.count("volcengine", "submit") == 1
+
+
+def test_check_of_a_deleted_video_says_so_and_saves_it_again(cli: Cli) -> None:
+    """Issue 14 item 7: a Save Path that does not exist is never reported as saved."""
+    made = cli.run("generate", PROMPT, "--json")
+    first = json.loads(made.stdout)
+    Path(first["local_path"]).unlink()
+
+    checked = cli.run("check", first["task_id"], "--json")
+
+    assert checked.returncode == EXIT_OK, checked.stdout + checked.stderr
+    result = json.loads(checked.stdout)
+    assert result["status"] == "completed" and Path(result["local_path"]).is_file()
+    assert any("is gone" in note for note in result["notes"])
