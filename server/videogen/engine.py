@@ -605,7 +605,7 @@ class Engine:
             )
             return task
         if made is not None:
-            task.local_path = str(made)
+            task.local_path, task.poster_path = str(made), None  # its poster goes beside it
             task.notes.append(f"This request's copy of the video is saved at {made} (the task "
                               f"saved it first at {saved}); nothing was billed again.")  # fmt: skip
         return task
@@ -1004,9 +1004,12 @@ class Engine:
 
         if task.status != "completed" or not task.local_path:
             return task
-        if task.poster_path and await anyio.Path(task.poster_path).is_file():
+        if await anyio.to_thread.run_sync(saved_file, task.poster_path) is not None:
             return task
-        path = Path(task.local_path)
+        # Only a plain file in its folder is decoded (a link planted in its place is not).
+        path = await anyio.to_thread.run_sync(saved_file, task.local_path)
+        if path is None:
+            return task
         try:
             # Never through a planted .posters symlink: the poster would land outside.
             poster_dir = await anyio.to_thread.run_sync(posters_folder, path.parent)
@@ -1014,10 +1017,11 @@ class Engine:
         except (VideogenError, OSError) as exc:
             log.warning("no poster for %s: %s", task.id, exc)
             return task
+        task.poster_path = str(made)
         current = self.ledger.get(task.id)
-        current.poster_path = str(made)
-        self._save(current)
-        task.poster_path = current.poster_path
+        if current.local_path == task.local_path:  # not a copy delivered to a repeat request
+            current.poster_path = task.poster_path
+            self._save(current)
         return task
 
     async def _describe_file(self, watcher: _Watcher, task: Task, path: Path) -> Task:

@@ -25,6 +25,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -342,7 +343,7 @@ async def _answer(task: Task, *, notice: str | None, notes: Sequence[str] = ()) 
     """The markdown block, the poster when there is one, a link to the saved video."""
     result = result_of(task, notice=notice, notes=notes)
     content: list[ContentBlock] = [TextContent(type="text", text=render_markdown(result))]
-    poster = await _poster(result.poster_path)
+    poster = await _poster(result.poster_path, result.local_path)
     if poster is not None:
         content.append(poster)
     if result.status == "completed" and result.local_path:
@@ -359,17 +360,28 @@ async def _answer(task: Task, *, notice: str | None, notes: Sequence[str] = ()) 
     return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
-async def _poster(path: str | None) -> ImageContent | None:
-    if not path:
+async def _poster(path: str | None, video: str | None) -> ImageContent | None:
+    """The poster inlined, when it is a plain file in the video's ``.posters`` folder."""
+    from videogen.destination import POSTERS
+
+    if not path or not video or Path(path).parent != Path(video).parent / POSTERS:
         return None
-    poster = anyio.Path(path)
     try:
-        if (await poster.stat()).st_size > POSTER_MAX_BYTES:
-            return None
-        data = await poster.read_bytes()
+        data = await anyio.to_thread.run_sync(_read_saved, Path(path), POSTER_MAX_BYTES)
     except OSError:
         return None
+    if isinstance(data, int):
+        return None
     return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type="image/jpeg")
+
+
+def _read_saved(path: Path, limit: int = VIDEO_RESOURCE_MAX_BYTES) -> bytes | int:
+    """A saved file's bytes, or its size when over ``limit``; never through a link (OSError)."""
+    from videogen.files import open_saved
+
+    with open_saved(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        return size if size > limit else f.read()
 
 
 # --- catalogue and subject models --------------------------------------------------------------
@@ -820,18 +832,22 @@ def _register_resources(server: MCPServer[LazyApp]) -> None:
         task = await _find_task(ctx, task_id)
         if task.status != "completed" or not task.local_path:
             raise ResourceNotFoundError(f"Task {task_id} has no saved video yet ({task.status}).")
-        path = anyio.Path(task.local_path)
         try:
-            size = (await path.stat()).st_size
-        except OSError as error:
+            data = await anyio.to_thread.run_sync(_read_saved, Path(task.local_path))
+        except FileNotFoundError as error:
             raise ResourceNotFoundError(f"The video of {task_id} is gone from disk.") from error
-        if size > VIDEO_RESOURCE_MAX_BYTES:
+        except OSError as error:
             raise ResourceError(
-                f"The video of {task_id} is {size / 1048576:.1f} MB, more than this resource "
+                f"The video of {task_id} is not served: {task.local_path} is no longer a plain "
+                "file in its folder (it was replaced, e.g. by a link)."
+            ) from error
+        if isinstance(data, int):
+            raise ResourceError(
+                f"The video of {task_id} is {data / 1048576:.1f} MB, more than this resource "
                 f"serves ({VIDEO_RESOURCE_MAX_BYTES // 1048576} MB): it is saved at "
                 f"{task.local_path} — open that file instead."
             )
-        return await path.read_bytes()
+        return data
 
     @server.resource(
         "videogen://tasks/{task_id}",

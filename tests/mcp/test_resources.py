@@ -116,3 +116,31 @@ async def test_the_task_resource_never_echoes_a_data_url_image(
     assert payload[:200] not in content.text and len(content.text) < len(payload)
     (image,) = json.loads(content.text)["request"]["images"]
     assert image.startswith("data:image/png;base64,")
+
+
+def _replace_with_link(path: str, target: str) -> None:
+    os.unlink(path)
+    os.symlink(target, path)
+
+
+async def test_a_saved_video_replaced_by_a_link_is_not_followed(client: Client) -> None:
+    """Issue 14 item 12: a link planted where the MP4 was never serves what it points at."""
+    data = await _generated(client)
+    _replace_with_link(str(data["local_path"]), "/etc/passwd")
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(f"videogen://videos/{data['task_id']}")
+    assert "root:" not in str(caught.value) and "not served" in str(caught.value)
+
+
+async def test_a_poster_replaced_by_a_link_is_not_inlined(client: Client, tmp_path: Path) -> None:
+    from mcp_types import ImageContent
+
+    data = await _generated(client)
+    assert data["poster_path"]
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"\xff\xd8 not a poster, a secret")
+    _replace_with_link(str(data["poster_path"]), str(secret))
+    again = await client.call_tool("check_task", {"task_id": data["task_id"]})
+    images = [c for c in again.content if isinstance(c, ImageContent)]
+    assert all(b"secret" not in base64.b64decode(image.data) for image in images)
+    assert secret.read_bytes() == b"\xff\xd8 not a poster, a secret"
