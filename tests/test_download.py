@@ -26,8 +26,9 @@ import httpx2
 import pytest
 import uvicorn
 
-from videogen.download import check_mp4, download, hold_lock, safe_filename
+from videogen.download import check_mp4, download
 from videogen.errors import DownloadError, InputError, OutputError
+from videogen.files import hold_lock, safe_filename
 from videogen.media import probe
 from videogen.providers.base import DownloadSource
 from videogen.sandbox import SANDBOX_TOKENOPS_KEY, ManualClock, SandboxOptions, serve
@@ -750,26 +751,26 @@ def test_a_sweep_between_creating_and_locking_a_temp_file_never_takes_it(
 ) -> None:
     """With many downloads at once, a sweep does land between a temp file's creation and its
     lock: the file must not be visible under its temporary name until it is locked."""
-    from videogen import download
+    from videogen import files
 
-    lock = download.hold_lock
+    lock = files.hold_lock
 
     def sweep_first(fd: int) -> None:
-        download.sweep_orphans(tmp_path)  # the worst moment for a concurrent sweep
+        files.sweep_orphans(tmp_path)  # the worst moment for a concurrent sweep
         lock(fd)
 
-    monkeypatch.setattr(download, "hold_lock", sweep_first)
+    monkeypatch.setattr(files, "hold_lock", sweep_first)
     target = tmp_path / ".clip.mp4.part-0123abcd"
-    fd = download.create_locked(target)
+    fd = files.create_locked(target)
     try:
         assert target.exists()
-        monkeypatch.setattr(download, "hold_lock", lock)
-        download.sweep_orphans(tmp_path)  # and a sweep after: it is locked, so it stays
+        monkeypatch.setattr(files, "hold_lock", lock)
+        files.sweep_orphans(tmp_path)  # and a sweep after: it is locked, so it stays
         assert target.exists()
         assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
     finally:
         os.close(fd)
-    download.sweep_orphans(tmp_path)  # once its writer lets go, it is an orphan
+    files.sweep_orphans(tmp_path)  # once its writer lets go, it is an orphan
     assert not target.exists()
 
 
@@ -778,7 +779,7 @@ def test_a_busy_folder_is_swept_for_orphans_at_most_once_a_minute(
 ) -> None:
     """Listing the folder before each of hundreds of downloads would be quadratic: a process
     sweeps one folder at most every ORPHAN_SWEEP_SECONDS, and sweeps it again after that."""
-    from videogen import download as module
+    from videogen import files as module
 
     now = [1000.0]
     monkeypatch.setattr(module.time, "monotonic", lambda: now[0])

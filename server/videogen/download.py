@@ -35,8 +35,6 @@ import errno
 import os
 import re
 import secrets
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +46,13 @@ import httpx2
 from anyio.streams.memory import MemoryObjectSendStream
 
 from videogen.errors import DownloadError, InputError, OutputError
-from videogen.files import check_name, publish
+from videogen.files import (
+    check_name,
+    create_locked,
+    publish,
+    sweep_orphans_now_and_then,
+)
 from videogen.files import safe_filename as safe_filename  # where callers long found it
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks, no orphan sweeping
-    fcntl = None  # type: ignore[assignment]
 from videogen.providers.base import DownloadSource
 from videogen.retry import RetryPolicy
 
@@ -76,9 +74,6 @@ MAX_FAILED_ATTEMPTS: Final = 6
 RETRY_POLICY: Final = RetryPolicy(attempts=MAX_FAILED_ATTEMPTS, wait_initial=0.25, wait_max=8.0)
 #: The longest ``Retry-After`` honoured, in seconds: the deadline bounds the whole anyway.
 RETRY_AFTER_CAP: Final = 30.0
-#: A folder is swept for orphaned temporary files at most this often by one process: a sweep
-#: lists the whole folder, so sweeping before every download is quadratic in a busy folder.
-ORPHAN_SWEEP_SECONDS: Final = 60.0
 
 _OUTPUT_HINT: Final = "set VIDEOGEN_OUTPUT_DIR (or pass --output) to a writable directory"
 _KEEPS_URL: Final = "the task keeps its video URL, so the download can be tried again"
@@ -192,90 +187,6 @@ class _PartFile:
         self.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-
-
-#: Temporary files of this module (``.<name>.part-xxxxxxxx``) and of media.conform
-#: (``.<name>.conform-xxxxxxxx.mp4``).
-_TEMPORARY = re.compile(r"\..+\.(part-[0-9a-f]{8}|conform-[0-9a-f]{8}\.mp4)")
-
-
-def hold_lock(fd: int) -> None:
-    """Mark a temporary file as in use for as long as this process keeps ``fd`` open: the
-    kernel drops the lock when the process dies, however it dies."""
-    if fcntl is not None:
-        with contextlib.suppress(OSError):  # a filesystem without locks: sweeping skips it
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def create_locked(path: Path) -> int:
-    """Create ``path`` exclusively, already locked (``hold_lock``), and return its descriptor.
-
-    The file is made under a name no sweeper matches (``<path>.new``), locked, and only then
-    renamed to ``path``: a sweeper can never see it unlocked and take a live file for an orphan
-    (with many downloads at once, the instant between creating and locking does get hit).
-    """
-    staging = path.with_name(path.name + ".new")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(staging, flags, 0o644)
-    try:
-        hold_lock(fd)
-        os.rename(staging, path)  # `path` ends in random hex: it names no existing file
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staging)
-        raise
-    return fd
-
-
-def sweep_orphans(root: Path) -> None:
-    """Remove temporary files left in ``root`` by a process that was killed mid-download or
-    mid-conform. A live writer holds a lock on its file (``create_locked``) from before the file
-    has its temporary name, so only files no live process holds are removed. Without ``fcntl``
-    (Windows) nothing is swept."""
-    if fcntl is None:
-        return
-    with contextlib.suppress(OSError), os.scandir(root) as entries:
-        for entry in entries:
-            name = entry.name
-            if (
-                name[0] == "."
-                and _TEMPORARY.fullmatch(name)
-                and entry.is_file(follow_symlinks=False)
-            ):
-                _remove_if_orphan(Path(entry.path))
-
-
-_last_sweeps: dict[Path, float] = {}
-_last_sweeps_lock = threading.Lock()
-
-
-def sweep_orphans_now_and_then(root: Path) -> None:
-    """``sweep_orphans(root)`` unless this process swept ``root`` in the last
-    ``ORPHAN_SWEEP_SECONDS`` (orphans only appear when another process dies: waiting a minute
-    for them to go costs nothing, listing the folder before each of 500 downloads does)."""
-    now = time.monotonic()
-    with _last_sweeps_lock:
-        last = _last_sweeps.get(root)
-        if last is not None and now - last < ORPHAN_SWEEP_SECONDS:
-            return
-        _last_sweeps[root] = now
-    sweep_orphans(root)
-
-
-def _remove_if_orphan(path: Path) -> None:
-    assert fcntl is not None
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.unlink(path)  # still locked by us, so no other sweeper is racing on it
-    except OSError:
-        pass  # locked: a live download or conform owns it
-    finally:
-        os.close(fd)
 
 
 def _publish(part: _PartFile, filename: str) -> Path:

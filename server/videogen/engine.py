@@ -62,7 +62,7 @@ from anyio.abc import TaskGroup
 
 from videogen.catalog import JIMENG_MODES, ProviderName
 from videogen.config import Settings
-from videogen.destination import FIX, posters_folder, prepare_folder, sweep_temporaries
+from videogen.destination import FIX, posters_folder, prepare_folder
 from videogen.errors import (
     CapabilityNotEnabled,
     CredentialsError,
@@ -76,7 +76,14 @@ from videogen.errors import (
     TaskExpired,
     VideogenError,
 )
-from videogen.files import copy_into, is_numbered, open_saved, safe_filename, saved_file
+from videogen.files import (
+    copy_into,
+    is_numbered,
+    open_saved,
+    safe_filename,
+    saved_file,
+    sweep_temporaries,
+)
 from videogen.ledger import Lease, Ledger, holder_is_dead, new_holder
 from videogen.models import GenerationRequest, MediaInfo, StatusEvent, Task, TaskError, TaskStatus
 from videogen.models import new_task_id as _new_task_id

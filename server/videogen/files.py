@@ -13,6 +13,13 @@
 - :func:`publish` links a finished temporary file to the first free name (``boat.mp4``,
   ``boat-1.mp4``, ...) without ever replacing or following anything; :func:`copy_into` delivers
   a copy of a saved video that way; :func:`fsync_dir` makes such a rename durable.
+- Temporary files are created already locked (:func:`create_locked`, so no sweeper takes a
+  live one); :func:`sweep_orphans` removes unlocked ones of any name a killed process left in
+  a folder (download and conform do it before they write), :func:`sweep_temporaries` those of
+  one task, posters' included (the engine, when it takes a task over). The engine calls the
+  latter while holding the task's lease, so no live process of ours is writing them — except
+  for a name shared by two tasks (a requested ``filename``): such files are removed only once
+  they are older than ``shared_after`` seconds.
 - :func:`open_saved` opens a saved file for reading only if it is a regular file directly in
   the folder it was saved to (no symlink followed, neither the file nor the folder);
   :func:`saved_file` says whether a recorded video is still there.
@@ -27,12 +34,21 @@ import re
 import secrets
 import shutil
 import stat
+import threading
+import time
 import unicodedata
 from pathlib import Path
 from typing import BinaryIO, Final
 
 from videogen.errors import InputError, OutputError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, no orphan sweeping
+    fcntl = None  # type: ignore[assignment]
+
+#: The folder, beside the videos, that holds their poster frames.
+POSTERS: Final = ".posters"
 #: Longest accepted file name in UTF-8 bytes (``.mp4`` included); filesystems allow 255, the
 #: rest is room for the temporary names made next to it.
 NAME_BYTES: Final = 200
@@ -193,8 +209,6 @@ def _link_exclusive(source: Path, target: Path) -> None:
 def copy_into(source: BinaryIO, folder: Path, filename: str) -> Path:
     """Copy the open file ``source`` into ``folder`` as ``filename`` (or ``stem-N``): through a
     hidden temporary file, fsync-ed, then :func:`publish`-ed. Nothing half-written is left."""
-    from videogen.download import create_locked  # the locked temporaries live there
-
     temporary = folder / f".{filename}.part-{secrets.token_hex(4)}"
     fd = create_locked(temporary)
     try:
@@ -235,3 +249,160 @@ def saved_file(path: str | None) -> Path | None:
     except OSError:
         return None
     return Path(path)
+
+
+# ------------------------------------------------------------------------------ temporaries
+
+#: A folder is swept for orphaned temporary files at most this often by one process: a sweep
+#: lists the whole folder, so sweeping before every download is quadratic in a busy folder.
+ORPHAN_SWEEP_SECONDS: Final = 60.0
+_HEX8: Final = r"[0-9a-f]{8}"
+
+#: Temporary files of a download (``.<name>.part-xxxxxxxx``) and of media.conform
+#: (``.<name>.conform-xxxxxxxx.mp4``).
+_TEMPORARY = re.compile(r"\..+\.(part-[0-9a-f]{8}|conform-[0-9a-f]{8}\.mp4)")
+
+
+def hold_lock(fd: int) -> None:
+    """Mark a temporary file as in use for as long as this process keeps ``fd`` open: the
+    kernel drops the lock when the process dies, however it dies."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # a filesystem without locks: sweeping skips it
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def create_locked(path: Path) -> int:
+    """Create ``path`` exclusively, already locked (``hold_lock``), and return its descriptor.
+
+    The file is made under a name no sweeper matches (``<path>.new``), locked, and only then
+    renamed to ``path``: a sweeper can never see it unlocked and take a live file for an orphan
+    (with many downloads at once, the instant between creating and locking does get hit).
+    """
+    staging = path.with_name(path.name + ".new")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(staging, flags, 0o644)
+    try:
+        hold_lock(fd)
+        os.rename(staging, path)  # `path` ends in random hex: it names no existing file
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        raise
+    return fd
+
+
+def sweep_orphans(root: Path) -> None:
+    """Remove temporary files left in ``root`` by a process that was killed mid-download or
+    mid-conform. A live writer holds a lock on its file (``create_locked``) from before the file
+    has its temporary name, so only files no live process holds are removed. Without ``fcntl``
+    (Windows) nothing is swept."""
+    if fcntl is None:
+        return
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            name = entry.name
+            if (
+                name[0] == "."
+                and _TEMPORARY.fullmatch(name)
+                and entry.is_file(follow_symlinks=False)
+            ):
+                with contextlib.suppress(OSError):
+                    _remove_unless_locked(Path(entry.path), is_link=False)
+
+
+_last_sweeps: dict[Path, float] = {}
+_last_sweeps_lock = threading.Lock()
+
+
+def sweep_orphans_now_and_then(root: Path) -> None:
+    """``sweep_orphans(root)`` unless this process swept ``root`` in the last
+    ``ORPHAN_SWEEP_SECONDS`` (orphans only appear when another process dies: waiting a minute
+    for them to go costs nothing, listing the folder before each of 500 downloads does)."""
+    now = time.monotonic()
+    with _last_sweeps_lock:
+        last = _last_sweeps.get(root)
+        if last is not None and now - last < ORPHAN_SWEEP_SECONDS:
+            return
+        _last_sweeps[root] = now
+    sweep_orphans(root)
+
+
+def temporary_patterns(filename: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The temp files of a video saved as ``filename`` (or ``stem-N.ext`` after a clash): the
+    download's and conform's (in the folder), and the poster's (in ``.posters``)."""
+    stem, dot, ext = filename.rpartition(".")
+    if not stem:
+        stem, dot, ext = filename, "", ""
+    saved = rf"{re.escape(stem)}(?:-\d+)?{re.escape(dot + ext)}"
+    in_folder = re.compile(
+        rf"\.(?:{re.escape(filename)}\.part-{_HEX8}|{saved}\.conform-{_HEX8}\.mp4)"
+    )
+    posters = re.compile(rf"\.{re.escape(stem)}(?:-\d+)?\.jpg\.part-{_HEX8}")
+    return in_folder, posters
+
+
+def sweep_temporaries(
+    folder: Path, filename: str, *, shared_after: float | None = None, now: float | None = None
+) -> list[Path]:
+    """Remove the temp files a killed run left for the video ``filename``; returns them.
+
+    ``shared_after``: the name is not unique to this task, so only files untouched for that
+    many seconds are removed (a live writer of another task touches its file all the time).
+    Symlinks are never followed (only unlinked if they match).
+    """
+    in_folder, posters = temporary_patterns(filename)
+    # Every temporary name starts with "." and the stem: a cheap test before the pattern, as
+    # the folder may hold thousands of videos.
+    prefix = "." + (filename.rpartition(".")[0] or filename)
+    removed = _sweep(folder, prefix, in_folder, shared_after, now)
+    poster_dir = folder / POSTERS
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.lstat(poster_dir).st_mode):
+            removed += _sweep(poster_dir, prefix, posters, shared_after, now)
+    return removed
+
+
+def _sweep(
+    folder: Path,
+    prefix: str,
+    pattern: re.Pattern[str],
+    shared_after: float | None,
+    now: float | None,
+) -> list[Path]:
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        with os.scandir(folder) as scan:
+            entries = [e for e in scan if e.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if shared_after is not None and age < shared_after:
+                continue
+            if _remove_unless_locked(Path(entry.path), entry.is_symlink()):
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _remove_unless_locked(path: Path, is_link: bool) -> bool:
+    """Unlink ``path`` unless a live writer holds its advisory lock (``hold_lock``)."""
+    if is_link or fcntl is None:  # unlinking a link never touches its target
+        os.unlink(path)
+        return True
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live download or conform is writing it
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)

@@ -362,7 +362,7 @@ async def _answer(task: Task, *, notice: str | None, notes: Sequence[str] = ()) 
 
 async def _poster(path: str | None, video: str | None) -> ImageContent | None:
     """The poster inlined, when it is a plain file in the video's ``.posters`` folder."""
-    from videogen.destination import POSTERS
+    from videogen.files import POSTERS
 
     if not path or not video or Path(path).parent != Path(video).parent / POSTERS:
         return None

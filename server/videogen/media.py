@@ -29,9 +29,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
 
-from videogen.download import create_locked, sweep_orphans_now_and_then
 from videogen.errors import DownloadError, OutputError, VideogenError
-from videogen.files import fsync_dir
+from videogen.files import create_locked, fsync_dir, sweep_orphans_now_and_then
 from videogen.models import MediaInfo
 
 if TYPE_CHECKING:

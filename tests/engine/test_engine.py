@@ -445,7 +445,7 @@ async def test_a_video_already_saved_by_a_run_that_died_is_adopted_not_duplicate
     )
     ledger.insert(task)
     ledger.close()
-    from videogen.download import safe_filename
+    from videogen.files import safe_filename
 
     out = tmp_path / "out"
     out.mkdir()

@@ -15,9 +15,8 @@ import anyio
 import httpx2
 import pytest
 
-from videogen.destination import sweep_temporaries
-from videogen.download import safe_filename
 from videogen.engine import Engine
+from videogen.files import safe_filename, sweep_temporaries
 from videogen.ledger import Lease, Ledger
 from videogen.models import Task
 from videogen.providers.base import PollResult
