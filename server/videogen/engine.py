@@ -55,7 +55,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -183,9 +183,13 @@ class Progress:
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 ProviderFactory = Callable[[ProviderName], Provider]
 ClientFactory = Callable[[ProviderName], "httpx2.AsyncClient"]
-#: Makes a saved clip the asked duration and fps in place; returns the probe of the result
-#: (``media.conform``'s signature). Raises ``VideogenError`` when it cannot.
-Conform = Callable[..., Awaitable[MediaInfo]]
+
+
+class Conform(Protocol):
+    """Makes a saved clip the asked duration and fps in place and returns the probe of the
+    result, or raises ``VideogenError`` (``media.conform``; tests give a failing one)."""
+
+    def __call__(self, path: Path, *, duration: float, fps: int) -> Awaitable[MediaInfo]: ...
 
 
 @dataclass
@@ -309,6 +313,11 @@ class Engine:
             task = waited
         if task.status == "completed" and self._foreign(task) is None:
             task = await self._deliver(task, request)
+        elif not task.terminal and self._destination_of(task) != self._destination_of(request):
+            task.notes.append(
+                "It is saved where the first request asked once it is ready; make this "
+                "request again then to get a copy where this one asks (nothing is billed)."
+            )
         return task
 
     async def submit(
@@ -582,7 +591,8 @@ class Engine:
                               "in a moment.")  # fmt: skip
             return task
         current = self.ledger.get(task.id)
-        if current.status != "completed" or saved_file(current.local_path) is not None:
+        again = await anyio.to_thread.run_sync(saved_file, current.local_path)
+        if current.status != "completed" or again is not None:
             self.ledger.release(task.id, self.holder)  # saved again meanwhile
             current.notes = task.notes
             return current
@@ -595,6 +605,11 @@ class Engine:
         current = self._save(current)
         current.notes = [*task.notes, f"{lost} It is downloaded again from the provider."]
         return current
+
+    def _destination_of(self, asked: Task | GenerationRequest) -> tuple[Path, str | None]:
+        """Where a task's or a request's video goes: its folder, and the name it asked for."""
+        request = asked.request if isinstance(asked, Task) else asked
+        return self._folder(request.output_dir), request.filename
 
     async def _deliver(self, task: Task, request: GenerationRequest) -> Task:
         """A repeated request gets the video where it asks: a copy of the saved file under the

@@ -207,3 +207,18 @@ async def test_a_lost_video_the_provider_no_longer_has_is_said_to_be_unrecoverab
     assert checked.status == "expired" and checked.local_path is None
     assert checked.error is not None and "cannot be recovered" in checked.error.message
     assert str(first.local_path) in checked.error.message
+
+
+async def test_a_repeat_of_an_unfinished_task_says_how_to_get_it_where_it_asks(
+    tmp_path: Path,
+) -> None:
+    provider = ScriptedProvider()
+    asked = t2v(output_dir=str(tmp_path / "x"), filename="boat.mp4")
+    async with running_engine(make_settings(tmp_path), provider, cdn_client(CLIP)) as engine:
+        first = await engine.generate(t2v(), wait_seconds=0)
+        pending = await engine.generate(asked, wait_seconds=0)
+        await engine.wait_idle()
+        later = await engine.generate(asked, wait_seconds=0)
+    assert pending.id == first.id and not pending.terminal
+    assert any("make this request again then" in note for note in pending.notes)
+    assert later.local_path == str(tmp_path / "x" / "boat.mp4") and provider.submits == 1
