@@ -71,8 +71,7 @@ DEFAULT_SKILL_DIR: Final = Path("~/.claude/skills")
 EXIT_CODES_HELP: Final = f"""\
 exit codes:
   {EXIT_OK}  done: the video is saved as asked (or the command did what it was asked)
-  {EXIT_ERROR}  other error: provider unavailable, download failed, unexpected error; or the
-     video is saved but its length/fps could not be made as asked (the result says why)
+  {EXIT_ERROR}  other error: provider unavailable, download or conform failed, unexpected error
   {EXIT_USAGE}  usage: bad arguments, or inputs refused before anything was billed; unknown task
   {EXIT_CONFIG}  configuration: a bad environment variable, or an unusable output path
   {EXIT_CREDENTIALS}  credentials: keys missing or rejected, or the capability is not enabled
