@@ -226,17 +226,19 @@ def test_only_one_holder_gets_a_lease_until_it_is_released_or_runs_out(ledger: L
     assert not ledger.claim("vg_missing", "a", until=1.0, now=0.0)
 
 
-def test_saving_a_task_keeps_its_lease_and_renew_extends_all_of_a_holders(
+def test_saving_a_task_keeps_its_lease_and_renew_extends_only_the_named_ones(
     ledger: Ledger,
 ) -> None:
-    for name in ("vg_1", "vg_2"):
+    for name in ("vg_1", "vg_2", "vg_3"):
         ledger.insert(make_task(name), lease=Lease("a", 50.0))
     task = ledger.get("vg_1")
     task.status = "running"
     ledger.save(task)
     assert ledger.lease("vg_1") == Lease("a", 50.0)
-    assert ledger.renew("a", until=99.0) == 2
+    assert ledger.renew("a", ["vg_2", "vg_3"], until=99.0) == 2
+    assert ledger.renew("b", ["vg_1"], until=99.0) == 0
     assert ledger.lease("vg_2") == Lease("a", 99.0)
+    assert ledger.lease("vg_1") == Lease("a", 50.0)
 
 
 def test_a_holder_is_dead_only_when_provably_gone(tmp_path: Path) -> None:
