@@ -339,7 +339,7 @@ class Ledger:
             )
         return task
 
-    def recent(self, *, limit: int = 20, owner: str | None = None) -> TaskList:
+    def recent(self, *, limit: int = 20, owner: str | None = None) -> TaskRows:
         """Most recent first; rows this version cannot read are skipped (``.skipped``)."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         with self._using() as db:
@@ -347,7 +347,7 @@ class Ledger:
                               "LIMIT ?", (*args, limit)).fetchall()  # fmt: skip
         return self._read_all(rows)
 
-    def with_status(self, statuses: Iterable[TaskStatus]) -> TaskList:
+    def with_status(self, statuses: Iterable[TaskStatus]) -> TaskRows:
         """Every task in one of ``statuses``, oldest first (what a restart resumes)."""
         wanted = tuple(statuses)
         marks = ", ".join("?" * len(wanted))
@@ -407,8 +407,8 @@ class Ledger:
                 return task
         return None
 
-    def _read_all(self, rows: Sequence[tuple[str, str]]) -> TaskList:
-        tasks = TaskList()
+    def _read_all(self, rows: Sequence[tuple[str, str]]) -> TaskRows:
+        tasks = TaskRows()
         for task_id, data in rows:
             task = self._read(task_id, data)
             if task is None:
@@ -433,7 +433,7 @@ class Ledger:
             return None
 
 
-class TaskList(list[Task]):
+class TaskRows(list[Task]):
     """Tasks read from the ledger, and the ids of the rows that were skipped (unreadable)."""
 
     def __init__(self) -> None:

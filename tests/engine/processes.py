@@ -38,7 +38,9 @@ async def _submit_rounds(
     )
     ids: list[str] = []
     # Long jobs: nothing finishes (and nothing is downloaded) while the rounds run.
-    async with open_app(settings, track=False, sandbox_options=SandboxOptions(job_seconds=60)) as app:
+    async with open_app(
+        settings, track=False, sandbox_options=SandboxOptions(job_seconds=60)
+    ) as app:
         for round_ in range(rounds):
             await anyio.to_thread.run_sync(barrier.wait)
             request = GenerationRequest(

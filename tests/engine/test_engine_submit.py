@@ -322,3 +322,19 @@ async def test_an_accepted_submit_the_ledger_never_takes_is_reported_with_the_pr
     message = unrecorded.value.message
     assert "p0" in message and "billed" in message and str(settings.data_dir) in message
     assert any("p0" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+async def test_an_app_creates_its_data_dir_private_before_the_sandbox_writes_there(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        async with open_app(sandbox_settings(tmp_path), track=False) as app:
+            await app.engine.submit(t2v())
+    finally:
+        os.umask(old)
+    data_dir = tmp_path / "data"
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "tasks.sqlite3").stat().st_mode & 0o777 == 0o600

@@ -400,9 +400,9 @@ def test_a_read_only_ledger_names_the_data_dir_the_problem_and_the_fix(tmp_path:
     """Tests run as root here, where permissions do not bite: the real SQLite error a
     read-only file gives is classified instead."""
     Ledger.in_dir(tmp_path).close()
-    with sqlite3.connect(f"file:{tmp_path / 'tasks.sqlite3'}?mode=ro", uri=True) as db:
-        with pytest.raises(sqlite3.Error) as refused:
-            db.execute("DELETE FROM tasks")
+    read_only = f"file:{tmp_path / 'tasks.sqlite3'}?mode=ro"
+    with sqlite3.connect(read_only, uri=True) as db, pytest.raises(sqlite3.Error) as refused:
+        db.execute("DELETE FROM tasks")
     message = ledger_module.ledger_error(tmp_path / "tasks.sqlite3", refused.value).message
     assert "read-only" in message and str(tmp_path) in message and "writable" in message
 
