@@ -88,6 +88,9 @@ async def open_app(
 ) -> AsyncIterator[App]:
     """The engine, ledger and (when ``settings.sandbox``) the sandbox, for one run or server."""
     async with AsyncExitStack() as stack:
+        # The ledger first: it creates the data dir (private) the sandbox keeps its state in.
+        ledger = Ledger.in_dir(settings.data_dir)
+        stack.callback(ledger.close)
         sandbox: RunningSandbox | None = None
         if settings.sandbox:
             from videogen.sandbox import SandboxOptions, serve
@@ -98,8 +101,6 @@ async def open_app(
                 options = dataclasses.replace(options, state_dir=settings.data_dir / "sandbox")
             sandbox = await stack.enter_async_context(serve(options))
             settings = dataclasses.replace(settings, **sandbox.endpoints())  # type: ignore[arg-type]
-        ledger = Ledger.in_dir(settings.data_dir)
-        stack.callback(ledger.close)
         clients = ProviderClients(settings)
         stack.push_async_callback(clients.aclose)
         engine = Engine(settings, ledger, providers=clients.provider, clients=clients.client)

@@ -627,10 +627,14 @@ def _tasks(args: argparse.Namespace) -> int:
         items = [result_of(t, notice=None, interface="cli").model_dump(mode="json") for t in tasks]
         print(json.dumps(items, indent=2, ensure_ascii=False))
         return EXIT_OK
-    if not tasks:
+    skipped = getattr(tasks, "skipped", [])
+    if not tasks and not skipped:
         print("No tasks yet. Start one with `videogen generate PROMPT`.")
     for task in tasks:
         print(_task_line(task))
+    if skipped:
+        print(f"{len(skipped)} task(s) recorded by a newer videogen cannot be read by this one "
+              f"and are not listed: {', '.join(skipped)}.")  # fmt: skip
     return EXIT_OK
 
 

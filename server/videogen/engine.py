@@ -33,8 +33,18 @@ found" stops the watcher without marking anything.
 **Several processes.** The ledger's lease (``Ledger.claim``) decides who works on a task: the
 holder polls, downloads and writes; anyone else follows by re-reading the ledger and takes over
 when the lease is released, runs out (``lease_seconds`` after its last renewal) or its holder is
-a dead process of this host. The holder sweeps the temp files a killed run left for the task
-before it saves the video.
+a dead process of this host. A lease is renewed only while this engine is working on the task
+(its submit is in flight, or its watcher is polling or finishing it): a lease nothing here works
+on runs out, and another process takes the task over. The holder sweeps the temp files a killed
+run left for the task before it saves the video.
+
+**One request, one bill.** Finding a duplicate and recording a new task are one atomic ledger
+step (``Ledger.record_new``), after every await that reads the inputs and before the submit:
+identical requests at once, from any number of processes, send one submit. A duplicate that
+arrives while this engine's own submit is in flight waits for that submit, never for the
+"another process may be submitting" grace period. The data dir's room is checked before
+billing; an accepted submit whose ledger write fails is retried (bounded) and otherwise reported
+with the provider's task id (``LedgerError``), so nothing billed goes untraceable.
 
 Errors: ``submit`` raises what refused the request (``InputError``, ``OutputError``,
 ``CredentialsError``, ``ProviderError``...) after recording it; everything later is recorded on
@@ -50,9 +60,9 @@ import json
 import logging
 import math
 import re
-import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -69,6 +79,7 @@ from videogen.errors import (
     DownloadError,
     GenerationFailed,
     InputError,
+    LedgerError,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -130,11 +141,21 @@ SUBMIT_RETRY_FLOOR_SECONDS: Final = 3.0
 LEASE_SECONDS: Final = 45.0
 #: A process that does not hold a task's lease re-reads the ledger at most this far apart.
 FOLLOWER_READ_SECONDS: Final = 1.0
+#: Recording an accepted (billed) submit is tried this often while the ledger refuses the
+#: write (a full disk), waiting from the first delay, doubling (about 8 s in all).
+RECORD_ATTEMPTS: Final = 6
+RECORD_FIRST_DELAY_SECONDS: Final = 0.25
 
 ACTIVE_STATUSES: Final[tuple[TaskStatus, ...]] = ("submitting", "queued", "running", "ready")
 #: A duplicate request does not return a task in these states.
 NOT_REUSED: Final[tuple[TaskStatus, ...]] = ("failed", "expired", "unknown")
 
+UNRECORDED_MESSAGE: Final = (
+    "{provider} accepted the request as its task {provider_task_id}, so it is billed, but the "
+    "task ledger could not record that: {cause} videogen cannot track this task ({task_id}): "
+    "look it up in {provider}'s console by the task id {provider_task_id}; do not submit the "
+    "request again before checking there."
+)
 UNKNOWN_MESSAGE: Final = (
     "{cause}, so it is not known whether {provider} received it: it may or may not have been "
     "billed. Look for it in the provider's console or bill (around {when}); if it is not there, "
@@ -259,6 +280,11 @@ class Engine:
         #: This engine's name in the ledger's leases.
         self.holder = new_holder()
         self._watchers: dict[str, _Watcher] = {}
+        #: Tasks whose submit this engine has in flight, set when the answer is recorded.
+        self._sending: dict[str, anyio.Event] = {}
+        #: Tasks this engine is working on (submitting, polling, finishing): the only leases
+        #: it renews. A count: a submit and its task's watcher may overlap.
+        self._working: Counter[str] = Counter()
         self._group: TaskGroup | None = None
         self._finishes = anyio.CapacityLimiter(CONCURRENT_FINISHES)
         #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
@@ -339,25 +365,40 @@ class Engine:
         request's output folder and saved again.
         """
         await anyio.to_thread.run_sync(prepare_folder, self._folder(request.output_dir))
-        if not new:
-            earlier = self._duplicate_of(request, owner)
-            if earlier is not None:
-                return earlier
         provider = self._providers(request.provider)
         from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
 
         inputs = await prepare_inputs(
             request, accepts_uploaded_images=provider.accepts_uploaded_images
         )
+        # No await from here to the insert: finding a duplicate and recording this task are one
+        # ledger transaction, so identical requests at once make one task (and one submit).
+        self.ledger.check_room()
         task = self._new_task(request, owner)
-        self.ledger.insert(task, lease=Lease(self.holder, self._clock() + self._lease_seconds))
+        lease = Lease(self.holder, self._clock() + self._lease_seconds)
+        if new:
+            self.ledger.insert(task, lease=lease)
+        else:
+            since = self._clock() - self.settings.dedupe_seconds
+            sandbox = self.settings.sandbox  # a sandbox task never answers a real request
+            earlier = self.ledger.record_new(
+                task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease
+            )
+            if earlier is not None:
+                return self._reuse(earlier, request)
+        sent = self._sending[task.id] = anyio.Event()
         watched = False
         try:
-            task = await self._send(task, provider, request, inputs, _retry_budget(wait_seconds))
-            watched = not task.terminal and self._watch(task) is not None
+            with self._working_on(task.id):
+                task = await self._send(
+                    task, provider, request, inputs, _retry_budget(wait_seconds)
+                )
+                watched = not task.terminal and self._watch(task) is not None
         finally:
+            del self._sending[task.id]
+            sent.set()
             if not watched:
-                self.ledger.release(task.id, self.holder)
+                self._release(task.id)
         return task
 
     async def check(
@@ -451,18 +492,9 @@ class Engine:
 
     # -- submit -------------------------------------------------------------------------------
 
-    def _duplicate_of(self, request: GenerationRequest, owner: str | None) -> Task | None:
-        since = self._clock() - self.settings.dedupe_seconds
-        earlier = self.ledger.find_duplicate(
-            request.dedupe_key(),
-            owner=owner,
-            since=since,
-            exclude=NOT_REUSED,
-            sandbox=self.settings.sandbox,  # a sandbox task never answers a real request
-            origin=self._origin(request.provider)[0],  # nor another account's task
-        )
-        if earlier is None:
-            return None
+    def _reuse(self, earlier: Task, request: GenerationRequest) -> Task:
+        """An identical request's answer: the earlier task (``Ledger.record_new`` found it for
+        this owner and origin), with a note, watched."""
         notes = [
             f"An identical request was made {self._clock() - earlier.created_at:.0f} s ago: this "
             f"is that task ({earlier.id}), not a new one. Pass new=true (--new) to generate again "
@@ -517,7 +549,7 @@ class Engine:
                 raise
             match outcome:
                 case Submitted():
-                    return self._accepted(task, outcome)
+                    return await self._accepted(task, outcome)
                 case SubmitUncertain():
                     return self._update(task, "unknown", error=_uncertain(task, outcome))
                 case RateLimited() | ProviderUnavailable():  # refused, or never sent: not billed
@@ -547,12 +579,35 @@ class Engine:
             )
             raise
 
-    def _accepted(self, task: Task, submitted: Submitted) -> Task:
+    async def _accepted(self, task: Task, submitted: Submitted) -> Task:
+        """Record an accepted (billed) submit. A ledger that refuses the write (a full disk) is
+        retried with backoff; if it never takes it, ``LedgerError`` naming the provider's task
+        id (logged too): nothing billed is ever untraceable. Shielded: a cancelled caller
+        cannot stop it."""
         task.provider_task_id = submitted.ref.provider_task_id
         task.req_key = submitted.ref.req_key
         if submitted.request_id:
             task.request_ids.append(submitted.request_id)
-        return self._update(task, "queued")
+        delay = RECORD_FIRST_DELAY_SECONDS
+        with anyio.CancelScope(shield=True):
+            for attempt in range(1, RECORD_ATTEMPTS + 1):
+                try:
+                    return self._update(task, "queued")
+                except LedgerError as exc:
+                    failure = exc
+                log.warning("recording %s (provider task %s) failed, attempt %d: %s",
+                            task.id, task.provider_task_id, attempt, failure)  # fmt: skip
+                if attempt < RECORD_ATTEMPTS:
+                    await anyio.sleep(delay)
+                    delay *= 2
+        message = UNRECORDED_MESSAGE.format(
+            provider=task.provider,
+            provider_task_id=task.provider_task_id,
+            task_id=task.id,
+            cause=failure.message,
+        )
+        log.error("%s", message)
+        raise LedgerError(message, provider_task_id=task.provider_task_id) from failure
 
     # -- output folders -----------------------------------------------------------------------
 
@@ -683,7 +738,8 @@ class Engine:
                 if (await self._observe(watcher)).terminal:
                     return
             try:
-                await self._work(watcher, task_id)
+                with self._working_on(task_id):
+                    await self._work(watcher, task_id)
             except Exception as exc:  # keep the app alive: record it on the task, stop watching
                 if not isinstance(exc, VideogenError):
                     log.exception("watching %s failed", task_id)
@@ -701,6 +757,13 @@ class Engine:
         """Poll until the provider is done, then finish (this engine holds the lease)."""
         task = self.ledger.get(task_id)
         watcher.publish(task)
+        sending = self._sending.get(task_id)
+        if sending is not None:  # this engine's own submit: wait for it, not for the grace
+            await sending.wait()
+            task = self.ledger.get(task_id)
+            watcher.publish(task)
+            if task.status == "submitting":  # its answer could not be recorded
+                task = self._update(task, "unknown", error=_uncertain(task))
         if task.status == "submitting":
             task = await self._orphaned(task)
         if task.status in ("queued", "running"):
@@ -751,13 +814,35 @@ class Engine:
                 return task
             await anyio.sleep(interval)
 
+    @contextlib.contextmanager
+    def _working_on(self, task_id: str) -> Iterator[None]:
+        """Mark the task as one this engine works on (its lease is renewed) for the block."""
+        self._working[task_id] += 1
+        try:
+            yield
+        finally:
+            self._working[task_id] -= 1
+            if self._working[task_id] <= 0:
+                del self._working[task_id]
+
+    def _release(self, task_id: str) -> None:
+        """Give the lease up; a ledger that cannot take it lets it run out instead (and must
+        not hide the error being raised, e.g. the provider's id of an unrecorded task)."""
+        try:
+            self.ledger.release(task_id, self.holder)
+        except LedgerError as exc:
+            log.warning("could not release the lease on %s (it runs out instead): %s", task_id, exc)
+
     async def _renew_leases(self) -> None:
-        """Keep this engine's leases alive while it runs (every quarter of their length)."""
+        """Keep alive the leases of the tasks this engine is working on, every quarter of their
+        length. A lease it holds but does nothing with is left to run out."""
         while True:
             await anyio.sleep(self._lease_seconds / 4)
             try:
-                self.ledger.renew(self.holder, until=self._clock() + self._lease_seconds)
-            except sqlite3.Error:  # a busy or closing ledger: the next round tries again
+                self.ledger.renew(
+                    self.holder, list(self._working), until=self._clock() + self._lease_seconds
+                )
+            except LedgerError:  # a busy or closing ledger: the next round tries again
                 log.warning("could not renew task leases", exc_info=True)
 
     def _record_crash(self, task_id: str, exc: Exception) -> None:

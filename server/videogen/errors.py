@@ -3,6 +3,7 @@
 ```
 VideogenError                    base: ``message`` for people and models, ``exit_code``
 ├── ConfigError                  a setting is wrong; names the variable and the fix        (exit 3)
+│   └── LedgerError              the data dir's task ledger is damaged, read-only or full  (exit 3)
 ├── InputError                   the request was refused before anything was billed        (exit 2)
 ├── OutputError                  the output directory or file name cannot be used          (exit 3)
 ├── CredentialsError             keys missing or rejected; names the environment variables (exit 4)
@@ -63,6 +64,19 @@ class VideogenError(Exception):
 class ConfigError(VideogenError):
     exit_code = EXIT_CONFIG
     kind = "config"
+
+
+class LedgerError(ConfigError):
+    """The task ledger cannot be used: the message names the data dir, the problem and the fix.
+
+    ``provider_task_id`` is set when a task the provider accepted (billed) could not be
+    recorded: the message names it too, so it can be found in the provider's console."""
+
+    kind = "ledger"
+
+    def __init__(self, message: str, *, provider_task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.provider_task_id = provider_task_id
 
 
 class InputError(VideogenError):

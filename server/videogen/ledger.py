@@ -18,26 +18,53 @@ together, ``busy_timeout`` makes a writer wait for the other instead of failing,
 transaction is one short statement. Calls are synchronous and fast (well under a millisecond
 for a row; see tests/engine/test_ledger.py), so the engine calls them inline on the event loop.
 
+**One request, one row.** ``record_new`` looks for a duplicate and inserts the new task in one
+``BEGIN IMMEDIATE`` transaction: N identical requests at once, from any number of processes on
+the data dir, leave one row (and so one submit); the others get that row.
+
+**Private, and plain about failures.** The data dir is created 0700 and the ledger 0600 (SQLite
+gives its -wal and -shm files the ledger's mode): it holds prompts, local paths and signed URLs.
+Every SQLite or file-system failure becomes a ``LedgerError`` that names the data dir, what is
+wrong (damaged, read-only, full, busy) and the fix.
+
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version ``n`` to
-``n + 1``. Never edit a released migration: append one.
+``n + 1``. Never edit a released migration: append one. Rows are read one at a time: a row this
+version cannot read (a status, mode or value a newer videogen wrote) is skipped with a warning
+naming its task, never an error for the whole ledger; unknown fields in a row are ignored (the
+``Task`` model drops them; the request's are dropped before it is validated). So a change to the
+stored shape that an older version would misread (a field renamed, a meaning changed, a column
+added that must be kept) bumps the schema with a migration; adding an optional field does not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import logging
 import os
+import shutil
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from videogen.errors import ConfigError, TaskNotFound
-from videogen.models import Task, TaskStatus
+from videogen.errors import ConfigError, LedgerError, TaskNotFound
+from videogen.models import GenerationRequest, Task, TaskStatus
+
+log = logging.getLogger(__name__)
 
 LEDGER_FILENAME: Final = "tasks.sqlite3"
 BUSY_TIMEOUT_MS: Final = 5000
+#: The data dir is created with this mode, the ledger file (and so its -wal/-shm) with the next.
+DATA_DIR_MODE: Final = 0o700
+LEDGER_MODE: Final = 0o600
+#: A submit is refused (nothing billed) when the data dir's disk has less room than this: the
+#: ledger must be able to record the provider's task id once the provider accepts it.
+MIN_FREE_BYTES: Final = 8 * 1024 * 1024
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     """
@@ -115,39 +142,63 @@ class Ledger:
 
     ``owner`` filters: ``None`` means "no isolation" (stdio server, CLI: one local user sees every
     task); a string restricts reads to that owner's tasks (HTTP transport, one owner per token).
+    Every method raises ``LedgerError`` (never a bare ``sqlite3`` error) when the file fails.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"Cannot open the task ledger at {path}: {exc}. Set VIDEOGEN_DATA_DIR to a "
-                "writable directory."
-            ) from exc
+            raise ledger_error(path, exc) from exc
         # One connection shared by the loop thread and worker threads: serialise its use.
         self._lock = threading.Lock()
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            self._db.close()
+            raise
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> Ledger:
         return cls(data_dir / LEDGER_FILENAME)
 
-    def _setup(self) -> None:
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The connection, to this thread alone; SQLite failures become ``LedgerError``."""
         with self._lock:
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise ledger_error(self.path, exc) from exc
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: other writers (any process) wait until it ends."""
+        with self._using() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+
+    def _setup(self) -> None:
+        with self._using() as db:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
             # WAL + NORMAL is durable against process death (the case we design for); only an
             # OS crash can lose the last commits.
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
 
     def _migrate(self) -> None:
-        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        with self._using() as db:
+            version: int = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise ConfigError(
                 f"The task ledger at {self.path} was written by a newer videogen (schema "
@@ -155,40 +206,71 @@ class Ledger:
                 "VIDEOGEN_DATA_DIR elsewhere."
             )
         for number in range(version, SCHEMA_VERSION):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
+                if db.execute("PRAGMA user_version").fetchone()[0] != number:
+                    continue  # another process migrated it meanwhile
                 for statement in _statements(MIGRATIONS[number]):
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number + 1}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        with self._using() as db:
+            version: int = db.execute("PRAGMA user_version").fetchone()[0]
             return version
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    def check_room(self) -> None:
+        """``LedgerError`` naming the data dir when its disk is (nearly) full: checked before
+        anything is billed, so the provider's answer can be recorded."""
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as exc:
+            raise ledger_error(self.path, exc) from exc
+        if free < MIN_FREE_BYTES:
+            full = OSError(errno.ENOSPC, f"{free} bytes free, {MIN_FREE_BYTES} needed")
+            raise ledger_error(self.path, full, before_billing=True)
+
     # -- writes -------------------------------------------------------------------------------
 
     def insert(self, task: Task, *, lease: Lease | None = None) -> None:
         """Write a new task, optionally leased at once (an existing id is an error: ids are
         random, never reused)."""
-        held = lease or Lease(None, None)
-        sql = f"INSERT INTO tasks ({_COLUMNS}, lease_holder, lease_until) VALUES ({_MARKS}, ?, ?)"
-        with self._lock:
-            self._db.execute(sql, (*_row(task), held.holder, held.until))
+        with self._using() as db:
+            _insert(db, task, lease)
+
+    def record_new(
+        self,
+        task: Task,
+        *,
+        since: float,
+        exclude: Iterable[TaskStatus] = (),
+        sandbox: bool | None = None,
+        lease: Lease | None = None,
+    ) -> Task | None:
+        """Find a duplicate of ``task`` or record it, as one atomic step.
+
+        Returns the newest task with ``task``'s dedupe key, owner and origin (see
+        ``find_duplicate``) created at or after ``since``; when there is none, inserts ``task``
+        (leased to ``lease``) and returns None. One ``BEGIN IMMEDIATE`` transaction: identical
+        requests racing from any number of processes record one task between them.
+        """
+        key = task.dedupe_key or task.request.dedupe_key()
+        with self._transaction() as db:
+            found = self._duplicate(
+                db, key, task.owner, since, exclude, sandbox=sandbox, origin=task.origin
+            )
+            if found is None:
+                _insert(db, task, lease)
+        return found
 
     def save(self, task: Task) -> None:
         """Write the task as it now stands (insert or update); the lease is left as it is."""
-        with self._lock:
-            self._db.execute(_UPSERT, _row(task))
+        with self._using() as db:
+            db.execute(_UPSERT, _row(task))
 
     # -- leases -------------------------------------------------------------------------------
 
@@ -201,8 +283,8 @@ class Ledger:
         holder is ``replacing`` (one the caller proved dead). One statement: two processes
         racing for it cannot both win.
         """
-        with self._lock:
-            cursor = self._db.execute(
+        with self._using() as db:
+            cursor = db.execute(
                 "UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id = ? AND ("
                 "lease_holder IS NULL OR lease_holder = ? OR lease_until < ? OR lease_holder = ?)",
                 (holder, until, task_id, holder, now, replacing),
@@ -211,55 +293,68 @@ class Ledger:
 
     def lease(self, task_id: str) -> Lease:
         """The task's lease as stored (it may have run out)."""
-        with self._lock:
-            row = self._db.execute("SELECT lease_holder, lease_until FROM tasks WHERE id = ?",
-                                   (task_id,)).fetchone()  # fmt: skip
+        with self._using() as db:
+            row = db.execute("SELECT lease_holder, lease_until FROM tasks WHERE id = ?",
+                             (task_id,)).fetchone()  # fmt: skip
         return Lease(None, None) if row is None else Lease(row[0], row[1])
 
-    def renew(self, holder: str, *, until: float) -> int:
-        """Extend every lease ``holder`` has to ``until``; returns how many."""
-        with self._lock:
-            cursor = self._db.execute("UPDATE tasks SET lease_until = ? WHERE lease_holder = ?",
-                                      (until, holder))  # fmt: skip
+    def renew(self, holder: str, task_ids: Iterable[str], *, until: float) -> int:
+        """Extend ``holder``'s leases on ``task_ids`` (the tasks it is working on right now) to
+        ``until``; returns how many. A lease on any other task is left to run out."""
+        ids = tuple(task_ids)
+        if not ids:
+            return 0
+        marks = ", ".join("?" * len(ids))
+        with self._using() as db:
+            cursor = db.execute(f"UPDATE tasks SET lease_until = ? WHERE lease_holder = ? "
+                                f"AND id IN ({marks})", (until, holder, *ids))  # fmt: skip
             return cursor.rowcount
 
     def release(self, task_id: str, holder: str) -> None:
         """Give the lease up (no-op when ``holder`` does not hold it)."""
-        with self._lock:
-            self._db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
-                             "WHERE id = ? AND lease_holder = ?", (task_id, holder))  # fmt: skip
+        with self._using() as db:
+            db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
+                       "WHERE id = ? AND lease_holder = ?", (task_id, holder))  # fmt: skip
 
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
-        """The task, or ``TaskNotFound`` (also when it belongs to another owner)."""
-        with self._lock:
-            row = self._db.execute("SELECT data, owner FROM tasks WHERE id = ?",
-                                   (task_id,)).fetchone()  # fmt: skip
-        if row is None or (owner is not None and row[1] != owner):
+        """The task, or ``TaskNotFound`` (also when it belongs to another owner); a row this
+        version cannot read is a ``LedgerError`` saying so."""
+        with self._using() as db:
+            row = db.execute("SELECT id, data, owner FROM tasks WHERE id = ?",
+                             (task_id,)).fetchone()  # fmt: skip
+        if row is None or (owner is not None and row[2] != owner):
             raise TaskNotFound(
                 f"No task {task_id!r} in the ledger: check the id (it starts with 'vg_'), or "
                 "list recent tasks (the list_tasks tool, or `videogen tasks` on the command "
                 "line)."
             )
-        return _task(row[0])
+        task = self._read(row[0], row[1])
+        if task is None:
+            raise LedgerError(
+                f"Task {task_id} in the task ledger at {self.path} was recorded by a newer "
+                "videogen and this version cannot read it: check it with that version, or "
+                "upgrade videogen."
+            )
+        return task
 
-    def recent(self, *, limit: int = 20, owner: str | None = None) -> list[Task]:
-        """Most recent first."""
+    def recent(self, *, limit: int = 20, owner: str | None = None) -> TaskRows:
+        """Most recent first; rows this version cannot read are skipped (``.skipped``)."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
-        with self._lock:
-            rows = self._db.execute(f"SELECT data FROM tasks {where} ORDER BY created_at DESC "
-                                    "LIMIT ?", (*args, limit)).fetchall()  # fmt: skip
-        return [_task(r[0]) for r in rows]
+        with self._using() as db:
+            rows = db.execute(f"SELECT id, data FROM tasks {where} ORDER BY created_at DESC "
+                              "LIMIT ?", (*args, limit)).fetchall()  # fmt: skip
+        return self._read_all(rows)
 
-    def with_status(self, statuses: Iterable[TaskStatus]) -> list[Task]:
+    def with_status(self, statuses: Iterable[TaskStatus]) -> TaskRows:
         """Every task in one of ``statuses``, oldest first (what a restart resumes)."""
         wanted = tuple(statuses)
         marks = ", ".join("?" * len(wanted))
-        with self._lock:
-            rows = self._db.execute(f"SELECT data FROM tasks WHERE status IN ({marks}) "
-                                    "ORDER BY created_at", wanted).fetchall()  # fmt: skip
-        return [_task(r[0]) for r in rows]
+        with self._using() as db:
+            rows = db.execute(f"SELECT id, data FROM tasks WHERE status IN ({marks}) "
+                              "ORDER BY created_at", wanted).fetchall()  # fmt: skip
+        return self._read_all(rows)
 
     def find_duplicate(
         self,
@@ -278,20 +373,180 @@ class Ledger:
         ``origin`` (when given) keeps only tasks sent to that endpoint and account; rows older
         than origins (NULL) are kept and left to the ``sandbox`` filter.
         """
+        with self._using() as db:
+            return self._duplicate(
+                db, dedupe_key, owner, since, exclude, sandbox=sandbox, origin=origin
+            )
+
+    def _duplicate(
+        self,
+        db: sqlite3.Connection,
+        dedupe_key: str,
+        owner: str | None,
+        since: float,
+        exclude: Iterable[TaskStatus],
+        *,
+        sandbox: bool | None,
+        origin: str | None,
+    ) -> Task | None:
         skipped = tuple(exclude)
         marks = ", ".join("?" * len(skipped)) or "''"
         # json_extract gives 1/0 for the Task JSON's true/false; NULL (no filter) matches all.
         wanted = None if sandbox is None else int(sandbox)
-        with self._lock:
-            row = self._db.execute(
-                "SELECT data FROM tasks WHERE dedupe_key = ? AND owner IS ? AND created_at >= ? "
-                f"AND status NOT IN ({marks}) "
-                "AND (? IS NULL OR json_extract(data, '$.sandbox') = ?) "
-                "AND (? IS NULL OR origin IS NULL OR origin = ?) "
-                "ORDER BY created_at DESC LIMIT 1",
-                (dedupe_key, owner, since, *skipped, wanted, wanted, origin, origin),
-            ).fetchone()
-        return None if row is None else _task(row[0])
+        rows = db.execute(
+            "SELECT id, data FROM tasks WHERE dedupe_key = ? AND owner IS ? AND created_at >= ? "
+            f"AND status NOT IN ({marks}) "
+            "AND (? IS NULL OR json_extract(data, '$.sandbox') = ?) "
+            "AND (? IS NULL OR origin IS NULL OR origin = ?) "
+            "ORDER BY created_at DESC",
+            (dedupe_key, owner, since, *skipped, wanted, wanted, origin, origin),
+        )
+        for task_id, data in rows:
+            task = self._read(task_id, data)
+            if task is not None:
+                return task
+        return None
+
+    def _read_all(self, rows: Sequence[tuple[str, str]]) -> TaskRows:
+        tasks = TaskRows()
+        for task_id, data in rows:
+            task = self._read(task_id, data)
+            if task is None:
+                tasks.skipped.append(task_id)
+            else:
+                tasks.append(task)
+        return tasks
+
+    def _read(self, task_id: str, data: str) -> Task | None:
+        """The row's task, or None (with a warning naming it) when this version cannot read it."""
+        try:
+            return _task(data)
+        except ValueError as exc:  # pydantic's ValidationError, or JSON that is not JSON
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning(
+                "task %s in %s cannot be read by this videogen version (a newer one may have "
+                "written it); skipped: %s",
+                task_id,
+                self.path,
+                first,
+            )
+            return None
+
+
+class TaskRows(list[Task]):
+    """Tasks read from the ledger, and the ids of the rows that were skipped (unreadable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[str] = []
+
+
+def ledger_error(path: Path, exc: BaseException, *, before_billing: bool = False) -> LedgerError:
+    """What a failure of the ledger at ``path`` means, in words: the data dir, the problem (the
+    SQLite or OS error classified) and the fix."""
+    problem, fix = _diagnosis(exc)
+    data_dir = path.parent
+    text = (
+        f"The task ledger at {path} {problem} ({exc}): " + fix.format(dir=data_dir, file=path) + "."
+    )
+    if before_billing:
+        text += " Nothing was sent, so nothing was billed."
+    return LedgerError(text)
+
+
+_SQLITE_PROBLEMS: Final[dict[int, str]] = {
+    3: "read_only",  # SQLITE_PERM
+    5: "busy",  # SQLITE_BUSY
+    6: "busy",  # SQLITE_LOCKED
+    8: "read_only",  # SQLITE_READONLY
+    10: "io",  # SQLITE_IOERR
+    11: "damaged",  # SQLITE_CORRUPT
+    13: "full",  # SQLITE_FULL
+    14: "read_only",  # SQLITE_CANTOPEN
+    26: "damaged",  # SQLITE_NOTADB
+}
+_OS_PROBLEMS: Final[dict[int, str]] = {
+    errno.ENOSPC: "full",
+    errno.EDQUOT: "full",
+    errno.EACCES: "read_only",
+    errno.EPERM: "read_only",
+    errno.EROFS: "read_only",
+    errno.EIO: "io",
+}
+_PROBLEMS: Final[dict[str, tuple[str, str]]] = {
+    "full": (
+        "cannot be written: the disk holding the data dir is full",
+        "free space on the disk holding {dir}, or set VIDEOGEN_DATA_DIR to a folder on a disk "
+        "with room",
+    ),
+    "read_only": (
+        "cannot be opened or written (read-only or not permitted)",
+        "make {dir} and the files in it writable by this user, or set VIDEOGEN_DATA_DIR to a "
+        "writable folder",
+    ),
+    "damaged": (
+        "is damaged (not a readable SQLite database)",
+        "move {file} aside (videogen then starts a new, empty ledger in {dir}), or set "
+        "VIDEOGEN_DATA_DIR to another folder",
+    ),
+    "busy": (
+        f"stayed locked by another videogen process for more than {BUSY_TIMEOUT_MS // 1000} s",
+        "try again in a moment; if it persists, look for a stuck videogen process using {dir}",
+    ),
+    "io": (
+        "could not be read or written (an I/O error)",
+        "check the disk holding {dir}, or set VIDEOGEN_DATA_DIR to a folder on another disk",
+    ),
+    "other": (
+        "cannot be used",
+        "check {dir}, or set VIDEOGEN_DATA_DIR to a writable folder",
+    ),
+}
+
+
+def _diagnosis(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        problem = _SQLITE_PROBLEMS.get(code & 0xFF, "other") if isinstance(code, int) else "other"
+    elif isinstance(exc, OSError):
+        problem = _OS_PROBLEMS.get(exc.errno or 0, "other")
+    else:
+        problem = "other"
+    return _PROBLEMS[problem]
+
+
+def private_dir(data_dir: Path) -> None:
+    """Create the data dir (and its parents) if missing, the dir itself 0700; an existing one
+    keeps its mode."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=DATA_DIR_MODE)
+
+
+def _create_private(path: Path) -> None:
+    """The data dir and an empty ledger file 0600 before SQLite opens it (SQLite gives the -wal
+    and -shm files the ledger's mode); a ledger left group/world-readable by an older version
+    is made private."""
+    private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, LEDGER_MODE))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):  # missing, or another user's: leave it
+            mode = file.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(file, mode & LEDGER_MODE)
+
+
+def _insert(db: sqlite3.Connection, task: Task, lease: Lease | None) -> None:
+    held = lease or Lease(None, None)
+    sql = f"INSERT INTO tasks ({_COLUMNS}, lease_holder, lease_until) VALUES ({_MARKS}, ?, ?)"
+    db.execute(sql, (*_row(task), held.holder, held.until))
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite ends some on its own (a full disk),
+    and a failed ROLLBACK must not hide the error that caused it."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def _row(task: Task) -> tuple[object, ...]:
@@ -309,7 +564,18 @@ def _row(task: Task) -> tuple[object, ...]:
 
 
 def _task(data: str) -> Task:
-    return Task.model_validate_json(data)
+    """A stored task. Unknown fields are ignored (``Task`` drops its own; the request's are
+    dropped here, the request model refusing them from callers); unknown values are errors."""
+    try:
+        return Task.model_validate_json(data)
+    except ValueError:
+        stored: Any = json.loads(data)
+        request = stored.get("request") if isinstance(stored, dict) else None
+        if not isinstance(request, dict):
+            raise
+        known = GenerationRequest.model_fields
+        stored["request"] = {k: v for k, v in request.items() if k in known}
+        return Task.model_validate(stored)
 
 
 def _statements(script: str) -> list[str]:

@@ -275,3 +275,33 @@ def has_a_queued_task(ledger: Path) -> bool:
     finally:
         db.close()
     return bool(row[0])
+
+
+def test_tasks_lists_the_readable_rows_and_names_the_ones_a_newer_version_wrote(cli: Cli) -> None:
+    """One row this version cannot read (an unknown status) does not stop the listing."""
+    import sqlite3
+    import time
+
+    from videogen.ledger import Ledger
+    from videogen.models import GenerationRequest, Task
+
+    ledger = Ledger.in_dir(cli.data_dir)
+    now = time.time()
+    for task_id in ("vg_0000000000a1", "vg_0000000000b2"):
+        request = GenerationRequest(provider="volcengine", mode="t2v_720p", prompt=task_id)
+        ledger.insert(Task(id=task_id, request=request, status="queued", created_at=now,
+                           updated_at=now))  # fmt: skip
+    ledger.close()
+    with sqlite3.connect(cli.data_dir / "tasks.sqlite3") as db:
+        db.execute("UPDATE tasks SET data = replace(data, '\"queued\"', '\"paused\"') "
+                   "WHERE id = 'vg_0000000000b2'")  # fmt: skip
+
+    listed = cli.run("tasks")
+    as_json = cli.run("tasks", "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("vg_0000000000a1")
+    assert "1 task(s) recorded by a newer videogen" in listed.stdout
+    assert "vg_0000000000b2" in listed.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    assert [i["task_id"] for i in json.loads(as_json.stdout)] == ["vg_0000000000a1"]

@@ -454,3 +454,35 @@ async def test_a_video_already_saved_by_a_run_that_died_is_adopted_not_duplicate
         done = await engine.check(task.id, wait_seconds=20)
     assert done.status == "completed"
     assert [p.name for p in out.glob("*.mp4")] == [safe_filename(task.request.prompt, task.id)]
+
+
+async def test_a_ledger_row_a_newer_version_wrote_does_not_stop_the_engine(
+    tmp_path: Path,
+) -> None:
+    """Resuming, listing, submitting and checking all work next to a row with an unknown status
+    and one with an unknown request field; checking the unreadable one says why."""
+    import sqlite3
+
+    from videogen.errors import VideogenError
+
+    settings = make_settings(tmp_path)
+    ledger = Ledger.in_dir(settings.data_dir)
+    now = time.time()
+    for task_id, prompt in (("vg_newstatus", "one"), ("vg_newfield", "two")):
+        ledger.insert(Task(id=task_id, request=t2v(prompt), status="queued", created_at=now,
+                           updated_at=now, provider_task_id="p-old"))  # fmt: skip
+    ledger.close()
+    with sqlite3.connect(settings.data_dir / "tasks.sqlite3") as db:
+        db.execute("UPDATE tasks SET data = json_set(data, '$.status', 'paused'), "
+                   "status = 'paused' WHERE id = 'vg_newstatus'")  # fmt: skip
+        db.execute("UPDATE tasks SET data = json_set(data, '$.request.motion_brush', 'soft') "
+                   "WHERE id = 'vg_newfield'")  # fmt: skip
+    provider = ScriptedProvider()
+    async with running_engine(settings, provider, cdn_client(tiny_mp4(5))) as engine:
+        listed = engine.list_tasks()
+        assert [t.id for t in listed] == ["vg_newfield"]
+        fresh = await engine.generate(t2v("three"), wait_seconds=20)
+        assert fresh.status == "completed", fresh.error
+        assert (await engine.check("vg_newfield", wait_seconds=20)).status == "completed"
+        with pytest.raises(VideogenError, match="newer videogen"):
+            await engine.check("vg_newstatus")

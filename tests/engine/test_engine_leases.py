@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -18,8 +20,8 @@ import pytest
 from videogen.engine import Engine
 from videogen.files import safe_filename, sweep_temporaries
 from videogen.ledger import Lease, Ledger
-from videogen.models import Task
-from videogen.providers.base import PollResult
+from videogen.models import GenerationRequest, Task
+from videogen.providers.base import PollResult, PreparedInputs, Submitted
 
 from .conftest import VIDEO_URL, ScriptedProvider, make_settings, running_engine, t2v, tiny_mp4
 
@@ -158,6 +160,76 @@ async def test_leases_are_renewed_while_working_and_released_after(tmp_path: Pat
         done = await engine.check(task.id, wait_seconds=20)
         assert done.status == "failed"
         assert engine.ledger.lease(task.id) == Lease(None, None)
+
+
+# -- nobody waits for a submit in flight in its own process (issue 14 item 4) -------------------
+
+
+@dataclass
+class GatedSubmit(ScriptedProvider):
+    """A provider whose submit stays in flight until ``release`` is set."""
+
+    in_flight: anyio.Event = field(default_factory=anyio.Event)
+    release: anyio.Event = field(default_factory=anyio.Event)
+
+    async def submit(self, request: GenerationRequest, inputs: PreparedInputs) -> Submitted:
+        self.in_flight.set()
+        await self.release.wait()
+        return await super().submit(request, inputs)
+
+
+async def test_a_check_or_duplicate_during_this_processs_own_submit_never_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """A check and a duplicate request that arrive while this process's submit is in flight
+    wait for that submit, not for the grace given to another process's (request timeout + 5 s
+    = 10 s here); another process following the task sees it finish as soon."""
+    settings = make_settings(tmp_path)
+    provider = GatedSubmit()
+    cdn: list[str] = []
+    async with (
+        running_engine(settings, provider, counting_cdn(cdn)) as engine,
+        running_engine(settings, provider, counting_cdn(cdn)) as other,
+    ):
+        results: dict[str, Task] = {}
+
+        async def ask(name: str, call: Callable[[], Awaitable[Task]]) -> None:
+            results[name] = await call()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ask, "submit", lambda: engine.submit(t2v()))
+            await provider.in_flight.wait()
+            (task,) = engine.list_tasks()
+            assert task.status == "submitting"
+            group.start_soon(ask, "duplicate", lambda: engine.generate(t2v(), wait_seconds=4))
+            group.start_soon(ask, "check", lambda: engine.check(task.id, wait_seconds=4))
+            group.start_soon(ask, "other", lambda: other.check(task.id, wait_seconds=4))
+            await anyio.wait_all_tasks_blocked()
+            provider.release.set()
+    assert {name: t.status for name, t in results.items() if name != "submit"} == {
+        "duplicate": "completed",
+        "check": "completed",
+        "other": "completed",
+    }
+    assert {t.id for t in results.values()} == {task.id}
+    assert provider.submits == 1 and len(cdn) == 1
+
+
+async def test_a_lease_its_live_holder_does_not_work_on_runs_out_for_another_process(
+    tmp_path: Path,
+) -> None:
+    """A live process renews only the leases of tasks it is submitting, polling or saving: one
+    it holds but does nothing with runs out, and another process finishes the task."""
+    settings = make_settings(tmp_path)
+    downloads: list[str] = []
+    async with running_engine(settings, finished(), lease_seconds=0.4) as idle:
+        task = leased_ready_task(tmp_path, idle.holder, until=time.time() + 0.4)
+        async with running_engine(
+            settings, finished(), counting_cdn(downloads), lease_seconds=0.4
+        ) as worker:
+            done = await worker.check(task.id, wait_seconds=5)
+    assert done.status == "completed", done.error
+    assert len(downloads) == 1
 
 
 # -- temp files a killed run left ----------------------------------------------------------------

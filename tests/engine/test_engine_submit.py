@@ -4,21 +4,32 @@ between sends; never resent after an ambiguous failure; data URLs not kept in th
 from __future__ import annotations
 
 import base64
+import logging
+import multiprocessing
+import shutil
 import sqlite3
 import struct
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from videogen import engine as engine_module
+from videogen.app import open_app
+from videogen.config import Settings
 from videogen.engine import Engine
-from videogen.errors import ProviderUnavailable, RateLimited
+from videogen.errors import ProviderUnavailable, RateLimited, VideogenError
+from videogen.ledger import Ledger
 from videogen.models import GenerationRequest
 from videogen.retry import RetryPolicy
+from videogen.sandbox import SandboxOptions
 
 from .conftest import ScriptedProvider, make_settings, running_engine, t2v
+from .processes import submit_rounds
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +161,180 @@ async def test_a_data_url_image_is_sent_whole_but_kept_abbreviated(tmp_path: Pat
         ((data, key),) = db.execute("SELECT data, dedupe_key FROM tasks").fetchall()
     assert len(data) < 4000 and data_url[22:200] not in data
     assert key == request.dedupe_key()
+
+
+# -- one request, one bill (issue 14 item 1) --------------------------------------------------
+
+
+def sandbox_settings(tmp_path: Path) -> Settings:
+    return Settings.from_env(
+        {
+            "HOME": str(tmp_path),
+            "VIDEOGEN_OUTPUT_DIR": str(tmp_path / "out"),
+            "VIDEOGEN_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+
+
+def sandbox_submits(data_dir: Path) -> int:
+    """Submits in the request log every sandbox on ``data_dir`` shares."""
+    with sqlite3.connect(data_dir / "sandbox" / "sandbox.sqlite3") as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM requests WHERE operation = 'submit'").fetchone()
+    return int(count)
+
+
+async def test_concurrent_identical_requests_with_a_local_image_are_billed_once(
+    tmp_path: Path,
+) -> None:
+    """Reading the image is an await between the duplicate check and the insert: 20 rounds of
+    5 identical requests at once give 20 submits, and each round's callers share one task."""
+    image = tmp_path / "frame.png"
+    image.write_bytes(png(640, 640))
+    rounds, callers = 20, 5
+    options = SandboxOptions(job_seconds=60)  # nothing finishes while the rounds run
+    async with open_app(sandbox_settings(tmp_path), track=False, sandbox_options=options) as app:
+        for round_ in range(rounds):
+            request = GenerationRequest(provider="volcengine", mode="i2v_first_720p",
+                                        prompt=f"round {round_}", images=(str(image),))  # fmt: skip
+            ids: list[str] = []
+
+            async def call(request: GenerationRequest = request, ids: list[str] = ids) -> None:
+                ids.append((await app.engine.submit(request)).id)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(callers):
+                    group.start_soon(call)
+            assert len(set(ids)) == 1, f"round {round_}: {ids}"
+        assert app.sandbox is not None
+        assert app.sandbox.log.count(operation="submit") == rounds
+        assert len(app.engine.list_tasks(limit=100)) == rounds
+
+
+def test_two_processes_sending_the_same_request_at_once_are_billed_once(tmp_path: Path) -> None:
+    """Two apps (each with its own embedded sandbox, one shared data dir and request log), the
+    same text-only request released in both at the same moment, 20 times: 20 submits."""
+    rounds = 20
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results: Any = context.Queue()
+    # One start first, so both do not race to create the ledger and sandbox files.
+    Ledger.in_dir(tmp_path / "data").close()
+    workers = [
+        context.Process(target=submit_rounds, args=(str(tmp_path), rounds, barrier, results))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        answers = [results.get(timeout=60) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    assert answers[0] == answers[1]  # both callers got the same task, every round
+    assert len(set(answers[0])) == rounds
+    assert sandbox_submits(tmp_path / "data") == rounds
+
+
+# -- a full data disk (issue 14 item 3) ---------------------------------------------------------
+
+
+FULL = "database or disk is full"
+
+
+class FullDisk:
+    """A ledger connection whose task writes fail like SQLite's on a full disk, ``failures``
+    times (-1: always); everything else goes to the real connection."""
+
+    def __init__(self, db: sqlite3.Connection, failures: int) -> None:
+        self._db = db
+        self.failures = failures
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.startswith("INSERT INTO tasks") and "ON CONFLICT" in sql and self.failures:
+            self.failures -= 1
+            error = sqlite3.OperationalError(FULL)
+            error.sqlite_errorcode = 13  # SQLITE_FULL
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+@pytest.fixture
+def quick_record_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(engine_module, "RECORD_FIRST_DELAY_SECONDS", 0.01, raising=False)
+    yield
+
+
+async def test_a_nearly_full_data_disk_refuses_a_submit_before_billing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path)
+    provider = ScriptedProvider()
+    real = shutil.disk_usage
+
+    def usage(path: Any) -> Any:
+        total, used, _ = real(path)
+        return type(real(path))(total, used, 4096)
+
+    async with running_engine(settings, provider) as engine:
+        monkeypatch.setattr(shutil, "disk_usage", usage)
+        with pytest.raises(VideogenError) as refused:
+            await engine.submit(t2v())
+        assert engine.list_tasks() == []
+    assert provider.submits == 0
+    assert str(settings.data_dir) in refused.value.message
+    assert "full" in refused.value.message and "nothing was billed" in refused.value.message
+
+
+async def test_an_accepted_submit_is_recorded_once_the_full_disk_takes_the_write(
+    tmp_path: Path, quick_record_retries: None
+) -> None:
+    """The provider's id is not dropped when the write after the submit fails: it is retried."""
+    settings = make_settings(tmp_path)
+    provider = ScriptedProvider()
+    async with running_engine(settings, provider) as engine:
+        ledger: Any = engine.ledger
+        ledger._db = FullDisk(ledger._db, failures=3)
+        task = await engine.submit(t2v())
+        assert task.status == "queued" and task.provider_task_id == "p0"
+        stored = engine.get(task.id)
+    assert provider.submits == 1
+    assert stored.provider_task_id == "p0" and stored.status in ("queued", "running", "ready",
+                                                                 "completed")  # fmt: skip
+
+
+async def test_an_accepted_submit_the_ledger_never_takes_is_reported_with_the_providers_id(
+    tmp_path: Path, quick_record_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path)
+    provider = ScriptedProvider()
+    async with running_engine(settings, provider) as engine:
+        ledger: Any = engine.ledger
+        ledger._db = FullDisk(ledger._db, failures=-1)
+        with caplog.at_level(logging.ERROR), pytest.raises(VideogenError) as unrecorded:
+            await engine.submit(t2v())
+    assert provider.submits == 1
+    message = unrecorded.value.message
+    assert "p0" in message and "billed" in message and str(settings.data_dir) in message
+    assert any("p0" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+async def test_an_app_creates_its_data_dir_private_before_the_sandbox_writes_there(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        async with open_app(sandbox_settings(tmp_path), track=False) as app:
+            await app.engine.submit(t2v())
+    finally:
+        os.umask(old)
+    data_dir = tmp_path / "data"
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "tasks.sqlite3").stat().st_mode & 0o777 == 0o600

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import logging
+import os
 import sqlite3
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from videogen.errors import ConfigError, TaskNotFound
+from videogen import ledger as ledger_module
+from videogen.errors import ConfigError, TaskNotFound, VideogenError
 from videogen.ledger import SCHEMA_VERSION, Lease, Ledger, holder_is_dead, new_holder
 from videogen.models import GenerationRequest, Task, TaskStatus, abbreviate_data_url
 
@@ -226,17 +232,19 @@ def test_only_one_holder_gets_a_lease_until_it_is_released_or_runs_out(ledger: L
     assert not ledger.claim("vg_missing", "a", until=1.0, now=0.0)
 
 
-def test_saving_a_task_keeps_its_lease_and_renew_extends_all_of_a_holders(
+def test_saving_a_task_keeps_its_lease_and_renew_extends_only_the_named_ones(
     ledger: Ledger,
 ) -> None:
-    for name in ("vg_1", "vg_2"):
+    for name in ("vg_1", "vg_2", "vg_3"):
         ledger.insert(make_task(name), lease=Lease("a", 50.0))
     task = ledger.get("vg_1")
     task.status = "running"
     ledger.save(task)
     assert ledger.lease("vg_1") == Lease("a", 50.0)
-    assert ledger.renew("a", until=99.0) == 2
+    assert ledger.renew("a", ["vg_2", "vg_3"], until=99.0) == 2
+    assert ledger.renew("b", ["vg_1"], until=99.0) == 0
     assert ledger.lease("vg_2") == Lease("a", 99.0)
+    assert ledger.lease("vg_1") == Lease("a", 50.0)
 
 
 def test_a_holder_is_dead_only_when_provably_gone(tmp_path: Path) -> None:
@@ -274,3 +282,143 @@ def test_long_data_urls_are_abbreviated_with_their_hash_and_size() -> None:
     request = GenerationRequest(provider="volcengine", mode="i2v_first_720p", images=(url,))
     assert request.compact().images == (short,)
     assert request.compact().dedupe_key() != request.dedupe_key()
+
+
+# -- private files (issue 14 item 13) -------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_data_dir_and_the_ledger_files_are_private_under_the_default_umask(
+    tmp_path: Path, umask_022: None
+) -> None:
+    data_dir = tmp_path / "state" / "videogen"
+    ledger = Ledger.in_dir(data_dir)
+    ledger.insert(make_task("vg_1", prompt="a private prompt"))
+    assert mode(data_dir) == 0o700
+    for name in ("tasks.sqlite3", "tasks.sqlite3-wal", "tasks.sqlite3-shm"):
+        assert mode(data_dir / name) == 0o600, name
+    assert mode(data_dir.parent) == 0o755  # parents are the user's business
+    ledger.close()
+
+
+def test_a_ledger_left_world_readable_is_made_private_when_opened(
+    tmp_path: Path, umask_022: None
+) -> None:
+    Ledger.in_dir(tmp_path).close()
+    (tmp_path / "tasks.sqlite3").chmod(0o644)
+    Ledger.in_dir(tmp_path).close()
+    assert mode(tmp_path / "tasks.sqlite3") == 0o600
+
+
+# -- rows this version cannot read (issue 14 item 16) ---------------------------------------------
+
+
+def write_raw(ledger: Ledger, task_id: str, change: Callable[[dict[str, Any]], None]) -> None:
+    """Store a task as a newer videogen might have written it."""
+    ledger.insert(make_task(task_id))
+    with sqlite3.connect(ledger.path) as db:
+        (data,) = db.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        stored = json.loads(data)
+        change(stored)
+        db.execute("UPDATE tasks SET data = ?, status = ? WHERE id = ?",
+                   (json.dumps(stored), stored["status"], task_id))  # fmt: skip
+
+
+def test_unknown_fields_a_newer_version_wrote_are_ignored(ledger: Ledger) -> None:
+    write_raw(ledger, "vg_extra", lambda t: t["request"].update(motion_brush="gentle"))
+    write_raw(ledger, "vg_field", lambda t: t.update(billing={"credits": 3}))
+    assert ledger.get("vg_extra").request.prompt == "a paper boat"
+    assert ledger.get("vg_field").id == "vg_field"
+    assert [t.id for t in ledger.recent()] == ["vg_field", "vg_extra"]
+
+
+def test_a_row_this_version_cannot_read_is_skipped_and_named_not_fatal(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger.insert(make_task("vg_good", created_at=1.0))
+    write_raw(ledger, "vg_status", lambda t: t.update(status="paused"))
+    write_raw(ledger, "vg_mode", lambda t: t["request"].update(mode="t2v_4k"))
+    with caplog.at_level(logging.WARNING):
+        listed = ledger.recent()
+        resumable = ledger.with_status(("queued", "paused"))  # type: ignore[arg-type]
+    assert [t.id for t in listed] == ["vg_good"]
+    assert sorted(listed.skipped) == ["vg_mode", "vg_status"]
+    assert [t.id for t in resumable] == ["vg_good"]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "vg_status" in warned and "vg_mode" in warned
+    with pytest.raises(VideogenError, match="newer videogen"):
+        ledger.get("vg_status")
+
+
+def test_an_unreadable_duplicate_does_not_stop_a_new_request(ledger: Ledger) -> None:
+    write_raw(ledger, "vg_newer", lambda t: t.update(status="paused"))
+    key = make_task("x").request.dedupe_key()
+    assert ledger.find_duplicate(key, owner=None, since=0.0) is None
+    fresh = make_task("vg_fresh")
+    assert ledger.record_new(fresh, since=0.0) is None
+    assert ledger.get("vg_fresh") == fresh
+
+
+# -- a damaged, read-only or full data dir (issue 14 item 17) -------------------------------------
+
+
+def test_a_damaged_ledger_names_the_data_dir_the_problem_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "tasks.sqlite3").write_bytes(b"this is not a database, just bytes " * 200)
+    with pytest.raises(VideogenError) as raised:
+        Ledger.in_dir(tmp_path)
+    message = raised.value.message
+    assert str(tmp_path) in message and "damaged" in message
+    assert "move" in message and "VIDEOGEN_DATA_DIR" in message
+
+
+def test_a_full_disk_names_the_data_dir_the_problem_and_the_fix(tmp_path: Path) -> None:
+    ledger = Ledger.in_dir(tmp_path)
+    ledger.insert(make_task("vg_1"))
+    # SQLite's own "database or disk is full": the file may not grow past its size now.
+    ledger._db.execute("PRAGMA max_page_count = 1")  # it only shrinks to the current size
+    with pytest.raises(VideogenError) as raised:
+        for n in range(200):
+            ledger.insert(make_task(f"vg_{n + 2}", prompt="x" * 2000))
+    message = raised.value.message
+    assert "database or disk is full" in message and "full" in message.split("(")[0]
+    assert str(tmp_path) in message and "free space" in message
+
+
+def test_a_read_only_ledger_names_the_data_dir_the_problem_and_the_fix(tmp_path: Path) -> None:
+    """Tests run as root here, where permissions do not bite: the real SQLite error a
+    read-only file gives is classified instead."""
+    Ledger.in_dir(tmp_path).close()
+    read_only = f"file:{tmp_path / 'tasks.sqlite3'}?mode=ro"
+    with sqlite3.connect(read_only, uri=True) as db, pytest.raises(sqlite3.Error) as refused:
+        db.execute("DELETE FROM tasks")
+    message = ledger_module.ledger_error(tmp_path / "tasks.sqlite3", refused.value).message
+    assert "read-only" in message and str(tmp_path) in message and "writable" in message
+
+
+def test_a_failed_migration_reports_its_real_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement that ends the transaction itself (as a full disk can) used to be masked
+    by "cannot rollback - no transaction is active"."""
+    Ledger.in_dir(tmp_path).close()
+    failing = "CREATE TABLE probe (x UNIQUE); INSERT INTO probe VALUES (1); " \
+              "INSERT OR ROLLBACK INTO probe VALUES (1)"  # fmt: skip
+    monkeypatch.setattr(ledger_module, "MIGRATIONS", (*ledger_module.MIGRATIONS, failing))
+    monkeypatch.setattr(ledger_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(VideogenError, match="UNIQUE constraint failed") as raised:
+        Ledger.in_dir(tmp_path)
+    assert str(tmp_path) in raised.value.message
+    with sqlite3.connect(tmp_path / "tasks.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
