@@ -67,6 +67,7 @@ from videogen.catalog import (
 )
 from videogen.config import Settings
 from videogen.errors import EXIT_OK, ConfigError, TaskNotFound, VideogenError
+from videogen.mcp_apps import apps_extension, player_tool_meta
 from videogen.report import SubjectReport, VideoResult, render_markdown, render_subjects, result_of
 
 if TYPE_CHECKING:
@@ -522,6 +523,7 @@ def create_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=cast(Any, level),
+        extensions=[apps_extension()],
         **auth,
     )
     _register_tools(server)
@@ -538,6 +540,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             idempotent_hint=False,
             open_world_hint=True,
         ),
+        meta=player_tool_meta(),
     )
     async def generate_video(
         ctx: Context,
@@ -683,6 +686,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     @server.tool(
         title="Check a video task",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
+        meta=player_tool_meta(),
     )
     async def check_task(
         ctx: Context,
