@@ -4,13 +4,13 @@ import { defineConfig } from "vite";
 import { viteSingleFile } from "vite-plugin-singlefile";
 
 export default defineConfig({
-  root: resolve(__dirname, "test"),
+  root: resolve(import.meta.dirname, "test"),
   base: "./",
   plugins: [viteSingleFile({ removeViteModuleLoader: true })],
   build: {
-    outDir: resolve(__dirname, "dist-test"),
+    outDir: resolve(import.meta.dirname, "dist-test"),
     emptyOutDir: true,
     reportCompressedSize: false,
-    rollupOptions: { input: resolve(__dirname, "test/host.html") },
+    rollupOptions: { input: resolve(import.meta.dirname, "test/host.html") },
   },
 });

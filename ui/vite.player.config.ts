@@ -4,13 +4,13 @@ import { defineConfig } from "vite";
 import { viteSingleFile } from "vite-plugin-singlefile";
 
 export default defineConfig({
-  root: __dirname,
+  root: import.meta.dirname,
   base: "./",
   plugins: [viteSingleFile({ removeViteModuleLoader: true })],
   build: {
-    outDir: resolve(__dirname, "../server/videogen/assets"),
+    outDir: resolve(import.meta.dirname, "../server/videogen/assets"),
     emptyOutDir: false,
     reportCompressedSize: false,
-    rollupOptions: { input: resolve(__dirname, "player.html") },
+    rollupOptions: { input: resolve(import.meta.dirname, "player.html") },
   },
 });

@@ -17,6 +17,7 @@
  *   4. an unknown task id shows the server's message in words.
  * Screenshots go to DIR; a JSON report to DIR/browser-report.json and stdout. Exit 1 on failure.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request } from "node:http";
 import { tmpdir } from "node:os";
@@ -31,7 +32,7 @@ const { values } = parseArgs({
   options: {
     server: { type: "string" },
     artifacts: { type: "string", default: resolve(here, "../../tests/artifacts") },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
+    chromium: { type: "string", default: process.env.VIDEOGEN_CHROMIUM ?? "/usr/bin/chromium" },
     measure: { type: "string", default: "" },
   },
 });
@@ -252,21 +253,36 @@ async function unknownTask(page) {
     /list_tasks/.test(message), { message });
 }
 
-async function measure(page, sizes) {
-  // Each entry: a generate_video argument set; the sandbox renders what was asked.
-  for (const args of sizes) {
+/**
+ * Time resources/read of saved videos in the page (base64 over HTTP, decoded into a Blob), as
+ * the player reads them. An entry may give `pad_to` (bytes): the saved file is then replaced by
+ * that many random bytes before reading — a transport measurement of sizes the sandbox does not
+ * render, and past the server's cap, the refusal.
+ */
+async function measure(page, entries) {
+  for (const { pad_to: padTo, ...args } of entries) {
     const result = await page.evaluate((a) => window.videogenHost.callTool("generate_video", a), args);
     const r = result.structuredContent;
     if (r?.status !== "completed") {
       report.measurements.push({ args, error: r?.message ?? "not completed" });
       continue;
     }
+    if (padTo) writeFileSync(r.local_path, randomBytes(padTo));
+    const uri = `videogen://videos/${r.task_id}`;
     const runs = [];
-    for (let i = 0; i < 3; i++) {
-      runs.push(await page.evaluate((uri) => window.videogenHost.measureRead(uri), `videogen://videos/${r.task_id}`));
+    try {
+      for (let i = 0; i < 3; i++) runs.push(await page.evaluate((u) => window.videogenHost.measureRead(u), uri));
+    } catch (error) {
+      report.measurements.push({ mode: r.mode, bytes: padTo ?? r.size_bytes, refused: String(error).split("\n")[0] });
+      continue;
     }
     runs.sort((a, b) => a.ms - b.ms);
-    report.measurements.push({ mode: r.mode, duration: r.duration, bytes: runs[1].bytes, base64Chars: runs[1].base64Chars, medianMs: Math.round(runs[1].ms) });
+    report.measurements.push({
+      mode: padTo ? `${r.mode}, padded` : r.mode,
+      bytes: runs[1].bytes,
+      base64Chars: runs[1].base64Chars,
+      medianMs: Math.round(runs[1].ms),
+    });
   }
 }
 
