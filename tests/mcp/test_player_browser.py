@@ -32,6 +32,7 @@ EXPECTED_CHECKS = (
     "running state shows status, mode, provider and a moving elapsed time",
     "the view followed the task with check_task only (nothing billed)",
     "the <video> loads from a Blob URL and reports the probed duration",
+    "under the specification's default CSP (no blob:) the video plays from a data: URL",
     "the poster is shown first",
     "the video plays and a frame grabbed from it is not blank",
     "the sandbox notice is visible",

@@ -58,6 +58,7 @@ let ticker: ReturnType<typeof setInterval> | undefined;
 let loadedTask: string | undefined;
 let videoBase64: string | undefined;
 let videoUrl: string | undefined;
+let videoMime = "video/mp4";
 
 function setNotice(notice: string | null | undefined): void {
   const el = $("notice");
@@ -138,19 +139,35 @@ async function loadVideo(r: VideoResult): Promise<void> {
     }
     const bytes = base64ToBytes(content.blob);
     if (videoUrl) URL.revokeObjectURL(videoUrl);
-    videoUrl = URL.createObjectURL(new Blob([bytes], { type: content.mimeType || "video/mp4" }));
+    videoMime = content.mimeType || "video/mp4";
+    videoUrl = URL.createObjectURL(new Blob([bytes], { type: videoMime }));
     videoBase64 = content.blob;
     const video = $<HTMLVideoElement>("video");
     video.controls = true;
     video.src = videoUrl;
     videoNote("");
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    videoNote(
-      `The video cannot play here (${reason}). It is saved at ${r.local_path ?? "its save path"}` +
-        " — open that file, or use Download.",
-    );
+    cannotPlay(error instanceof Error ? error.message : String(error));
   }
+}
+
+function cannotPlay(reason: string): void {
+  const path = current?.local_path ?? "its save path";
+  videoNote(`The video cannot play here (${reason}). It is saved at ${path} — open that file, or use Download.`);
+}
+
+/**
+ * A Blob URL is the light way to play the bytes, but the Apps specification's default CSP
+ * (`media-src 'self' data:`) does not list blob:, so a host applying it blocks that URL: then
+ * play the same bytes from a data: URL, which that CSP allows.
+ */
+function onVideoError(): void {
+  const video = $<HTMLVideoElement>("video");
+  if (video.src.startsWith("blob:") && videoBase64) {
+    video.src = `data:${videoMime};base64,${videoBase64}`;
+    return;
+  }
+  if (video.src) cannotPlay(video.error?.message || "the browser could not play it");
 }
 
 async function download(): Promise<void> {
@@ -237,6 +254,7 @@ async function follow(taskId: string): Promise<void> {
 }
 
 $("download").addEventListener("click", () => void download());
+$("video").addEventListener("error", onVideoError);
 $("fullscreen").addEventListener("click", () => void requestMode("fullscreen"));
 $("pip").addEventListener("click", () => void requestMode("pip"));
 $("inline").addEventListener("click", () => void requestMode("inline"));

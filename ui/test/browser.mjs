@@ -65,7 +65,9 @@ async function buildHost() {
     logLevel: "warn",
     build: { outDir, emptyOutDir: true },
   });
-  return readFileSync(join(outDir, "host.html"), "utf-8");
+  const html = readFileSync(join(outDir, "host.html"), "utf-8");
+  rmSync(outDir, { recursive: true, force: true });
+  return html;
 }
 
 /** Serve the host page at / and pass /mcp through to the videogen server, streaming. */
@@ -111,6 +113,7 @@ async function happyPath(page) {
   await runView(page, {
     tool: "generate_video",
     arguments: { prompt: "A red kite over green hills at dusk", wait_seconds: 0, new: true },
+    csp: "blob",
   });
   const frame = view(page);
   await frame.locator("#running").waitFor({ state: "visible", timeout: 20000 });
@@ -215,6 +218,22 @@ async function happyPath(page) {
   return facts;
 }
 
+async function specDefaultCsp(page, taskId) {
+  // The specification's default CSP has no blob: for media: the view plays a data: URL instead.
+  await runView(page, { tool: "check_task", arguments: { task_id: taskId, wait_seconds: 0 }, csp: "spec-default" });
+  const frame = view(page);
+  await frame.locator("#done").waitFor({ state: "visible", timeout: 20000 });
+  const inner = await viewFrame(page);
+  await inner.waitForFunction(() => document.querySelector("video").readyState >= 2, null, { timeout: 20000 });
+  const media = await inner.evaluate(() => {
+    const v = document.querySelector("video");
+    return { src: v.src.slice(0, 15), duration: v.duration, note: document.querySelector("#video-note").textContent };
+  });
+  const probed = parseFloat(await frame.locator("#f-duration").textContent());
+  check("under the specification's default CSP (no blob:) the video plays from a data: URL",
+    media.src === "data:video/mp4;" && Math.abs(media.duration - probed) < 0.15 && !media.note, media);
+}
+
 async function refusedRead(page, taskId) {
   await runView(page, { tool: "check_task", arguments: { task_id: taskId, wait_seconds: 0 }, theme: "dark", denyRead: true });
   const frame = view(page);
@@ -304,6 +323,8 @@ async function main() {
     await page.goto(base);
     const facts = await happyPath(page);
     const taskId = (await page.evaluate(() => window.videogenHost.log.viewToolCalls[0].arguments.task_id));
+    await page.goto(base);
+    await specDefaultCsp(page, taskId);
     await page.goto(base);
     await refusedRead(page, taskId);
     await page.goto(base);

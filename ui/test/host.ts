@@ -18,6 +18,20 @@ interface RunOptions {
   arguments: Record<string, unknown>;
   theme?: "light" | "dark";
   denyRead?: boolean;
+  /** "spec-default": the CSP the Apps specification makes hosts apply when a resource declares
+   * none (media from 'self' and data: only); "blob": the same plus blob: (as basic-host). */
+  csp?: "spec-default" | "blob";
+}
+
+const SPEC_DEFAULT_CSP =
+  "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; " +
+  "img-src 'self' data:; media-src 'self' data:; connect-src 'none'";
+const BLOB_CSP = SPEC_DEFAULT_CSP.replace("media-src 'self' data:", "media-src 'self' data: blob:");
+
+/** The view's HTML with the host's Content-Security-Policy in front of everything else. */
+function withCsp(html: string, csp: string): string {
+  const meta = `<meta http-equiv="Content-Security-Policy" content="${csp}">`;
+  return html.replace(/<head([^>]*)>/i, (head) => `${head}${meta}`);
 }
 
 const log = {
@@ -119,7 +133,7 @@ async function run(options: RunOptions): Promise<void> {
     view.oninitialized = () => resolve();
   });
   await view.connect(new PostMessageTransport(iframe.contentWindow!, iframe.contentWindow!));
-  iframe.srcdoc = resource.text;
+  iframe.srcdoc = withCsp(resource.text, options.csp === "blob" ? BLOB_CSP : SPEC_DEFAULT_CSP);
   await initialized;
   await view.sendToolInput({ arguments: options.arguments });
   const result = await resultPromise;
