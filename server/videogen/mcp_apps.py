@@ -47,6 +47,7 @@ def apps_extension() -> Apps:
             description="Shows a video task as it runs, then plays the saved video "
             "(MCP Apps view of generate_video and check_task).",
             mime_type=APP_MIME_TYPE,
+            meta={"ui": {"prefersBorder": True}},
             fn=player_html,
         )
     )

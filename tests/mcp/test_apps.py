@@ -57,6 +57,7 @@ async def test_the_player_is_one_self_contained_html_file_served_as_an_mcp_app(
     (content,) = (await client.read_resource(PLAYER_URI)).contents
     assert isinstance(content, TextResourceContents)
     assert content.mime_type == APP_MIME_TYPE
+    assert content.meta == {"ui": {"prefersBorder": True}}
     html = content.text
     assert html.lstrip().lower().startswith("<!doctype html>")
     assert 'id="video"' in html and "videogen://videos/" in html

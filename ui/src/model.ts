@@ -41,9 +41,9 @@ export interface ToolResult {
 
 const WAITING = new Set(["submitting", "queued", "running", "ready"]);
 
-/** True while something is still going to happen to the task. */
+/** True while the task is moving on by itself (a made video whose save failed waits for a fix). */
 export function isWaiting(r: VideoResult): boolean {
-  return !r.done && WAITING.has(r.status);
+  return !r.done && WAITING.has(r.status) && !(r.status === "ready" && r.error);
 }
 
 /** The task's state in words. */
@@ -57,7 +57,7 @@ export function describeStatus(r: VideoResult): string {
     case "running":
       return `Rendering${progress}`;
     case "ready":
-      return "Made; saving the video";
+      return r.error ? "Made, but saving the video failed" : "Made; saving the video";
     case "completed":
       return "Saved";
     case "failed":

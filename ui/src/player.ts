@@ -95,6 +95,7 @@ function tick(): void {
 function showProblem(title: string, message: string, next: string | null | undefined): void {
   stopTicker();
   show("problem");
+  $("retry").hidden = !current || current.done || current.status !== "ready";
   text("problem-title", title);
   text("problem-message", message);
   text("problem-next", next ?? "");
@@ -233,6 +234,16 @@ function render(result: ToolResult): void {
   }
 }
 
+/** "Check again" on a made video whose save failed: one free check_task. */
+async function checkAgain(): Promise<void> {
+  if (!current) return;
+  const result = await app.callServerTool({
+    name: "check_task",
+    arguments: { task_id: current.task_id, wait_seconds: CHECK_WAIT_SECONDS },
+  });
+  render(result as ToolResult);
+}
+
 /** Call check_task until the task is done; one follower at a time. */
 async function follow(taskId: string): Promise<void> {
   const generation = ++followGeneration;
@@ -255,6 +266,7 @@ async function follow(taskId: string): Promise<void> {
 
 $("download").addEventListener("click", () => void download());
 $("video").addEventListener("error", onVideoError);
+$("retry").addEventListener("click", () => void checkAgain());
 $("fullscreen").addEventListener("click", () => void requestMode("fullscreen"));
 $("pip").addEventListener("click", () => void requestMode("pip"));
 $("inline").addEventListener("click", () => void requestMode("inline"));
