@@ -68,6 +68,7 @@ from videogen.catalog import (
 )
 from videogen.config import Settings
 from videogen.errors import EXIT_OK, ConfigError, TaskNotFound, VideogenError
+from videogen.mcp_apps import apps_extension, player_tool_meta
 from videogen.report import SubjectReport, VideoResult, render_markdown, render_subjects, result_of
 
 if TYPE_CHECKING:
@@ -534,6 +535,7 @@ def create_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=cast(Any, level),
+        extensions=[apps_extension()],
         **auth,
     )
     _register_tools(server)
@@ -550,6 +552,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             idempotent_hint=False,
             open_world_hint=True,
         ),
+        meta=player_tool_meta(),
     )
     async def generate_video(
         ctx: Context,
@@ -695,6 +698,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     @server.tool(
         title="Check a video task",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
+        meta=player_tool_meta(),
     )
     async def check_task(
         ctx: Context,
