@@ -50,6 +50,7 @@ from mcp_types import (
 )
 from pydantic import BaseModel, Field
 
+from videogen import package_version
 from videogen.catalog import (
     CAMERA_MOVES,
     CAMERA_STRENGTHS,
@@ -519,6 +520,7 @@ def create_server(
     server: MCPServer[LazyApp] = MCPServer(
         SERVER_NAME,
         title="videogen",
+        version=package_version(),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=cast(Any, level),
