@@ -372,13 +372,17 @@ _SECRETS: list[str] = []
 
 
 def _error(message: str) -> None:
+    from videogen.report import printable
+
     for secret in _SECRETS:
         message = message.replace(secret, "***")
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {printable(message)}", file=sys.stderr)
 
 
 def _note(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    from videogen.report import printable
+
+    print(f"{PROG}: {printable(message)}", file=sys.stderr)
 
 
 def _configure_logging() -> None:
@@ -597,13 +601,15 @@ class ProgressLine:
         return result[0]
 
     def draw(self) -> None:
+        from videogen.report import printable
+
         if not self.active:
             return
         elapsed = time.monotonic() - self.started
         text = f"{self.status} — {elapsed:.0f} s elapsed"
         if self.message:
             text += f" — {self.message}"
-        text = text[:100]
+        text = printable(text)[:100]
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()
         self.width = len(text)
@@ -649,14 +655,16 @@ def read_tasks(settings: Settings, limit: int) -> list[Task]:
 
 
 def _task_line(task: Task) -> str:
+    from videogen.report import printable
+
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(task.created_at))
     prompt = task.request.prompt if len(task.request.prompt) <= 40 else task.request.prompt[:39]
     prompt = prompt + ("…" if prompt != task.request.prompt else "")
     where = task.local_path or (task.error.message if task.error else "")
     provider = f"{task.provider} (sandbox)" if task.sandbox else task.provider
-    return (
+    return printable(
         f"{task.id}  {task.status:<9}  {when}  {provider:<20}  "
-        f"{task.request.mode_label:<20}  {json.dumps(prompt, ensure_ascii=False)}  {where}"
+        f'{task.request.mode_label:<20}  "{prompt}"  {where}'
     ).rstrip()
 
 

@@ -68,7 +68,14 @@ from videogen.catalog import (
 )
 from videogen.config import Settings
 from videogen.errors import EXIT_OK, ConfigError, TaskNotFound, VideogenError
-from videogen.report import SubjectReport, VideoResult, render_markdown, render_subjects, result_of
+from videogen.report import (
+    SubjectReport,
+    VideoResult,
+    printable_model,
+    render_markdown,
+    render_subjects,
+    result_of,
+)
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -800,7 +807,7 @@ def _tasks_markdown(listing: TaskList) -> str:
     if not listing.tasks:
         return "\n".join([*lines, "No video tasks yet."])
     lines.append("**Recent video tasks** (newest first):")
-    for r in listing.tasks:
+    for r in map(printable_model, listing.tasks):
         where = r.local_path or r.video_url or r.next_step or r.message
         lines.append(f"- `{r.task_id}` — {r.status} — {r.mode} — {r.prompt[:60]!r} — {where}")
     return "\n".join(lines)

@@ -123,3 +123,16 @@ def test_a_submit_that_was_never_accepted_is_not_said_to_bill_again() -> None:
         result = result_of(make_task("failed", error=error), notice=None)
         assert result.next_step is not None and "nothing was billed" in result.next_step
         assert "billed again" not in result.next_step
+
+
+def test_control_characters_in_caller_text_are_shown_as_visible_escapes() -> None:
+    """No escape sequence or line break from a prompt or an error reaches the rendered block."""
+    task = make_task(
+        "failed",
+        error=TaskError(kind="failed", message="provider said \x1b[2J\u202eevil"),
+    )
+    task.request = task.request.model_copy(update={"prompt": "cat\x1b[31m\tred\r\nhat\x7f"})
+    text = render_markdown(result_of(task, notice=None))
+    assert "- Prompt: cat\\x1b[31m red  hat\\x7f" in text.splitlines()
+    assert "- Error: provider said \\x1b[2J\\u202eevil" in text.splitlines()
+    assert not any(ch in text for ch in "\x1b\t\r\x7f\u202e")

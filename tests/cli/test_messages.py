@@ -1,0 +1,37 @@
+"""What the command line says: human output a terminal can show safely, errors a script can read,
+messages worded for the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from videogen.errors import EXIT_PENDING
+
+from .conftest import Cli
+
+if TYPE_CHECKING:
+    from videogen.sandbox import RunningSandbox
+
+HOSTILE_PROMPT = "a red \x1b[31mboat\x1b]0;owned\x07 on a \x9b2Jpond\nline two"
+
+
+def test_check_and_tasks_show_a_prompts_escape_sequences_as_text(
+    standalone: tuple[Cli, RunningSandbox],
+) -> None:
+    """A prompt's ANSI escapes never reach the terminal raw: they are shown as visible escapes."""
+    cli, sandbox = standalone
+    sandbox.options.job_seconds = 60.0
+    submitted = cli.run("generate", HOSTILE_PROMPT, "--no-wait", "--json")
+    assert submitted.returncode == EXIT_PENDING, submitted.stderr
+    task_id = json.loads(submitted.stdout)["task_id"]
+
+    for shown in (cli.run("check", task_id), cli.run("tasks")):
+        assert task_id in shown.stdout, shown.stderr
+        for raw in ("\x1b", "\x07", "\x9b"):
+            assert raw not in shown.stdout
+        assert "\\x1b[31mboat" in shown.stdout
+    check_lines = cli.run("check", task_id).stdout.splitlines()
+    assert (
+        "- Prompt: a red \\x1b[31mboat\\x1b]0;owned\\x07 on a \\x9b2Jpond line two" in check_lines
+    )
