@@ -48,6 +48,7 @@ import anyio.to_thread
 import httpx2
 from anyio.streams.memory import MemoryObjectSendStream
 
+from videogen.destination import FIX
 from videogen.errors import DownloadError, InputError, OutputError
 
 try:
@@ -83,7 +84,7 @@ SLUG_CHARS: Final = 48
 #: Longest accepted file name in UTF-8 bytes; leaves room for ``.<name>.part-xxxxxxxx``.
 NAME_BYTES: Final = 200
 
-_OUTPUT_HINT: Final = "set VIDEOGEN_OUTPUT_DIR (or pass --output) to a writable directory"
+_OUTPUT_HINT: Final = FIX
 _KEEPS_URL: Final = "the task keeps its video URL, so the download can be tried again"
 _CREDENTIAL_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
