@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from videogen.errors import EXIT_PENDING
+from videogen.errors import EXIT_PENDING, EXIT_USAGE
 
 from .conftest import Cli
 
@@ -35,3 +35,25 @@ def test_check_and_tasks_show_a_prompts_escape_sequences_as_text(
     assert (
         "- Prompt: a red \\x1b[31mboat\\x1b]0;owned\\x07 on a \\x9b2Jpond line two" in check_lines
     )
+
+
+def test_with_json_every_error_is_one_json_object_on_stdout(cli: Cli) -> None:
+    """Scripts parse errors too: usage, refused input and unknown task each print one object."""
+    usage = cli.run("generate", "a boat", "--duration", "7", "--json")
+    refused = cli.run("generate", "a boat", "--mode", "i2v_first_720p", "--json")
+    unknown = cli.run("check", "vg_000000000000", "--json")
+
+    for done, kind in ((usage, "usage"), (refused, "input"), (unknown, "not_found")):
+        assert done.returncode == EXIT_USAGE, done.stderr
+        error = json.loads(done.stdout)
+        assert error["error"] is True and error["kind"] == kind, error
+        assert error["exit_code"] == EXIT_USAGE and error["message"]
+        assert "error:" in done.stderr  # people still read it on stderr
+    assert "--duration" in json.loads(usage.stdout)["message"]
+    assert "task_id" not in json.loads(refused.stdout)
+    assert json.loads(unknown.stdout)["task_id"] == "vg_000000000000"
+
+
+def test_without_json_an_error_prints_nothing_on_stdout(cli: Cli) -> None:
+    done = cli.run("check", "vg_000000000000")
+    assert done.returncode == EXIT_USAGE and done.stdout == ""
