@@ -25,6 +25,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -67,7 +68,7 @@ from videogen.catalog import (
     ProviderName,
 )
 from videogen.config import Settings
-from videogen.errors import EXIT_OK, ConfigError, TaskNotFound, VideogenError
+from videogen.errors import EXIT_OK, ConfigError, InputError, TaskNotFound, VideogenError
 from videogen.report import (
     SubjectReport,
     VideoResult,
@@ -924,14 +925,52 @@ def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starl
     return server.streamable_http_app(host=plan.host, transport_security=plan.security)
 
 
-async def serve_http_async(plan: HttpPlan, settings: Settings, **server_options: Any) -> None:
+async def serve_http_async(
+    plan: HttpPlan,
+    settings: Settings,
+    listener: socket.socket | None = None,
+    **server_options: Any,
+) -> None:
+    """Serve ``plan`` on ``listener`` (default: a socket bound by ``bind_listener``)."""
     import uvicorn
 
+    listener = listener or bind_listener(plan.host, plan.port)
     app = http_app(plan, settings, **server_options)
     config = uvicorn.Config(
         app, host=plan.host, port=plan.port, log_level=settings.log_level.lower(), lifespan="on"
     )
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=[listener])
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free port), or ``InputError`` naming
+    the option to change: never a traceback for a port that cannot be had."""
+    if not 0 <= port <= 65535:
+        raise InputError(
+            f"Port {port} is not a TCP port: give --port 1-65535, or 0 for any free port."
+        )
+    # As uvicorn binds: IPv6 for an address with a colon, else IPv4 (a name is resolved).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen()  # connections wait in the backlog until the server accepts them
+    except (OSError, UnicodeError) as error:
+        listener.close()
+        reason = getattr(error, "strerror", None) or error
+        raise InputError(
+            f"Cannot listen on {host} port {port} ({reason}): give --host an address of this "
+            "machine (e.g. 127.0.0.1) and a free --port (0 picks one)."
+        ) from None
+    return listener
+
+
+def listening_url(listener: socket.socket) -> str:
+    """The MCP endpoint a bound listener serves, with the port it really got."""
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/mcp"
 
 
 def serve(
@@ -944,7 +983,8 @@ def serve(
     """Serve until the client closes (stdio) or until interrupted (HTTP).
 
     Raises ``ConfigError`` for a bad setting, and for HTTP bound off loopback without
-    ``VIDEOGEN_HTTP_TOKEN`` — before anything starts.
+    ``VIDEOGEN_HTTP_TOKEN``, and ``InputError`` for a host or port that cannot be bound —
+    before anything starts.
     """
     settings = settings or Settings.from_env()
     _configure_logging(settings)
@@ -952,8 +992,12 @@ def serve(
         anyio.run(create_server(settings).run_stdio_async)
         return
     plan = plan_http(settings, host, port)
-    logger.warning("serving MCP over streamable HTTP at http://%s:%d/mcp", host, port)
-    anyio.run(serve_http_async, plan, settings)
+    listener = bind_listener(host, port)
+    # A plain line, not a log record: it is what a person starting the server waits to read.
+    print(
+        f"videogen: serving MCP over streamable HTTP at {listening_url(listener)}", file=sys.stderr
+    )
+    anyio.run(serve_http_async, plan, settings, listener)
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -974,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         serve("streamable-http" if args.http else "stdio", host=args.host, port=args.port)
-    except ConfigError as error:
+    except VideogenError as error:
         print(f"videogen-mcp: {error.message}", file=sys.stderr)
         return error.exit_code
     return EXIT_OK

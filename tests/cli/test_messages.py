@@ -4,6 +4,10 @@ messages worded for the command line."""
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from videogen.errors import EXIT_PENDING, EXIT_USAGE
@@ -57,3 +61,40 @@ def test_with_json_every_error_is_one_json_object_on_stdout(cli: Cli) -> None:
 def test_without_json_an_error_prints_nothing_on_stdout(cli: Cli) -> None:
     done = cli.run("check", "vg_000000000000")
     assert done.returncode == EXIT_USAGE and done.stdout == ""
+
+
+def test_serve_on_port_0_says_the_port_it_really_listens_on(cli: Cli) -> None:
+    """The start-up line is a plain stderr line (not a WARNING) naming the bound port."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "videogen", "serve", "--http", "--port", "0"],
+        env=cli.env,
+        cwd=cli.cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            assert server.stderr is not None
+            line = server.stderr.readline()
+            match = re.fullmatch(
+                r"videogen: serving MCP .* at http://127\.0\.0\.1:(\d+)/mcp\n", line
+            )
+            assert match, line
+            port = int(match.group(1))
+            assert port != 0
+            with socket.create_connection(("127.0.0.1", port), timeout=10):
+                pass  # the port named is the port listened on
+        finally:
+            server.terminate()
+
+
+def test_serve_on_a_bad_or_busy_port_is_a_usage_error_without_a_traceback(cli: Cli) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = str(busy.getsockname()[1])
+        for port in ("70000", "-1", taken):
+            done = cli.run("serve", "--http", "--port", port, timeout=30)
+            assert done.returncode == EXIT_USAGE, done.stderr
+            assert "Traceback" not in done.stderr and "--port" in done.stderr, done.stderr
+            assert done.stderr.count("\n") == 1, done.stderr
