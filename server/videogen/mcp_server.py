@@ -22,6 +22,7 @@ import argparse
 import base64
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import json
 import logging
@@ -39,17 +40,23 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     CallToolResult,
     ContentBlock,
     ImageContent,
+    InputRequiredResult,
     ResourceLink,
     TextContent,
     ToolAnnotations,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from videogen import package_version
 from videogen.catalog import (
@@ -89,6 +96,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("videogen.mcp")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 SERVER_NAME: Final = "videogen"
 #: The longest a tool call waits: Claude Desktop drops calls after about 60 s.
@@ -488,6 +496,71 @@ _MODE_HELP = (
 _IMAGE_HELP = "an https URL, a local file path (JPEG/PNG) or a data: URL"
 
 
+class VideogenServer(MCPServer[LazyApp]):
+    """The SDK's server, answering arguments that do not fit a tool's schema in videogen's
+    words (which argument, what it accepts) instead of the SDK's validation dump."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[LazyApp, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            cause = error.__cause__
+            if isinstance(error, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            tool = self._tool_manager.get_tool(name)
+            schema = tool.parameters if tool is not None else {}
+            raise ToolError(refused_arguments(name, cause, schema)) from cause
+
+
+def refused_arguments(tool: str, error: ValidationError, schema: dict[str, Any]) -> str:
+    """Why ``tool``'s arguments were refused: one line per argument, with what it accepts (its
+    published description)."""
+    by_argument: dict[str, list[Any]] = {}
+    for problem in error.errors():
+        by_argument.setdefault(str(problem["loc"][0]) if problem["loc"] else "", []).append(problem)
+    properties = schema.get("properties", {})
+    lines = [f"{tool} was not run (nothing was billed): fix these arguments and call it again."]
+    for argument, problems in by_argument.items():
+        accepts = properties.get(argument, {}).get("description")
+        lines.append(
+            f"- {_argument_problem(argument, problems)}" + (f" — {accepts}" if accepts else "")
+        )
+    return "\n".join(lines)
+
+
+def _argument_problem(argument: str, problems: list[Any]) -> str:
+    first = problems[0]
+    if first["type"] == "missing":
+        return f"{argument} is required."
+    where = argument + "".join(f"[{p}]" for p in first["loc"][1:] if isinstance(p, int))
+    value = _shown(first["input"])
+    if len(problems) > 1:  # one per member of a union: none of its forms fits
+        return f"{where}: {value} is not of an accepted type."
+    reason = str(first["msg"])
+    for pydantic_words, ours in (("Input should", "it should"), ("String should", "it should")):
+        if reason.startswith(pydantic_words):
+            reason = ours + reason[len(pydantic_words) :]
+    return f"{where}: {value} is not accepted ({reason})."
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 40:
+        return f"a text of {len(value)} characters"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _tool(server: MCPServer[LazyApp], **options: Any) -> Callable[[F], F]:
+    """``server.tool(...)`` with the docstring's indentation removed from the description."""
+
+    def register(fn: F) -> F:
+        return server.tool(description=inspect.cleandoc(fn.__doc__ or ""), **options)(fn)
+
+    return register
+
+
 def create_server(
     settings: Settings | None = None,
     *,
@@ -525,7 +598,7 @@ def create_server(
             "auth": AuthSettings(issuer_url="https://videogen.invalid", resource_server_url=None),
         }
     level = settings.log_level if settings is not None else "WARNING"
-    server: MCPServer[LazyApp] = MCPServer(
+    server = VideogenServer(
         SERVER_NAME,
         title="videogen",
         version=package_version(),
@@ -540,7 +613,8 @@ def create_server(
 
 
 def _register_tools(server: MCPServer[LazyApp]) -> None:
-    @server.tool(
+    @_tool(
+        server,
         title="Generate a video",
         annotations=ToolAnnotations(
             read_only_hint=False,
@@ -690,7 +764,8 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
                 await app.engine.poster(task), notice=app.notice, notes=intake.notes
             )
 
-    @server.tool(
+    @_tool(
+        server,
         title="Check a video task",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
     )
@@ -733,7 +808,8 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             )
             return await _answer(await app.engine.poster(task), notice=app.notice)
 
-    @server.tool(
+    @_tool(
+        server,
         title="List scenes, modes and camera moves",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
@@ -747,7 +823,8 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             structured_content=cat.model_dump(mode="json"),
         )
 
-    @server.tool(
+    @_tool(
+        server,
         title="Detect subjects in a portrait",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
     )
@@ -779,7 +856,8 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
                 structured_content=report.model_dump(mode="json"),
             )
 
-    @server.tool(
+    @_tool(
+        server,
         title="List recent video tasks",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
