@@ -421,8 +421,8 @@ class Engine:
             return None
         notes = [
             f"An identical request was made {self._clock() - earlier.created_at:.0f} s ago: this "
-            f"is that task ({earlier.id}), not a new one. Pass new=true (--new) to generate again "
-            "(billed again)."
+            f"is that task ({earlier.id}), not a new one. To generate again (billed again), "
+            "set new / --new."
         ]
         if earlier.status == "ready" and earlier.error is not None:
             # Its save failed: the same request with another folder is how a user fixes that.

@@ -288,9 +288,10 @@ def _next_step(task: Task, interface: Interface, now: float) -> str | None:
         case "expired":
             return "submit the request again: the provider no longer has this task"
         case "unknown":
+            again = "--new" if interface == "cli" else "new=true"
             return (
                 "check the provider console or bill for this request; submit again (with "
-                "new=true, or --new on the command line) only if it is not there"
+                f"{again}) only if it is not there"
             )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from videogen.errors import EXIT_PENDING, EXIT_USAGE
 
-from .conftest import Cli
+from .conftest import Cli, png
 
 if TYPE_CHECKING:
     from videogen.sandbox import RunningSandbox
@@ -98,3 +98,28 @@ def test_serve_on_a_bad_or_busy_port_is_a_usage_error_without_a_traceback(cli: C
             assert done.returncode == EXIT_USAGE, done.stderr
             assert "Traceback" not in done.stderr and "--port" in done.stderr, done.stderr
             assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_image_errors_name_the_file_and_speak_of_the_current_directory(cli: Cli) -> None:
+    """With two images given, the refused one is named; relative paths are the shell's."""
+    (cli.cwd / "first.png").write_bytes(png(640, 480))
+    (cli.cwd / "last.png").write_bytes(b"not an image at all")
+
+    wrong = cli.run("generate", "a door opens", "--image", "first.png", "--tail-image", "last.png")
+    missing = cli.run("generate", "a door opens", "--image", "nowhere.png")
+
+    assert wrong.returncode == EXIT_USAGE and "'last.png'" in wrong.stderr, wrong.stderr
+    assert "'first.png'" not in wrong.stderr
+    assert missing.returncode == EXIT_USAGE and "'nowhere.png'" in missing.stderr
+    assert "current directory" in missing.stderr and "server's working" not in missing.stderr
+
+
+def test_the_duplicate_note_tells_a_shell_user_about_new(cli: Cli) -> None:
+    first = cli.run("generate", "a paper boat", "--json")
+    again = cli.run("generate", "a paper boat", "--json")
+
+    assert first.returncode == 0 and again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["task_id"] == json.loads(first.stdout)["task_id"]
+    (note,) = [n for n in result["notes"] if "identical request" in n]
+    assert "--new" in note and "new=true" not in note, note

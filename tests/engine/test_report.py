@@ -136,3 +136,11 @@ def test_control_characters_in_caller_text_are_shown_as_visible_escapes() -> Non
     assert "- Prompt: cat\\x1b[31m red  hat\\x7f" in text.splitlines()
     assert "- Error: provider said \\x1b[2J\\u202eevil" in text.splitlines()
     assert not any(ch in text for ch in "\x1b\t\r\x7f\u202e")
+
+
+def test_an_unknown_outcome_tells_each_interface_its_own_way_to_submit_again() -> None:
+    task = make_task("unknown", error=TaskError(kind="uncertain", message="not known"))
+    cli_step = result_of(task, notice=None, interface="cli").next_step or ""
+    mcp_step = result_of(task, notice=None, interface="mcp").next_step or ""
+    assert "--new" in cli_step and "new=true" not in cli_step
+    assert "new=true" in mcp_step and "--new" not in mcp_step
