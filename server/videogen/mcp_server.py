@@ -240,12 +240,19 @@ def _owner() -> str | None:
 
 
 class ProgressReporter:
-    """Progress notifications during a wait: every engine update, plus a heartbeat so that no
-    more than ``heartbeat`` seconds pass without one (some hosts reset their timeout on each).
+    """Progress notifications during a wait: one per change of the task (status, fraction done,
+    message), plus a heartbeat so that no more than ``heartbeat`` seconds pass without one
+    (some hosts reset their timeout on each). An update that changes nothing is not sent again
+    within the heartbeat.
 
-    The progress value is the seconds elapsed, strictly increasing as the spec requires; the
-    message says where the task stands, e.g. ``vg_1a2b running — 12 s elapsed``.
+    ``progress`` is the percentage done as far as the provider has said (0 until it says; 100
+    once saved), and rises by ``PROGRESS_STEP`` when nothing more is known, since each
+    notification must carry a larger value than the last. ``total`` is 100 once the provider
+    has given a fraction (or the task is done), and absent before. The message says where the
+    task stands, e.g. ``vg_1a2b running (40%) — 12 s elapsed``.
     """
+
+    PROGRESS_STEP: Final = 0.001
 
     def __init__(self, ctx: Context, heartbeat: float = HEARTBEAT_SECONDS) -> None:
         self._ctx = ctx
@@ -253,35 +260,53 @@ class ProgressReporter:
         self._started = time.monotonic()
         self._last_value = 0.0
         self._last_sent = self._started
+        self._percent = 0.0
+        self._total: float | None = None
+        self._state: tuple[object, ...] | None = None
         self._label = "submitting"
         self._lock = anyio.Lock()
 
     async def on_progress(self, progress: Progress) -> None:
-        self._label = f"{progress.task_id} {progress.status}"
-        if progress.fraction is not None:
-            self._label += f" ({progress.fraction:.0%})"
-        await self._send(progress.message)
+        state = (progress.task_id, progress.status, progress.fraction, progress.message)
+        async with self._lock:
+            if state == self._state and not self._silent_for_a_heartbeat():
+                return  # nothing new: the heartbeat speaks for it
+            self._state = state
+            self._label = f"{progress.task_id} {progress.status}"
+            if progress.fraction is not None:
+                self._label += f" ({progress.fraction:.0%})"
+                self._percent = max(self._percent, _percent_done(progress))
+                self._total = 100.0
+            await self._send(progress.message)
 
     async def beat(self) -> None:
         """Run until cancelled, filling every silence longer than the heartbeat."""
         while True:
             await anyio.sleep(max(0.0, self._last_sent + self._heartbeat - time.monotonic()))
-            if time.monotonic() - self._last_sent >= self._heartbeat - 0.01:
-                await self._send(None)
+            async with self._lock:  # an update may have been sent while this one waited
+                if self._silent_for_a_heartbeat():
+                    await self._send(None)
+
+    def _silent_for_a_heartbeat(self) -> bool:
+        return time.monotonic() - self._last_sent >= self._heartbeat - 0.01
 
     async def _send(self, detail: str | None) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            value = max(round(now - self._started, 3), self._last_value + 0.001)
-            self._last_value, self._last_sent = value, now
-            message = f"{self._label} — {now - self._started:.0f} s elapsed"
-            if detail:
-                message += f": {detail}"
-            try:
-                await self._ctx.report_progress(value, None, message)
-            except Exception:
-                # A lost notification must not cost the caller its (billed) result.
-                logger.debug("progress notification not sent", exc_info=True)
+        """Send one notification; the caller holds the lock."""
+        now = time.monotonic()
+        value = self._percent
+        if value <= self._last_value:
+            value = round(self._last_value + self.PROGRESS_STEP, 6)
+        if self._total is not None and value > self._total:
+            return  # the task is done: there is nothing left to report progress on
+        self._last_value, self._last_sent = value, now
+        message = f"{self._label} — {now - self._started:.0f} s elapsed"
+        if detail:
+            message += f": {detail}"
+        try:
+            await self._ctx.report_progress(value, self._total, message)
+        except Exception:
+            # A lost notification must not cost the caller its (billed) result.
+            logger.debug("progress notification not sent", exc_info=True)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ProgressReporter]:
@@ -292,6 +317,13 @@ class ProgressReporter:
                 yield self
             finally:
                 group.cancel_scope.cancel()
+
+
+def _percent_done(progress: Progress) -> float:
+    """The provider's fraction as a percentage; 100 only once the video is saved (a provider
+    that has finished leaves the download to do)."""
+    fraction = min(max(progress.fraction or 0.0, 0.0), 1.0)
+    return 100.0 if progress.status == "completed" else min(fraction * 100, 99.0)
 
 
 async def _waiting(ctx: Context, call: Callable[[ProgressCallback], Awaitable[T]]) -> T:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 import pytest
 from mcp import Client
+from mcp.server.mcpserver import Context
 from mcp_helpers import settings_env, text_of
 
 from videogen.config import Settings
-from videogen.mcp_server import create_server
+from videogen.engine import Progress
+from videogen.mcp_server import ProgressReporter, create_server
+from videogen.sandbox import SandboxOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -66,3 +71,57 @@ async def test_tool_descriptions_carry_no_source_indentation(client: Client) -> 
         description = tool.description or ""
         assert description == inspect.cleandoc(description), tool.name
         assert not any(line.startswith(" ") for line in description.splitlines()), tool.name
+
+
+async def test_progress_counts_towards_a_total_when_the_provider_gives_a_fraction(
+    tmp_path: Path,
+) -> None:
+    """TokenOps reports how far it is: progress is that percentage of 100, rising, 100 when
+    saved; never seconds elapsed, never above the total."""
+    settings = Settings.from_env(settings_env(tmp_path, VIDEOGEN_PROVIDER="tokenops"))
+    server = create_server(
+        settings,
+        sandbox_options=SandboxOptions(job_seconds=2),
+        warm_up_after=None,
+        heartbeat_seconds=0.2,
+    )
+    seen: list[tuple[float, float | None, str]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append((value, total, message or ""))
+
+    async with Client(server) as client:
+        result = await client.call_tool(
+            "generate_video", {"prompt": "a counted boat"}, progress_callback=on_progress
+        )
+    assert not result.is_error, text_of(result)
+    values = [v for v, _, _ in seen]
+    assert values == sorted(values) and len(set(values)) == len(values), seen
+    partial = [v for v, total, m in seen if total == 100 and "running (" in m]
+    assert partial and all(0 < v < 100 for v in partial), seen
+    assert all(v <= total for v, total, _ in seen if total is not None), seen
+    assert seen[-1][:2] == (100, 100), seen
+
+
+class _Recorder:
+    """Stands in for the request context: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, float | None, str | None]] = []
+
+    async def report_progress(self, value: float, total: float | None, message: str | None) -> None:
+        self.sent.append((value, total, message))
+
+
+async def test_an_update_that_changes_nothing_is_not_sent_twice() -> None:
+    """The engine may repeat itself within milliseconds; the host hears it once."""
+    recorder = _Recorder()
+    reporter = ProgressReporter(cast(Context, recorder), heartbeat=30)
+    running = Progress("vg_1", "running", 1.0, "The provider is generating the video.", 0.4)
+
+    await reporter.on_progress(running)
+    await reporter.on_progress(running)
+    await reporter.on_progress(replace(running, elapsed=1.01))
+    await reporter.on_progress(replace(running, fraction=0.5))
+
+    assert [(v, t) for v, t, _ in recorder.sent] == [(40, 100), (50, 100)]
