@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final, Literal, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
@@ -186,7 +188,7 @@ def render_markdown(result: VideoResult) -> str:
 def _video_block(r: VideoResult) -> list[str]:
     lines = [
         "**Generated Video:**",
-        f"[Download Video]({r.video_url or _file_url(r.local_path or '')})",
+        f"[Download Video]({_download_link(r)})",
         "**Generation Info:**",
         f"- Prompt: {r.prompt}",
         f"- Duration: {_number(r.duration)} seconds",
@@ -202,7 +204,24 @@ def _video_block(r: VideoResult) -> list[str]:
         lines.append(f"- Size: {_size(r.size_bytes)}")
     if r.poster_path:
         lines.append(f"- Poster: {r.poster_path}")
+    if r.sandbox:
+        lines.append(f"- Preview: {SANDBOX_LINK}")
     return lines
+
+
+#: Why a sandbox result links the saved file: the offline sandbox's own server (the one that
+#: served the download) stops with the command or the MCP server that started it.
+SANDBOX_LINK: Final = (
+    "a local preview made by the offline sandbox; the link opens the saved file on this computer"
+)
+
+
+def _download_link(r: VideoResult) -> str:
+    """The provider's link; for a sandbox video (whose server does not outlive the run that
+    made it) or a video with no link, the saved file's ``file://`` URI."""
+    if r.video_url and not r.sandbox:
+        return r.video_url
+    return _file_url(r.local_path or "")
 
 
 def _status_block(r: VideoResult) -> list[str]:
@@ -320,4 +339,6 @@ def _size(size: int) -> str:
 
 
 def _file_url(path: str) -> str:
-    return "file://" + path
+    """``path`` as a ``file://`` URI, percent-encoded (spaces and the like)."""
+    local = Path(path)
+    return local.as_uri() if local.is_absolute() else "file://" + quote(path)

@@ -8,7 +8,10 @@ import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from videogen.errors import EXIT_PENDING, EXIT_USAGE
 
@@ -123,3 +126,14 @@ def test_the_duplicate_note_tells_a_shell_user_about_new(cli: Cli) -> None:
     assert result["task_id"] == json.loads(first.stdout)["task_id"]
     (note,) = [n for n in result["notes"] if "identical request" in n]
     assert "--new" in note and "new=true" not in note, note
+
+
+def test_an_embedded_sandbox_result_links_a_file_that_outlives_the_command(cli: Cli) -> None:
+    done = cli.run("generate", "a paper boat at dusk")
+
+    assert done.returncode == 0, done.stderr
+    (link,) = re.findall(r"^\[Download Video\]\((.*)\)$", done.stdout, re.MULTILINE)
+    assert link.startswith("file://"), link
+    saved = Path(url2pathname(urlparse(link).path))
+    assert saved.is_file() and saved.parent == cli.output_dir
+    assert "- Preview: a local preview" in done.stdout

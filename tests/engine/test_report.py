@@ -144,3 +144,15 @@ def test_an_unknown_outcome_tells_each_interface_its_own_way_to_submit_again() -
     mcp_step = result_of(task, notice=None, interface="mcp").next_step or ""
     assert "--new" in cli_step and "new=true" not in cli_step
     assert "new=true" in mcp_step and "--new" not in mcp_step
+
+
+def test_a_sandbox_video_links_the_saved_file_and_says_it_is_a_local_preview() -> None:
+    """The sandbox's own server stops with the run that started it: its link would be dead."""
+    task = completed()
+    task.sandbox = True
+    task.video_url = "http://127.0.0.1:40123/files/0123.mp4"
+    task.local_path = "/videos/my boat_vg_0123456789ab.mp4"
+    text = render_markdown(result_of(task, notice=SANDBOX_NOTICE, interface="cli"))
+    assert "[Download Video](file:///videos/my%20boat_vg_0123456789ab.mp4)" in text.splitlines()
+    assert "127.0.0.1:40123" not in text
+    assert any(line.startswith("- Preview: a local preview") for line in text.splitlines())
