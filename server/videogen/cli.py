@@ -185,15 +185,22 @@ def _add_generate(sub: Any) -> None:
         metavar="FPS",
         help="frames per second: 24, 25, 30 (default: 24)",
     )
-    p.add_argument("--image", metavar="URL|PATH", help="first-frame image (or the portrait)")
-    p.add_argument("--tail-image", metavar="URL|PATH", help="last-frame image")
+    p.add_argument(
+        "--image",
+        metavar="URL|PATH",
+        help=f"first-frame image or omnihuman portrait: {catalog.image_help()}",
+    )
+    p.add_argument(
+        "--tail-image", metavar="URL|PATH", help=f"last-frame image: {catalog.ANY_IMAGE_FORM}"
+    )
     p.add_argument(
         "--images",
         action="extend",
         nargs="+",
         default=[],
         metavar="URL|PATH",
-        help="several images, in order (scene photos); give PROMPT before this option",
+        help="several images, in order (scene photos, or first and last frame); give PROMPT "
+        "before this option; same forms as --image",
     )
     p.add_argument("--audio", metavar="URL", help="speech audio for omnihuman (under 60 s)")
     p.add_argument(
@@ -290,7 +297,7 @@ def _add_detect(sub: Any) -> None:
         "detect",
         "find the subjects in a portrait (OmniHuman); prints masks to pass to `generate --mask`",
     )
-    p.add_argument("image", metavar="IMAGE", help="image URL or local path")
+    p.add_argument("image", metavar="URL", help=f"the portrait: {catalog.URL_IMAGE_FORM}")
     p.add_argument("--provider", choices=("volcengine", "tokenops"))
     p.add_argument(
         "--wait",

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 from anyio.abc import TaskGroup
 
-from videogen.catalog import JIMENG_MODES, ProviderName
+from videogen.catalog import JIMENG_MODES, ProviderName, uploads_images
 from videogen.config import Settings
 from videogen.destination import posters_folder, prepare_folder, sweep_temporaries
 from videogen.errors import (
@@ -376,7 +376,11 @@ class Engine:
 
         name = provider or self.settings.provider
         adapter = self._providers(name)
-        prepared = await prepare_image(image, allow_upload=adapter.accepts_uploaded_images)
+        prepared = await prepare_image(
+            image,
+            allow_upload=adapter.accepts_uploaded_images and uploads_images("omnihuman"),
+            label="portrait image",
+        )
         detection = await call_with_retries(
             lambda: adapter.detect_subjects(prepared), policy=self._retry
         )

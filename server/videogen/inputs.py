@@ -24,7 +24,13 @@ from typing import Final, Literal
 
 import anyio
 
-from videogen.catalog import IMAGE_MAX_BYTES, IMAGE_MAX_RATIO, IMAGE_MAX_SIDE, IMAGE_MIN_SHORT_SIDE
+from videogen.catalog import (
+    IMAGE_MAX_BYTES,
+    IMAGE_MAX_RATIO,
+    IMAGE_MAX_SIDE,
+    IMAGE_MIN_SHORT_SIDE,
+    uploads_images,
+)
 from videogen.errors import InputError
 from videogen.imageheader import image_type, read_header
 from videogen.models import GenerationRequest
@@ -110,11 +116,12 @@ async def prepare_inputs(
 ) -> PreparedInputs:
     """Check and prepare every input of ``request`` for a provider.
 
-    Images may be uploaded only when the provider accepts uploads and the mode is a Jimeng one
-    (OmniHuman and scenes take URLs). Audio and masks are always URLs. A tail frame must share
-    the first frame's aspect ratio when both sizes are known (i.e. both were uploaded).
+    Images may be uploaded only when the provider accepts uploads and the mode does
+    (``catalog.uploads_images``: OmniHuman and scenes take URLs). Audio and masks are always
+    URLs. A tail frame must share the first frame's aspect ratio when both sizes are known
+    (i.e. both were uploaded).
     """
-    allow_upload = accepts_uploaded_images and request.mode not in ("omnihuman", "scene")
+    allow_upload = accepts_uploaded_images and uploads_images(request.mode)
     labels = _image_labels(request)
     images = tuple(
         [

@@ -65,6 +65,7 @@ from videogen.catalog import (
     JIMENG,
     PROMPT_MAX_CHARS,
     SCENES,
+    URL_IMAGE_FORM,
     AspectRatio,
     CameraMove,
     CameraStrength,
@@ -73,6 +74,7 @@ from videogen.catalog import (
     Mode,
     OmniResolution,
     ProviderName,
+    image_help,
 )
 from videogen.config import Settings
 from videogen.errors import EXIT_OK, ConfigError, InputError, TaskNotFound, VideogenError
@@ -525,7 +527,7 @@ _MODE_HELP = (
     "i2v_recamera_720p: one image with a camera move (camera, camera_strength). "
     "omnihuman: a portrait speaks/sings the audio. scene: a Jenius scene effect from photos."
 )
-_IMAGE_HELP = "an https URL, a local file path (JPEG/PNG) or a data: URL"
+_IMAGE_HELP = image_help()
 
 
 class VideogenServer(MCPServer[LazyApp]):
@@ -675,14 +677,19 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             ),
         ] = None,
         image: Annotated[
-            str | None, Field(description=f"First-frame image or portrait: {_IMAGE_HELP}.")
+            str | None,
+            Field(description=f"First-frame image or omnihuman portrait: {_IMAGE_HELP}."),
         ] = None,
         tail_image: Annotated[
             str | None, Field(description=f"Last-frame image (first+tail modes): {_IMAGE_HELP}.")
         ] = None,
         images: Annotated[
             list[str] | None,
-            Field(description=f"Photos for a scene, in order ({_IMAGE_HELP}).", max_length=9),
+            Field(
+                description=f"Several images, in order: scene photos, or first and last frame "
+                f"({_IMAGE_HELP}).",
+                max_length=9,
+            ),
         ] = None,
         audio: Annotated[
             str | None,
@@ -862,7 +869,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     )
     async def detect_subjects(
         ctx: Context,
-        image: Annotated[str, Field(description=f"The portrait: {_IMAGE_HELP}.", min_length=1)],
+        image: Annotated[str, Field(description=f"The portrait: {URL_IMAGE_FORM}.", min_length=1)],
         provider: Annotated[
             ProviderName | None,
             Field(description="volcengine or tokenops (default: the configured one)."),

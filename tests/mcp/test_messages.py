@@ -6,15 +6,26 @@ import inspect
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import Context
-from mcp_helpers import settings_env, text_of
+from mcp_helpers import settings_env, text_of, write_png
 
+from videogen.catalog import (
+    ANY_IMAGE_FORM,
+    MODES,
+    URL_IMAGE_FORM,
+    URL_ONLY_IMAGES,
+    Mode,
+    uploads_images,
+)
 from videogen.config import Settings
 from videogen.engine import Progress
+from videogen.errors import InputError
+from videogen.inputs import prepare_inputs
+from videogen.intake import build_request, choose_provider
 from videogen.mcp_server import ProgressReporter, create_server
 from videogen.sandbox import SandboxOptions
 
@@ -125,3 +136,54 @@ async def test_an_update_that_changes_nothing_is_not_sent_twice() -> None:
     await reporter.on_progress(replace(running, fraction=0.5))
 
     assert [(v, t) for v, t, _ in recorder.sent] == [(40, 100), (50, 100)]
+
+
+#: One call per mode that takes images, each with a local PNG as its image(s).
+LOCAL_IMAGE_CALLS: dict[Mode, dict[str, Any]] = {
+    "ti2v_pro": {"prompt": "p", "image": "{png}"},
+    "i2v_first_720p": {"prompt": "p", "image": "{png}"},
+    "i2v_first_1080p": {"prompt": "p", "image": "{png}"},
+    "i2v_first_tail_720p": {"prompt": "p", "image": "{png}", "tail_image": "{png}"},
+    "i2v_first_tail_1080p": {"prompt": "p", "image": "{png}", "tail_image": "{png}"},
+    "i2v_recamera_720p": {
+        "prompt": "p",
+        "image": "{png}",
+        "camera": "robo_arm",
+        "camera_strength": "weak",
+    },
+    "omnihuman": {"image": "{png}", "audio": "https://example.com/a.mp3"},
+    "scene": {"scene": "celebrity", "images": ["{png}"]},
+}
+
+
+async def test_image_descriptions_say_what_each_mode_really_accepts(
+    client: Client, tmp_path: Path
+) -> None:
+    """The descriptions are checked against what the input checks really do with a local file."""
+    png = str(write_png(tmp_path / "local.png"))
+    assert set(LOCAL_IMAGE_CALLS) == {m for m in MODES if m not in ("t2v_720p", "t2v_1080p")}
+    accepts_local: dict[Mode, bool] = {}
+    for mode, call in LOCAL_IMAGE_CALLS.items():
+        args = {
+            k: v.replace("{png}", png) if isinstance(v, str) else [png] for k, v in call.items()
+        }
+        provider = choose_provider(explicit=None, mode=mode, scene=None, default="volcengine")
+        request = build_request(provider=provider, mode=mode, **args).request
+        try:
+            await prepare_inputs(request, accepts_uploaded_images=True)
+            accepts_local[mode] = True
+        except InputError as refused:
+            assert "public http(s) URL" in refused.message
+            accepts_local[mode] = False
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    image = tools["generate_video"].input_schema["properties"]["image"]["description"]
+    detect = tools["detect_subjects"].input_schema["properties"]["image"]["description"]
+
+    assert any(accepts_local.values()) and ANY_IMAGE_FORM in image
+    for mode, accepted in accepts_local.items():
+        assert uploads_images(mode) == accepted, mode
+        if not accepted:
+            assert f"{URL_IMAGE_FORM} for" in image and URL_ONLY_IMAGES[mode] in image, mode
+    assert URL_IMAGE_FORM in detect and "local JPEG/PNG file path or" not in detect
+    refused = await client.call_tool("detect_subjects", {"image": png})
+    assert refused.is_error and "public http(s) URL" in text_of(refused)
