@@ -365,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     if args_list[:1] == ["sandbox"]:
         return _run_guarded(partial(_sandbox, args_list[1:]))
-    _RUN.as_json = "--json" in args_list
+    global _RUN
+    _RUN = _Run(as_json="--json" in args_list)  # nothing carries over from an earlier command
     args = build_parser().parse_args(args_list)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return _run_guarded(partial(handler, args))
