@@ -82,6 +82,30 @@ IMAGE_MIN_SHORT_SIDE: Final = 320
 IMAGE_MAX_RATIO: Final = 3.0
 
 
+#: Modes whose images the provider fetches by URL itself: OmniHuman portraits (also for subject
+#: detection) and Jenius scene photos. In the other (Jimeng) modes a local JPEG/PNG file or a
+#: data: URL is read, checked and uploaded. Audio and masks are URLs in every mode.
+URL_ONLY_IMAGE_MODES: Final[frozenset[Mode]] = frozenset({"omnihuman", "scene"})
+#: What each URL-only mode calls its images, for descriptions.
+URL_ONLY_IMAGES: Final[dict[Mode, str]] = {
+    "omnihuman": "the omnihuman portrait (also for subject detection)",
+    "scene": "Jenius scene photos",
+}
+ANY_IMAGE_FORM: Final = "an http(s) URL, a local JPEG/PNG file path or a data: URL"
+URL_IMAGE_FORM: Final = "a public http(s) URL only (not a local file or a data: URL)"
+
+
+def uploads_images(mode: Mode) -> bool:
+    """True when ``mode`` takes a local file or data: URL as an image (read and uploaded)."""
+    return mode not in URL_ONLY_IMAGE_MODES
+
+
+def image_help() -> str:
+    """What an image parameter accepts, mode by mode: the one text tools and commands show."""
+    url_only = " and ".join(URL_ONLY_IMAGES[m] for m in MODES if not uploads_images(m))
+    return f"{ANY_IMAGE_FORM} in the Jimeng modes; {URL_IMAGE_FORM} for {url_only}"
+
+
 @dataclass(frozen=True, slots=True)
 class ModeSpec:
     """One Jimeng video 3.0 mode (contracts.md §1.2)."""

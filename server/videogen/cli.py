@@ -4,7 +4,9 @@ Thin over the engine: it parses arguments, reads the settings once, opens the ap
 engine method and prints the result. The contract a script or an agent can rely on:
 
 - stdout carries only the result: seed 002's markdown block, or with ``--json`` only the
-  structured result (``VideoResult`` JSON). Nothing else is ever printed there.
+  structured result (``VideoResult`` JSON). Nothing else is ever printed there. With ``--json``
+  an error is one JSON object there too: ``{"error": true, "kind", "message", "task_id" (when
+  a task is concerned), "exit_code"}`` (``error_object``).
 - stderr carries diagnostics, the intake's notes and, on a terminal only, a progress line.
 - The exit code says what happened (``EXIT_CODES_HELP``). It never prompts.
 - ``--output PATH``: a path ending in ``.mp4`` names the file (its folder becomes the output
@@ -31,7 +33,9 @@ import shutil
 import sys
 import tempfile
 import time
+import typing
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
@@ -57,7 +61,7 @@ from videogen.errors import (
 if TYPE_CHECKING:
     from videogen.app import App
     from videogen.engine import Progress
-    from videogen.models import Task
+    from videogen.models import GenerationRequest, Task
     from videogen.report import SubjectReport, VideoResult
 
 log = logging.getLogger("videogen.cli")
@@ -101,9 +105,18 @@ EPILOG: Final = (
 # --- argument parsing -------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser; with ``--json`` a usage error is also a JSON object on stdout."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        if _RUN.as_json:
+            _print_error_object("usage", message, EXIT_USAGE)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Usage errors exit with status 2 (argparse's own)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Turn a prompt (and images, audio or a scene) into a saved MP4 through "
         "Volcengine Jimeng/OmniHuman, TokenOps or Jenius.",
@@ -172,15 +185,22 @@ def _add_generate(sub: Any) -> None:
         metavar="FPS",
         help="frames per second: 24, 25, 30 (default: 24)",
     )
-    p.add_argument("--image", metavar="URL|PATH", help="first-frame image (or the portrait)")
-    p.add_argument("--tail-image", metavar="URL|PATH", help="last-frame image")
+    p.add_argument(
+        "--image",
+        metavar="URL|PATH",
+        help=f"first-frame image or omnihuman portrait: {catalog.image_help()}",
+    )
+    p.add_argument(
+        "--tail-image", metavar="URL|PATH", help=f"last-frame image: {catalog.ANY_IMAGE_FORM}"
+    )
     p.add_argument(
         "--images",
         action="extend",
         nargs="+",
         default=[],
         metavar="URL|PATH",
-        help="several images, in order (scene photos); give PROMPT before this option",
+        help="several images, in order (scene photos, or first and last frame); give PROMPT "
+        "before this option; same forms as --image",
     )
     p.add_argument("--audio", metavar="URL", help="speech audio for omnihuman (under 60 s)")
     p.add_argument(
@@ -277,7 +297,7 @@ def _add_detect(sub: Any) -> None:
         "detect",
         "find the subjects in a portrait (OmniHuman); prints masks to pass to `generate --mask`",
     )
-    p.add_argument("image", metavar="IMAGE", help="image URL or local path")
+    p.add_argument("image", metavar="URL", help=f"the portrait: {catalog.URL_IMAGE_FORM}")
     p.add_argument("--provider", choices=("volcengine", "tokenops"))
     p.add_argument(
         "--wait",
@@ -320,41 +340,112 @@ def _add_skill(sub: Any) -> None:
 # --- entry point --------------------------------------------------------------------------------
 
 
+EXIT_INTERRUPTED: Final = 130
+
+
+@dataclass
+class _Run:
+    """What this one command has done so far, for its error report."""
+
+    as_json: bool = False
+    #: The task this command is about: ``check``'s, or ``generate``'s once submitted.
+    task_id: str | None = None
+    #: ``generate``'s request and when it was made, to find its task if interrupted mid-submit.
+    request: GenerationRequest | None = None
+    started: float = 0.0
+    settings: Settings | None = None
+
+
+_RUN = _Run()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (the console script does ``sys.exit(main())``)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
     if args_list[:1] == ["sandbox"]:
         return _run_guarded(partial(_sandbox, args_list[1:]))
+    global _RUN
+    _RUN = _Run(as_json="--json" in args_list)  # nothing carries over from an earlier command
     args = build_parser().parse_args(args_list)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return _run_guarded(partial(handler, args))
 
 
 def _run_guarded(run: Callable[[], int]) -> int:
-    """Turn errors into one stderr line and an exit code; no traceback for expected errors."""
+    """Turn errors into one stderr line and an exit code; no traceback for expected errors.
+
+    With ``--json`` the error is also one JSON object on stdout (``error_object``).
+    """
     try:
         return run()
     except BaseException as exc:  # the one place every error becomes an exit code
         inner = _single_leaf(exc)
         if isinstance(inner, VideogenError):
-            _error(inner.message)
-            return inner.exit_code
+            return _fail(inner.kind, inner.message, inner.exit_code)
         if isinstance(inner, BrokenPipeError):
             # The reader of stdout went away (e.g. `| head`): nothing to say, and nowhere to say it.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_ERROR
         if isinstance(inner, KeyboardInterrupt):
-            _error("interrupted. A submitted task keeps running: `videogen tasks` lists it.")
-            return 130
+            return _fail("interrupted", _interrupted_message(), EXIT_INTERRUPTED)
         if isinstance(inner, SystemExit):
             raise inner from None
         log.debug("unexpected error", exc_info=exc)
-        _error(
+        return _fail(
+            "unexpected",
             f"unexpected {type(inner).__name__}: {inner}. "
-            "Run with VIDEOGEN_LOG_LEVEL=DEBUG for details."
+            "Run with VIDEOGEN_LOG_LEVEL=DEBUG for details.",
+            EXIT_ERROR,
         )
-        return EXIT_ERROR
+
+
+def _fail(kind: str, message: str, exit_code: int) -> int:
+    _error(message)
+    if _RUN.as_json:
+        _print_error_object(kind, message, exit_code)
+    return exit_code
+
+
+def error_object(kind: str, message: str, exit_code: int, task_id: str | None) -> dict[str, Any]:
+    """What ``--json`` prints on stdout for an error (``task_id`` only when a task is concerned)."""
+    data: dict[str, Any] = {"error": True, "kind": kind, "message": message}
+    if task_id is not None:
+        data["task_id"] = task_id
+    data["exit_code"] = exit_code
+    return data
+
+
+def _print_error_object(kind: str, message: str, exit_code: int) -> None:
+    data = error_object(kind, _scrub(message), exit_code, _RUN.task_id or _submitted_task())
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _interrupted_message() -> str:
+    task_id = _RUN.task_id or _submitted_task()
+    if task_id is None:
+        return "interrupted. A submitted task keeps running: `videogen tasks` lists it."
+    return (
+        f"interrupted. Task {task_id} keeps running and is not billed again: "
+        f"`videogen check {task_id}` follows it and saves the video."
+    )
+
+
+def _submitted_task() -> str | None:
+    """The task ``generate`` submitted when it was stopped before the submit returned its id:
+    the newest task in the ledger with this run's request, made since this run started."""
+    if _RUN.request is None or _RUN.settings is None:
+        return None
+    key = _RUN.request.dedupe_key()
+    try:
+        recent = read_tasks(_RUN.settings, 20)
+    except Exception:  # an error report must not fail on the ledger
+        log.debug("could not read the ledger", exc_info=True)
+        return None
+    for task in recent:
+        if task.created_at >= _RUN.started - 1 and task.request.dedupe_key() == key:
+            return task.id
+    return None
 
 
 def _single_leaf(exc: BaseException) -> BaseException:
@@ -371,14 +462,22 @@ def _single_leaf(exc: BaseException) -> BaseException:
 _SECRETS: list[str] = []
 
 
-def _error(message: str) -> None:
+def _scrub(message: str) -> str:
     for secret in _SECRETS:
         message = message.replace(secret, "***")
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return message
+
+
+def _error(message: str) -> None:
+    from videogen.report import printable
+
+    print(f"{PROG}: error: {printable(_scrub(message))}", file=sys.stderr)
 
 
 def _note(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    from videogen.report import printable
+
+    print(f"{PROG}: {printable(message)}", file=sys.stderr)
 
 
 def _configure_logging() -> None:
@@ -461,23 +560,33 @@ def _generate(args: argparse.Namespace) -> int:
     if args.output:  # the task remembers its folder, so a later `check` saves there too
         request = request.model_copy(update={"output_dir": str(settings.output_dir)})
 
+    _RUN.request, _RUN.settings, _RUN.started = request, settings, time.time()
+
     async def body(app: App) -> Task:
         progress = ProgressLine(sys.stderr)
         try:
             return await progress.run(
-                partial(
-                    app.engine.generate,
-                    request,
-                    wait_seconds=wait,
-                    on_progress=progress.update,
-                    new=args.new,
-                )
+                partial(_submit_and_wait, app, request, wait, args.new, progress)
             )
         finally:
             progress.close()
 
     task = _run_app(settings, body)
     return _report(task, settings, args.json, notes=intake.notes)
+
+
+async def _submit_and_wait(
+    app: App, request: GenerationRequest, wait: float, new: bool, progress: ProgressLine
+) -> Task:
+    """``Engine.generate`` in its two steps, so that the task id is known once it is submitted
+    (an interrupted wait names it)."""
+    task = await app.engine.submit(request, new=new, wait_seconds=wait)
+    _RUN.task_id = task.id
+    if task.terminal:
+        return task
+    waited = await app.engine.check(task.id, wait_seconds=wait, on_progress=progress.update)
+    waited.notes = task.notes
+    return waited
 
 
 def _generate_wait(args: argparse.Namespace, settings: Settings) -> float:
@@ -494,6 +603,7 @@ def _generate_wait(args: argparse.Namespace, settings: Settings) -> float:
 def _check(args: argparse.Namespace) -> int:
     if args.wait < 0:
         raise InputError("--wait must be 0 or more seconds.")
+    _RUN.task_id = args.task_id
     settings = load_settings(sandbox=args.sandbox)
     folder = _check_folder(args.output)
 
@@ -597,13 +707,15 @@ class ProgressLine:
         return result[0]
 
     def draw(self) -> None:
+        from videogen.report import printable
+
         if not self.active:
             return
         elapsed = time.monotonic() - self.started
         text = f"{self.status} — {elapsed:.0f} s elapsed"
         if self.message:
             text += f" — {self.message}"
-        text = text[:100]
+        text = printable(text)[:100]
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()
         self.width = len(text)
@@ -653,14 +765,16 @@ def read_tasks(settings: Settings, limit: int) -> list[Task]:
 
 
 def _task_line(task: Task) -> str:
+    from videogen.report import printable
+
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(task.created_at))
     prompt = task.request.prompt if len(task.request.prompt) <= 40 else task.request.prompt[:39]
     prompt = prompt + ("…" if prompt != task.request.prompt else "")
     where = task.local_path or (task.error.message if task.error else "")
     provider = f"{task.provider} (sandbox)" if task.sandbox else task.provider
-    return (
+    return printable(
         f"{task.id}  {task.status:<9}  {when}  {provider:<20}  "
-        f"{task.request.mode_label:<20}  {json.dumps(prompt, ensure_ascii=False)}  {where}"
+        f'{task.request.mode_label:<20}  "{prompt}"  {where}'
     ).rstrip()
 
 

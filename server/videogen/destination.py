@@ -22,9 +22,13 @@ from typing import Final
 from videogen.errors import OutputError
 from videogen.files import POSTERS
 
+#: How to choose another output folder, in every interface's terms. A tool call cannot: the MCP
+#: server's folder is its VIDEOGEN_OUTPUT_DIR, and a call chooses only the file name.
 FIX: Final = (
-    "choose a folder you can write to (--output on the command line, output_dir in the MCP "
-    "tools) or set VIDEOGEN_OUTPUT_DIR"
+    "choose a folder you can write to: on the command line pass --output FOLDER (or set "
+    "VIDEOGEN_OUTPUT_DIR); for the MCP server set VIDEOGEN_OUTPUT_DIR in its environment (the "
+    "host's server configuration) and restart it, since a tool call chooses only the file "
+    "name (filename), not the folder"
 )
 
 

@@ -45,6 +45,7 @@ import anyio.to_thread
 import httpx2
 from anyio.streams.memory import MemoryObjectSendStream
 
+from videogen.destination import FIX
 from videogen.errors import DownloadError, InputError, OutputError
 from videogen.files import (
     check_name,
@@ -75,7 +76,7 @@ RETRY_POLICY: Final = RetryPolicy(attempts=MAX_FAILED_ATTEMPTS, wait_initial=0.2
 #: The longest ``Retry-After`` honoured, in seconds: the deadline bounds the whole anyway.
 RETRY_AFTER_CAP: Final = 30.0
 
-_OUTPUT_HINT: Final = "set VIDEOGEN_OUTPUT_DIR (or pass --output) to a writable directory"
+_OUTPUT_HINT: Final = FIX
 _KEEPS_URL: Final = "the task keeps its video URL, so the download can be tried again"
 _CREDENTIAL_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}

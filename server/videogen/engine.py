@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from videogen.catalog import JIMENG_MODES, ProviderName
+from videogen.catalog import JIMENG_MODES, ProviderName, uploads_images
 from videogen.config import Settings
 from videogen.destination import FIX, posters_folder, prepare_folder
 from videogen.errors import (
@@ -461,7 +461,11 @@ class Engine:
 
         name = provider or self.settings.provider
         adapter = self._providers(name)
-        prepared = await prepare_image(image, allow_upload=adapter.accepts_uploaded_images)
+        prepared = await prepare_image(
+            image,
+            allow_upload=adapter.accepts_uploaded_images and uploads_images("omnihuman"),
+            label="portrait image",
+        )
         detection = await call_with_retries(
             lambda: adapter.detect_subjects(prepared), policy=self._retry
         )
@@ -497,8 +501,8 @@ class Engine:
         this owner and origin), with a note, watched."""
         notes = [
             f"An identical request was made {self._clock() - earlier.created_at:.0f} s ago: this "
-            f"is that task ({earlier.id}), not a new one. Pass new=true (--new) to generate again "
-            "(billed again)."
+            f"is that task ({earlier.id}), not a new one. To generate again (billed again), "
+            "set new / --new."
         ]
         if earlier.status == "ready" and earlier.error is not None:
             # Its save failed: the same request with another folder is how a user fixes that.

@@ -24,7 +24,13 @@ from typing import Final, Literal
 
 import anyio
 
-from videogen.catalog import IMAGE_MAX_BYTES, IMAGE_MAX_RATIO, IMAGE_MAX_SIDE, IMAGE_MIN_SHORT_SIDE
+from videogen.catalog import (
+    IMAGE_MAX_BYTES,
+    IMAGE_MAX_RATIO,
+    IMAGE_MAX_SIDE,
+    IMAGE_MIN_SHORT_SIDE,
+    uploads_images,
+)
 from videogen.errors import InputError
 from videogen.imageheader import image_type, read_header
 from videogen.models import GenerationRequest
@@ -98,6 +104,7 @@ async def prepare_image(ref: str, *, allow_upload: bool, label: str = "image") -
         data = _decode_data_url(ref, label=label)
     else:
         data = await anyio.to_thread.run_sync(_read_image_file, ref, label)
+        label = f"{label} {describe(ref)}"  # name the file: several may have been given
     mime, width, height = check_image_bytes(data, label=label)
     return PreparedImage(
         base64=base64.b64encode(data).decode("ascii"), mime=mime, width=width, height=height
@@ -109,11 +116,12 @@ async def prepare_inputs(
 ) -> PreparedInputs:
     """Check and prepare every input of ``request`` for a provider.
 
-    Images may be uploaded only when the provider accepts uploads and the mode is a Jimeng one
-    (OmniHuman and scenes take URLs). Audio and masks are always URLs. A tail frame must share
-    the first frame's aspect ratio when both sizes are known (i.e. both were uploaded).
+    Images may be uploaded only when the provider accepts uploads and the mode does
+    (``catalog.uploads_images``: OmniHuman and scenes take URLs). Audio and masks are always
+    URLs. A tail frame must share the first frame's aspect ratio when both sizes are known
+    (i.e. both were uploaded).
     """
-    allow_upload = accepts_uploaded_images and request.mode not in ("omnihuman", "scene")
+    allow_upload = accepts_uploaded_images and uploads_images(request.mode)
     labels = _image_labels(request)
     images = tuple(
         [
@@ -233,7 +241,8 @@ def _read_image_file(ref: str, label: str) -> bytes:
     except FileNotFoundError:
         raise InputError(
             f"The {label} file {describe(ref)} does not exist: check the path "
-            "(relative paths are resolved from the server's working directory)."
+            "(a relative path is taken from the current directory; in a tool call, from the "
+            "MCP server's)."
         ) from None
     except IsADirectoryError:
         raise _not_a_file(label, ref, "a directory") from None
@@ -254,7 +263,7 @@ def _read_image_file(ref: str, label: str) -> bytes:
     finally:
         os.close(fd)
     if len(data) > IMAGE_MAX_BYTES:
-        raise _too_large(label, len(data))
+        raise _too_large(f"{label} {describe(ref)}", len(data))
     return data
 
 
@@ -265,7 +274,7 @@ def _check_opened(info: os.stat_result, label: str, ref: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise _not_a_file(label, ref, "a device, pipe or socket")
     if info.st_size > IMAGE_MAX_BYTES:
-        raise _too_large(label, info.st_size)
+        raise _too_large(f"{label} {describe(ref)}", info.st_size)
 
 
 def _checked_path(ref: str, label: str) -> Path:

@@ -22,10 +22,12 @@ import argparse
 import base64
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -39,24 +41,32 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     CallToolResult,
     ContentBlock,
     ImageContent,
+    InputRequiredResult,
     ResourceLink,
     TextContent,
     ToolAnnotations,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from videogen import package_version
 from videogen.catalog import (
     CAMERA_MOVES,
     CAMERA_STRENGTHS,
     JIMENG,
     PROMPT_MAX_CHARS,
     SCENES,
+    URL_IMAGE_FORM,
     AspectRatio,
     CameraMove,
     CameraStrength,
@@ -65,11 +75,19 @@ from videogen.catalog import (
     Mode,
     OmniResolution,
     ProviderName,
+    image_help,
 )
 from videogen.config import Settings
-from videogen.errors import EXIT_OK, ConfigError, TaskNotFound, VideogenError
+from videogen.errors import EXIT_OK, ConfigError, InputError, TaskNotFound, VideogenError
 from videogen.mcp_apps import apps_extension, player_tool_meta
-from videogen.report import SubjectReport, VideoResult, render_markdown, render_subjects, result_of
+from videogen.report import (
+    SubjectReport,
+    VideoResult,
+    printable_model,
+    render_markdown,
+    render_subjects,
+    result_of,
+)
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -82,6 +100,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("videogen.mcp")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 SERVER_NAME: Final = "videogen"
 #: The longest a tool call waits: Claude Desktop drops calls after about 60 s.
@@ -225,12 +244,19 @@ def _owner() -> str | None:
 
 
 class ProgressReporter:
-    """Progress notifications during a wait: every engine update, plus a heartbeat so that no
-    more than ``heartbeat`` seconds pass without one (some hosts reset their timeout on each).
+    """Progress notifications during a wait: one per change of the task (status, fraction done,
+    message), plus a heartbeat so that no more than ``heartbeat`` seconds pass without one
+    (some hosts reset their timeout on each). An update that changes nothing is not sent again
+    within the heartbeat.
 
-    The progress value is the seconds elapsed, strictly increasing as the spec requires; the
-    message says where the task stands, e.g. ``vg_1a2b running — 12 s elapsed``.
+    ``progress`` is the percentage done as far as the provider has said (0 until it says; 100
+    once saved), and rises by ``PROGRESS_STEP`` when nothing more is known, since each
+    notification must carry a larger value than the last. ``total`` is 100 once the provider
+    has given a fraction (or the task is done), and absent before. The message says where the
+    task stands, e.g. ``vg_1a2b running (40%) — 12 s elapsed``.
     """
+
+    PROGRESS_STEP: Final = 0.001
 
     def __init__(self, ctx: Context, heartbeat: float = HEARTBEAT_SECONDS) -> None:
         self._ctx = ctx
@@ -238,35 +264,53 @@ class ProgressReporter:
         self._started = time.monotonic()
         self._last_value = 0.0
         self._last_sent = self._started
+        self._percent = 0.0
+        self._total: float | None = None
+        self._state: tuple[object, ...] | None = None
         self._label = "submitting"
         self._lock = anyio.Lock()
 
     async def on_progress(self, progress: Progress) -> None:
-        self._label = f"{progress.task_id} {progress.status}"
-        if progress.fraction is not None:
-            self._label += f" ({progress.fraction:.0%})"
-        await self._send(progress.message)
+        state = (progress.task_id, progress.status, progress.fraction, progress.message)
+        async with self._lock:
+            if state == self._state and not self._silent_for_a_heartbeat():
+                return  # nothing new: the heartbeat speaks for it
+            self._state = state
+            self._label = f"{progress.task_id} {progress.status}"
+            if progress.fraction is not None:
+                self._label += f" ({progress.fraction:.0%})"
+                self._percent = max(self._percent, _percent_done(progress))
+                self._total = 100.0
+            await self._send(progress.message)
 
     async def beat(self) -> None:
         """Run until cancelled, filling every silence longer than the heartbeat."""
         while True:
             await anyio.sleep(max(0.0, self._last_sent + self._heartbeat - time.monotonic()))
-            if time.monotonic() - self._last_sent >= self._heartbeat - 0.01:
-                await self._send(None)
+            async with self._lock:  # an update may have been sent while this one waited
+                if self._silent_for_a_heartbeat():
+                    await self._send(None)
+
+    def _silent_for_a_heartbeat(self) -> bool:
+        return time.monotonic() - self._last_sent >= self._heartbeat - 0.01
 
     async def _send(self, detail: str | None) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            value = max(round(now - self._started, 3), self._last_value + 0.001)
-            self._last_value, self._last_sent = value, now
-            message = f"{self._label} — {now - self._started:.0f} s elapsed"
-            if detail:
-                message += f": {detail}"
-            try:
-                await self._ctx.report_progress(value, None, message)
-            except Exception:
-                # A lost notification must not cost the caller its (billed) result.
-                logger.debug("progress notification not sent", exc_info=True)
+        """Send one notification; the caller holds the lock."""
+        now = time.monotonic()
+        value = self._percent
+        if value <= self._last_value:
+            value = round(self._last_value + self.PROGRESS_STEP, 6)
+        if self._total is not None and value > self._total:
+            return  # the task is done: there is nothing left to report progress on
+        self._last_value, self._last_sent = value, now
+        message = f"{self._label} — {now - self._started:.0f} s elapsed"
+        if detail:
+            message += f": {detail}"
+        try:
+            await self._ctx.report_progress(value, self._total, message)
+        except Exception:
+            # A lost notification must not cost the caller its (billed) result.
+            logger.debug("progress notification not sent", exc_info=True)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ProgressReporter]:
@@ -277,6 +321,13 @@ class ProgressReporter:
                 yield self
             finally:
                 group.cancel_scope.cancel()
+
+
+def _percent_done(progress: Progress) -> float:
+    """The provider's fraction as a percentage; 100 only once the video is saved (a provider
+    that has finished leaves the download to do)."""
+    fraction = min(max(progress.fraction or 0.0, 0.0), 1.0)
+    return 100.0 if progress.status == "completed" else min(fraction * 100, 99.0)
 
 
 async def _waiting(ctx: Context, call: Callable[[ProgressCallback], Awaitable[T]]) -> T:
@@ -489,7 +540,72 @@ _MODE_HELP = (
     "i2v_recamera_720p: one image with a camera move (camera, camera_strength). "
     "omnihuman: a portrait speaks/sings the audio. scene: a Jenius scene effect from photos."
 )
-_IMAGE_HELP = "an https URL, a local file path (JPEG/PNG) or a data: URL"
+_IMAGE_HELP = image_help()
+
+
+class VideogenServer(MCPServer[LazyApp]):
+    """The SDK's server, answering arguments that do not fit a tool's schema in videogen's
+    words (which argument, what it accepts) instead of the SDK's validation dump."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[LazyApp, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            cause = error.__cause__
+            if isinstance(error, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            tool = self._tool_manager.get_tool(name)
+            schema = tool.parameters if tool is not None else {}
+            raise ToolError(refused_arguments(name, cause, schema)) from cause
+
+
+def refused_arguments(tool: str, error: ValidationError, schema: dict[str, Any]) -> str:
+    """Why ``tool``'s arguments were refused: one line per argument, with what it accepts (its
+    published description)."""
+    by_argument: dict[str, list[Any]] = {}
+    for problem in error.errors():
+        by_argument.setdefault(str(problem["loc"][0]) if problem["loc"] else "", []).append(problem)
+    properties = schema.get("properties", {})
+    lines = [f"{tool} was not run (nothing was billed): fix these arguments and call it again."]
+    for argument, problems in by_argument.items():
+        accepts = properties.get(argument, {}).get("description")
+        lines.append(
+            f"- {_argument_problem(argument, problems)}" + (f" — {accepts}" if accepts else "")
+        )
+    return "\n".join(lines)
+
+
+def _argument_problem(argument: str, problems: list[Any]) -> str:
+    first = problems[0]
+    if first["type"] == "missing":
+        return f"{argument} is required."
+    where = argument + "".join(f"[{p}]" for p in first["loc"][1:] if isinstance(p, int))
+    value = _shown(first["input"])
+    if len(problems) > 1:  # one per member of a union: none of its forms fits
+        return f"{where}: {value} is not of an accepted type."
+    reason = str(first["msg"])
+    for pydantic_words, ours in (("Input should", "it should"), ("String should", "it should")):
+        if reason.startswith(pydantic_words):
+            reason = ours + reason[len(pydantic_words) :]
+    return f"{where}: {value} is not accepted ({reason})."
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 40:
+        return f"a text of {len(value)} characters"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _tool(server: MCPServer[LazyApp], **options: Any) -> Callable[[F], F]:
+    """``server.tool(...)`` with the docstring's indentation removed from the description."""
+
+    def register(fn: F) -> F:
+        return server.tool(description=inspect.cleandoc(fn.__doc__ or ""), **options)(fn)
+
+    return register
 
 
 def create_server(
@@ -529,9 +645,10 @@ def create_server(
             "auth": AuthSettings(issuer_url="https://videogen.invalid", resource_server_url=None),
         }
     level = settings.log_level if settings is not None else "WARNING"
-    server: MCPServer[LazyApp] = MCPServer(
+    server = VideogenServer(
         SERVER_NAME,
         title="videogen",
+        version=package_version(),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=cast(Any, level),
@@ -544,7 +661,8 @@ def create_server(
 
 
 def _register_tools(server: MCPServer[LazyApp]) -> None:
-    @server.tool(
+    @_tool(
+        server,
         title="Generate a video",
         annotations=ToolAnnotations(
             read_only_hint=False,
@@ -574,14 +692,19 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             ),
         ] = None,
         image: Annotated[
-            str | None, Field(description=f"First-frame image or portrait: {_IMAGE_HELP}.")
+            str | None,
+            Field(description=f"First-frame image or omnihuman portrait: {_IMAGE_HELP}."),
         ] = None,
         tail_image: Annotated[
             str | None, Field(description=f"Last-frame image (first+tail modes): {_IMAGE_HELP}.")
         ] = None,
         images: Annotated[
             list[str] | None,
-            Field(description=f"Photos for a scene, in order ({_IMAGE_HELP}).", max_length=9),
+            Field(
+                description=f"Several images, in order: scene photos, or first and last frame "
+                f"({_IMAGE_HELP}).",
+                max_length=9,
+            ),
         ] = None,
         audio: Annotated[
             str | None,
@@ -695,7 +818,8 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
                 await app.engine.poster(task), notice=app.notice, notes=intake.notes
             )
 
-    @server.tool(
+    @_tool(
+        server,
         title="Check a video task",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
         meta=player_tool_meta(),
@@ -739,7 +863,8 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             )
             return await _answer(await app.engine.poster(task), notice=app.notice)
 
-    @server.tool(
+    @_tool(
+        server,
         title="List scenes, modes and camera moves",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
@@ -753,13 +878,14 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
             structured_content=cat.model_dump(mode="json"),
         )
 
-    @server.tool(
+    @_tool(
+        server,
         title="Detect subjects in a portrait",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
     )
     async def detect_subjects(
         ctx: Context,
-        image: Annotated[str, Field(description=f"The portrait: {_IMAGE_HELP}.", min_length=1)],
+        image: Annotated[str, Field(description=f"The portrait: {URL_IMAGE_FORM}.", min_length=1)],
         provider: Annotated[
             ProviderName | None,
             Field(description="volcengine or tokenops (default: the configured one)."),
@@ -785,7 +911,8 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
                 structured_content=report.model_dump(mode="json"),
             )
 
-    @server.tool(
+    @_tool(
+        server,
         title="List recent video tasks",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
@@ -814,7 +941,7 @@ def _tasks_markdown(listing: TaskList) -> str:
     if not listing.tasks:
         return "\n".join([*lines, "No video tasks yet."])
     lines.append("**Recent video tasks** (newest first):")
-    for r in listing.tasks:
+    for r in map(printable_model, listing.tasks):
         where = r.local_path or r.video_url or r.next_step or r.message
         lines.append(f"- `{r.task_id}` — {r.status} — {r.mode} — {r.prompt[:60]!r} — {where}")
     return "\n".join(lines)
@@ -935,14 +1062,52 @@ def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starl
     return server.streamable_http_app(host=plan.host, transport_security=plan.security)
 
 
-async def serve_http_async(plan: HttpPlan, settings: Settings, **server_options: Any) -> None:
+async def serve_http_async(
+    plan: HttpPlan,
+    settings: Settings,
+    listener: socket.socket | None = None,
+    **server_options: Any,
+) -> None:
+    """Serve ``plan`` on ``listener`` (default: a socket bound by ``bind_listener``)."""
     import uvicorn
 
+    listener = listener or bind_listener(plan.host, plan.port)
     app = http_app(plan, settings, **server_options)
     config = uvicorn.Config(
         app, host=plan.host, port=plan.port, log_level=settings.log_level.lower(), lifespan="on"
     )
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=[listener])
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free port), or ``InputError`` naming
+    the option to change: never a traceback for a port that cannot be had."""
+    if not 0 <= port <= 65535:
+        raise InputError(
+            f"Port {port} is not a TCP port: give --port 1-65535, or 0 for any free port."
+        )
+    # As uvicorn binds: IPv6 for an address with a colon, else IPv4 (a name is resolved).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen()  # connections wait in the backlog until the server accepts them
+    except (OSError, UnicodeError) as error:
+        listener.close()
+        reason = getattr(error, "strerror", None) or error
+        raise InputError(
+            f"Cannot listen on {host} port {port} ({reason}): give --host an address of this "
+            "machine (e.g. 127.0.0.1) and a free --port (0 picks one)."
+        ) from None
+    return listener
+
+
+def listening_url(listener: socket.socket) -> str:
+    """The MCP endpoint a bound listener serves, with the port it really got."""
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/mcp"
 
 
 def serve(
@@ -955,7 +1120,8 @@ def serve(
     """Serve until the client closes (stdio) or until interrupted (HTTP).
 
     Raises ``ConfigError`` for a bad setting, and for HTTP bound off loopback without
-    ``VIDEOGEN_HTTP_TOKEN`` — before anything starts.
+    ``VIDEOGEN_HTTP_TOKEN``, and ``InputError`` for a host or port that cannot be bound —
+    before anything starts.
     """
     settings = settings or Settings.from_env()
     _configure_logging(settings)
@@ -963,8 +1129,12 @@ def serve(
         anyio.run(create_server(settings).run_stdio_async)
         return
     plan = plan_http(settings, host, port)
-    logger.warning("serving MCP over streamable HTTP at http://%s:%d/mcp", host, port)
-    anyio.run(serve_http_async, plan, settings)
+    listener = bind_listener(host, port)
+    # A plain line, not a log record: it is what a person starting the server waits to read.
+    print(
+        f"videogen: serving MCP over streamable HTTP at {listening_url(listener)}", file=sys.stderr
+    )
+    anyio.run(serve_http_async, plan, settings, listener)
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -985,7 +1155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         serve("streamable-http" if args.http else "stdio", host=args.host, port=args.port)
-    except ConfigError as error:
+    except VideogenError as error:
         print(f"videogen-mcp: {error.message}", file=sys.stderr)
         return error.exit_code
     return EXIT_OK

@@ -8,9 +8,12 @@ writes a short status block that says what to call next.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import Final, Literal, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
@@ -18,6 +21,12 @@ from videogen.catalog import ProviderName
 from videogen.models import Task, TaskStatus
 
 Interface = Literal["mcp", "cli"]
+M = TypeVar("M", bound=BaseModel)
+
+#: Characters that must not reach a terminal or a markdown line as they are: C0 and C1 controls,
+#: DEL, the line/paragraph separators and the bidirectional overrides (which reorder what is shown).
+_UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_AS_SPACE: Final = frozenset("\t\n\r\u2028\u2029")
 
 PENDING_STATUSES: frozenset[TaskStatus] = frozenset({"submitting", "queued", "running"})
 #: Error kinds of a ``failed`` task the provider never accepted (refused, unreachable, cancelled
@@ -124,8 +133,37 @@ class SubjectReport(BaseModel):
     message: str | None = Field(None, description="Anything the user should know.")
 
 
+def printable(text: str) -> str:
+    """``text`` safe to show a person: no escape sequence reaches a terminal, no line break
+    splits a markdown line. Tabs and line breaks become a space; every other control character
+    is shown as an escape (``\\x1b``). Every human rendering of caller or provider text uses it.
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _AS_SPACE:
+        return " "
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable_model(model: M) -> M:
+    """A copy of ``model`` whose text fields (and lists of text) went through ``printable``."""
+    changes: dict[str, object] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, str):
+            changes[name] = printable(value)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            changes[name] = [printable(v) for v in value]
+    return model.model_copy(update=changes)
+
+
 def render_subjects(report: SubjectReport) -> str:
     """A short markdown summary of a subject report."""
+    report = printable_model(report)
     verdict = "contains a subject" if report.contains_subject else "contains no subject"
     lines = [f"**Subject detection:** the image {verdict} ({report.provider})."]
     lines += [f"- Mask {n} (largest first): {url}" for n, url in enumerate(report.mask_urls, 1)]
@@ -137,6 +175,7 @@ def render_subjects(report: SubjectReport) -> str:
 
 def render_markdown(result: VideoResult) -> str:
     """Seed 002's block for a saved video; a short status block otherwise."""
+    result = printable_model(result)
     lines: list[str] = [result.notice] if result.notice else []
     if result.status == "completed" and result.local_path:
         lines += _video_block(result)
@@ -149,7 +188,7 @@ def render_markdown(result: VideoResult) -> str:
 def _video_block(r: VideoResult) -> list[str]:
     lines = [
         "**Generated Video:**",
-        f"[Download Video]({r.video_url or _file_url(r.local_path or '')})",
+        f"[Download Video]({_download_link(r)})",
         "**Generation Info:**",
         f"- Prompt: {r.prompt}",
         f"- Duration: {_number(r.duration)} seconds",
@@ -167,7 +206,24 @@ def _video_block(r: VideoResult) -> list[str]:
         lines.append(f"- Poster: {r.poster_path}")
     if r.error:  # saved, but not as asked (a conform that failed)
         lines.append(f"- Warning: {r.error}")
+    if r.sandbox:
+        lines.append(f"- Preview: {SANDBOX_LINK}")
     return lines
+
+
+#: Why a sandbox result links the saved file: the offline sandbox's own server (the one that
+#: served the download) stops with the command or the MCP server that started it.
+SANDBOX_LINK: Final = (
+    "a local preview made by the offline sandbox; the link opens the saved file on this computer"
+)
+
+
+def _download_link(r: VideoResult) -> str:
+    """The provider's link; for a sandbox video (whose server does not outlive the run that
+    made it) or a video with no link, the saved file's ``file://`` URI."""
+    if r.video_url and not r.sandbox:
+        return r.video_url
+    return _file_url(r.local_path or "")
 
 
 def _status_block(r: VideoResult) -> list[str]:
@@ -253,9 +309,10 @@ def _next_step(task: Task, interface: Interface, now: float) -> str | None:
         case "expired":
             return "submit the request again: the provider no longer has this task"
         case "unknown":
+            again = "--new" if interface == "cli" else "new=true"
             return (
                 "check the provider console or bill for this request; submit again (with "
-                "new=true, or --new on the command line) only if it is not there"
+                f"{again}) only if it is not there"
             )
 
 
@@ -284,4 +341,6 @@ def _size(size: int) -> str:
 
 
 def _file_url(path: str) -> str:
-    return "file://" + path
+    """``path`` as a ``file://`` URI, percent-encoded (spaces and the like)."""
+    local = Path(path)
+    return local.as_uri() if local.is_absolute() else "file://" + quote(path)

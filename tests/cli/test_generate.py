@@ -44,7 +44,8 @@ def test_generate_saves_a_real_mp4_and_prints_seed_002s_block_after_the_sandbox_
         lines[2],
         "**Generation Info:**",
     ]
-    assert re.fullmatch(r"\[Download Video\]\(https?://\S+\)", lines[2])
+    # The embedded sandbox stops with the command: the link is the saved file (item 27).
+    assert re.fullmatch(r"\[Download Video\]\(file:///\S+\.mp4\)", lines[2])
     fields = block_fields(done.stdout)
     assert fields["Prompt"] == PROMPT
     assert fields["Mode"] == "t2v_720p"

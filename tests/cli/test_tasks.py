@@ -233,7 +233,8 @@ def test_an_error_inside_the_embedded_app_prints_one_line_and_no_server_log(cli:
 
 
 def test_ctrl_c_while_waiting_prints_one_line_and_the_task_can_still_be_checked(cli: Cli) -> None:
-    """SIGINT mid-wait: a one-line message (no traceback, no server log); the task lives on."""
+    """SIGINT mid-wait: a one-line message naming the task and the command that follows it (no
+    traceback, no server log); the task lives on."""
     import signal
     import subprocess
     import sys
@@ -258,6 +259,7 @@ def test_ctrl_c_while_waiting_prints_one_line_and_the_task_can_still_be_checked(
     assert waiting.returncode == 130, err
     assert out == "" and err.count("\n") == 1 and "interrupted" in err, err
     (task_id,) = [t["task_id"] for t in json.loads(cli.run("tasks", "--json").stdout)]
+    assert f"`videogen check {task_id}`" in err, err
     checked = cli.run("check", task_id, "--wait", "30")
     assert checked.returncode == 0, checked.stderr
 

@@ -123,3 +123,36 @@ def test_a_submit_that_was_never_accepted_is_not_said_to_bill_again() -> None:
         result = result_of(make_task("failed", error=error), notice=None)
         assert result.next_step is not None and "nothing was billed" in result.next_step
         assert "billed again" not in result.next_step
+
+
+def test_control_characters_in_caller_text_are_shown_as_visible_escapes() -> None:
+    """No escape sequence or line break from a prompt or an error reaches the rendered block."""
+    task = make_task(
+        "failed",
+        error=TaskError(kind="failed", message="provider said \x1b[2J\u202eevil"),
+    )
+    task.request = task.request.model_copy(update={"prompt": "cat\x1b[31m\tred\r\nhat\x7f"})
+    text = render_markdown(result_of(task, notice=None))
+    assert "- Prompt: cat\\x1b[31m red  hat\\x7f" in text.splitlines()
+    assert "- Error: provider said \\x1b[2J\\u202eevil" in text.splitlines()
+    assert not any(ch in text for ch in "\x1b\t\r\x7f\u202e")
+
+
+def test_an_unknown_outcome_tells_each_interface_its_own_way_to_submit_again() -> None:
+    task = make_task("unknown", error=TaskError(kind="uncertain", message="not known"))
+    cli_step = result_of(task, notice=None, interface="cli").next_step or ""
+    mcp_step = result_of(task, notice=None, interface="mcp").next_step or ""
+    assert "--new" in cli_step and "new=true" not in cli_step
+    assert "new=true" in mcp_step and "--new" not in mcp_step
+
+
+def test_a_sandbox_video_links_the_saved_file_and_says_it_is_a_local_preview() -> None:
+    """The sandbox's own server stops with the run that started it: its link would be dead."""
+    task = completed()
+    task.sandbox = True
+    task.video_url = "http://127.0.0.1:40123/files/0123.mp4"
+    task.local_path = "/videos/my boat_vg_0123456789ab.mp4"
+    text = render_markdown(result_of(task, notice=SANDBOX_NOTICE, interface="cli"))
+    assert "[Download Video](file:///videos/my%20boat_vg_0123456789ab.mp4)" in text.splitlines()
+    assert "127.0.0.1:40123" not in text
+    assert any(line.startswith("- Preview: a local preview") for line in text.splitlines())

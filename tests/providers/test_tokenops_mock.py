@@ -130,7 +130,7 @@ async def test_omnihuman_uses_generation_type_and_content_items() -> None:
 )
 async def test_both_status_vocabularies_map(raw: str, mapped: str) -> None:
     result = await provider(Recorder([status(status=raw, progress=40)])).poll(REF)
-    assert (result.status, result.raw_status, result.progress) == (mapped, raw, 40)
+    assert (result.status, result.raw_status, result.progress) == (mapped, raw, 0.4)
 
 
 @pytest.mark.anyio

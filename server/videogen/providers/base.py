@@ -63,7 +63,8 @@ class PollResult:
     """One poll's answer, in the project's status vocabulary.
 
     ``error`` is set when ``status`` is ``failed`` or ``expired`` and says why. ``poll_after`` is
-    the provider's hint (seconds) for the next poll, when it gives one.
+    the provider's hint (seconds) for the next poll, when it gives one. ``progress`` is the
+    fraction done (0..1), when the provider says.
     """
 
     status: ProviderStatus
