@@ -578,15 +578,15 @@ def _generate(args: argparse.Namespace) -> int:
 async def _submit_and_wait(
     app: App, request: GenerationRequest, wait: float, new: bool, progress: ProgressLine
 ) -> Task:
-    """``Engine.generate`` in its two steps, so that the task id is known once it is submitted
-    (an interrupted wait names it)."""
-    task = await app.engine.submit(request, new=new, wait_seconds=wait)
-    _RUN.task_id = task.id
-    if task.terminal:
-        return task
-    waited = await app.engine.check(task.id, wait_seconds=wait, on_progress=progress.update)
-    waited.notes = task.notes
-    return waited
+    """``Engine.generate``, noting the task id once it is submitted (an interrupted wait
+    names it)."""
+
+    def submitted(task: Task) -> None:
+        _RUN.task_id = task.id
+
+    return await app.engine.generate(
+        request, wait_seconds=wait, on_progress=progress.update, new=new, on_submitted=submitted
+    )
 
 
 def _generate_wait(args: argparse.Namespace, settings: Settings) -> float:

@@ -324,13 +324,17 @@ class Engine:
         on_progress: ProgressCallback | None = None,
         new: bool = False,
         owner: str | None = None,
+        on_submitted: Callable[[Task], None] | None = None,
     ) -> Task:
         """Submit (or reuse a duplicate), then wait up to ``wait_seconds`` (None: until done).
 
         A duplicate delivers the video where this request asks (its folder and file name): a
-        copy of the saved file, or a fresh download when that file is gone.
+        copy of the saved file, or a fresh download when that file is gone. ``on_submitted``
+        hears of the task as soon as it is recorded and sent (an interrupted wait can name it).
         """
         task = await self.submit(request, new=new, owner=owner, wait_seconds=wait_seconds)
+        if on_submitted is not None:
+            on_submitted(task)
         if task.status == "completed":  # a duplicate of a finished task
             task = await self._reopen_if_lost(task, destination=request)
         if not task.terminal:
