@@ -67,6 +67,7 @@ from videogen.catalog import (
 )
 from videogen.config import Settings
 from videogen.errors import EXIT_OK, ConfigError, TaskNotFound, VideogenError
+from videogen.mcp_tasks import TasksExtension
 from videogen.report import SubjectReport, VideoResult, render_markdown, render_subjects, result_of
 
 if TYPE_CHECKING:
@@ -522,6 +523,7 @@ def create_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=cast(Any, level),
+        extensions=[TasksExtension(answer=_answer, owner=_owner)],
         **auth,
     )
     _register_tools(server)
