@@ -116,7 +116,7 @@ async def update_task(client: Client, task_id: str) -> Ack:
     return await client.session.send_request(UpdateTask(params=params), Ack)
 
 
-async def follow(client: Client, task_id: str, timeout: float = 30) -> list[TaskState]:
+async def follow(client: Client, task_id: str, within: float = 30) -> list[TaskState]:
     """Every distinct state ``tasks/get`` reports until the task ends (polling as told)."""
     seen: list[TaskState] = []
 
@@ -129,7 +129,7 @@ async def follow(client: Client, task_id: str, timeout: float = 30) -> list[Task
             seen.append(state)
         return state
 
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(within):
         await _follow(one)
     return seen
 
