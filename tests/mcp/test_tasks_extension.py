@@ -306,3 +306,17 @@ async def test_a_client_without_the_extension_keeps_the_bounded_wait(
         task_id = (result.structured_content or {})["task_id"]
         refused = await _refusal(get_task(client, task_id))
         assert refused.code == (MISSING_CAPABILITY if mode == "auto" else METHOD_NOT_FOUND)
+
+
+async def test_a_generation_that_fails_is_a_completed_task_whose_result_is_an_error(
+    connect: Connect, sandbox: RunningSandbox
+) -> None:
+    sandbox.set_faults("fail_after_generating:1")
+    async with connect("stdio") as client:
+        created = await _created(client)
+        done = (await follow(client, created.task_id))[-1]
+        assert done.status == "completed" and done.error is None
+        result = done.tool_result()
+        assert result.is_error, text_of(result)
+        assert (result.structured_content or {})["status"] == "failed"
+        assert "failed" in (done.status_message or "")
