@@ -184,6 +184,10 @@ UNRECOVERABLE_MESSAGE: Final = (
     "The saved video {path} is gone (deleted, moved or replaced) and the provider no longer "
     "has it, so it cannot be recovered: generate it again (billed again)."
 )
+CANCELLED_AT_PROVIDER_MESSAGE: Final = (
+    "Cancelled at the provider while it was still queued: nothing was billed. Submit the "
+    "request again to make the video."
+)
 CANCELLED_MESSAGE: Final = (
     "Cancelled while waiting to retry a submit the provider had refused: nothing was billed. "
     "Submit the request again."
@@ -925,6 +929,10 @@ class Engine:
         """The provider says it does not know the task. Final when the task was sent to this
         very origin (it was given the task and forgot it); for a task of unknown origin it may
         be another account's, so it is kept as it is."""
+        recorded = self.ledger.get(task.id)
+        if recorded.terminal:  # cancelled meanwhile (``cancel``): that is why it is not found
+            watcher.publish(recorded)
+            return recorded
         if task.origin is None:
             unsure = UNSURE_NOT_FOUND_MESSAGE.format(provider=task.provider)
             return self._stop(watcher, task, unsure, kind="not_found")
@@ -1213,6 +1221,58 @@ class Engine:
         watcher = self._watchers.get(task.id)
         if watcher is not None:
             watcher.task = task
+        return task
+
+    # -- cancelling ---------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, *, owner: str | None = None) -> Task:
+        """Cancel a task for its caller (``TaskNotFound``); returns it as recorded.
+
+        A task still queued at a provider that can cancel (Volcengine ``CVCancelTask``) is
+        cancelled there and recorded ``failed`` with kind ``cancelled`` (nothing billed). Any
+        other unfinished task only gets ``cancelled_at``: the provider may still bill it, and
+        the engine still saves the video, so ``check`` shows it. A finished task is left as it
+        is. The provider's refusal, if any, is in the returned task's notes.
+        """
+        task = self.ledger.get(task_id, owner=owner)
+        if task.terminal or task.cancelled_at is not None:
+            return task
+        refusal: str | None = None
+        if task.status == "queued" and self._foreign(task) is None:
+            try:
+                await self._providers(task.provider).cancel(_ref(task))
+            except VideogenError as exc:
+                refusal = exc.message
+            else:
+                task = self.ledger.get(task_id)
+                if not task.terminal:
+                    task.cancelled_at = self._clock()
+                    error = TaskError(kind="cancelled", message=CANCELLED_AT_PROVIDER_MESSAGE)
+                    task = self._update(task, "failed", error=error)
+                return self._published(task)
+        task = self.ledger.get(task_id)
+        task.cancelled_at = self._clock()
+        task = self._published(self._save(task))
+        task.notes = [refusal or f"{task.provider} cannot stop a task that is {task.status}."]
+        return task
+
+    def poll_interval(self, task: Task) -> float:
+        """How soon ``task`` may change (seconds), on the watcher's own schedule: the first poll
+        after the submit, then the poll interval (slowed after ``max_poll_attempts``) while the
+        provider works, and a ledger re-read while the video is being saved."""
+        if task.status not in ("queued", "running"):
+            return min(FOLLOWER_READ_SECONDS, self.settings.poll_interval)
+        age = self._clock() - task.created_at
+        if age < self._first_poll:
+            return self._first_poll
+        if age > self.settings.poll_interval * self.settings.max_poll_attempts:
+            return SLOW_POLL_SECONDS
+        return self.settings.poll_interval
+
+    def _published(self, task: Task) -> Task:
+        watcher = self._watchers.get(task.id)
+        if watcher is not None:
+            watcher.publish(task)
         return task
 
 

@@ -94,10 +94,19 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _COLUMNS: Final = "id, status, provider, dedupe_key, owner, created_at, updated_at, data, origin"
 _MARKS: Final = ", ".join("?" * len(_COLUMNS.split(",")))
+#: A cancel request (``Task.cancelled_at``), once recorded, survives a save of a copy read
+#: before it (by a watcher mid-poll, or by another process).
+_KEEP_CANCELLED: Final = (
+    "json_set(excluded.data, '$.cancelled_at', COALESCE("
+    "json_extract(excluded.data, '$.cancelled_at'), json_extract(tasks.data, '$.cancelled_at')))"
+)
 #: ``save`` rewrites every column but the lease's.
 _UPSERT: Final = (
     f"INSERT INTO tasks ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(",")[1:])
+    + ", ".join(
+        f"{c} = {_KEEP_CANCELLED if c == 'data' else 'excluded.' + c}"
+        for c in (c.strip() for c in _COLUMNS.split(",")[1:])
+    )
 )
 
 

@@ -80,6 +80,7 @@ from videogen.catalog import (
 from videogen.config import Settings
 from videogen.errors import EXIT_OK, ConfigError, InputError, TaskNotFound, VideogenError
 from videogen.mcp_apps import apps_extension, player_tool_meta
+from videogen.mcp_tasks import TasksExtension
 from videogen.report import (
     SubjectReport,
     VideoResult,
@@ -652,7 +653,7 @@ def create_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=cast(Any, level),
-        extensions=[apps_extension()],
+        extensions=[apps_extension(), TasksExtension(answer=_answer, owner=_owner)],
         **auth,
     )
     _register_tools(server)

@@ -169,6 +169,9 @@ class Task(BaseModel):
     endpoint: str | None = None
     #: ``request.dedupe_key()`` of the request as given (``request`` may be abbreviated since).
     dedupe_key: str | None = None
+    #: When a caller cancelled it (``Engine.cancel``). A task the provider could not stop keeps
+    #: its status: it may still be billed, and its video is still saved.
+    cancelled_at: float | None = None
     #: Notes for this one answer (e.g. "an identical request ... returned the first task");
     #: not stored in the ledger.
     notes: list[str] = Field(default_factory=list, exclude=True)
