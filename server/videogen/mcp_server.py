@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar, cast
 
@@ -43,6 +44,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     CallToolResult,
     ContentBlock,
+    Icon,
     ImageContent,
     ResourceLink,
     TextContent,
@@ -95,6 +97,8 @@ POSTER_MAX_BYTES: Final = 200 * 1024
 #: Start the engine this long after the server starts, so unfinished tasks resume on their own.
 DEFAULT_WARM_UP_SECONDS: Final = 2.0
 DEFAULT_HTTP_PORT: Final = 8000
+#: Icon sizes shipped in ``videogen/assets`` (``icon-<size>.png``); tools get the smallest.
+ICON_SIZES: Final = (64, 256)
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 INSTRUCTIONS: Final = (
@@ -479,6 +483,20 @@ _MODE_HELP = (
 _IMAGE_HELP = "an https URL, a local file path (JPEG/PNG) or a data: URL"
 
 
+def icons(sizes: Sequence[int] = ICON_SIZES) -> list[Icon]:
+    """The packaged PNG icons as ``data:`` URIs, so hosts show them without fetching anything."""
+    assets = files("videogen") / "assets"
+    return [
+        Icon(
+            src="data:image/png;base64,"
+            + base64.b64encode((assets / f"icon-{size}.png").read_bytes()).decode(),
+            mime_type="image/png",
+            sizes=[f"{size}x{size}"],
+        )
+        for size in sizes
+    ]
+
+
 def create_server(
     settings: Settings | None = None,
     *,
@@ -520,6 +538,7 @@ def create_server(
         SERVER_NAME,
         title="videogen",
         instructions=INSTRUCTIONS,
+        icons=icons(),
         lifespan=lifespan,
         log_level=cast(Any, level),
         **auth,
@@ -530,8 +549,11 @@ def create_server(
 
 
 def _register_tools(server: MCPServer[LazyApp]) -> None:
+    tool_icons = icons(ICON_SIZES[:1])
+
     @server.tool(
         title="Generate a video",
+        icons=tool_icons,
         annotations=ToolAnnotations(
             read_only_hint=False,
             destructive_hint=False,
@@ -682,6 +704,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
 
     @server.tool(
         title="Check a video task",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
     )
     async def check_task(
@@ -725,6 +748,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
 
     @server.tool(
         title="List scenes, modes and camera moves",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
     async def list_scenes(ctx: Context) -> Annotated[CallToolResult, Catalog]:
@@ -739,6 +763,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
 
     @server.tool(
         title="Detect subjects in a portrait",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
     )
     async def detect_subjects(
@@ -771,6 +796,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
 
     @server.tool(
         title="List recent video tasks",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
     async def list_tasks(
@@ -957,8 +983,10 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``videogen-mcp``: stdio by default; ``--http [--host H] [--port P]`` for streamable HTTP."""
-    parser = argparse.ArgumentParser(prog="videogen-mcp", description=__doc__.splitlines()[0])
+    """``jimeng-videogen-mcp``: stdio by default; ``--http [--host H] [--port P]`` for HTTP."""
+    parser = argparse.ArgumentParser(
+        prog="jimeng-videogen-mcp", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP, not stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port (8000)")
@@ -966,7 +994,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve("streamable-http" if args.http else "stdio", host=args.host, port=args.port)
     except ConfigError as error:
-        print(f"videogen-mcp: {error.message}", file=sys.stderr)
+        print(f"{parser.prog}: {error.message}", file=sys.stderr)
         return error.exit_code
     return EXIT_OK
 
