@@ -1,7 +1,7 @@
 """Conform speed: a 10 s 1080p 24 fps clip (241 frames, stereo AAC) conformed to shorter lengths.
 
-    uv run python bench/bench_conform.py            # 3 runs of each target
-    uv run python bench/bench_conform.py --runs 5 --height 720
+    uv run --group dev python bench/bench_conform.py            # 3 runs of each target
+    uv run --group dev python bench/bench_conform.py --runs 5 --height 720
 
 Generates the clip once with PyAV (moving gradient + tone), then for each target — 8 s @ 24,
 4 s @ 25, 6 s @ 30 — copies it and times ``videogen.media.conform`` (median of the runs). Prints

@@ -1,7 +1,7 @@
 """Download throughput and memory: ``videogen.download`` vs ``curl -o`` on the same URL, same run.
 
-    uv run python bench/bench_download.py                 # 1 GiB, 5 runs, output in a temp dir
-    uv run python bench/bench_download.py --size-mib 256 --runs 5 --dest /dev/shm
+    uv run --group dev python bench/bench_download.py   # 1 GiB, 5 runs, output in a temp dir
+    uv run --group dev python bench/bench_download.py --size-mib 256 --runs 5 --dest /dev/shm
 
 A loopback HTTP server (stdlib, ``sendfile`` from a file in /dev/shm, so the server is never the
 bottleneck) serves a deterministic MP4-shaped body (ftyp, moov, then a large mdat) with

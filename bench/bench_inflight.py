@@ -13,7 +13,7 @@ runs, each with a fresh sandbox and folders; the figures are medians:
 Intervals: the product's default (5 s, seed 002's loop) and a 1 s stress case, where the
 engine sends five times the polls and has a third of the time to save everything.
 
-Run: ``uv run python bench/bench_inflight.py [--tasks 500] [--job-seconds 5] [--runs 3]
+Run: ``uv run --group dev python bench/bench_inflight.py [--tasks 500] [--job-seconds 5] [--runs 3]
 [--poll-intervals 5,1]``.
 """
 

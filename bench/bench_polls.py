@@ -1,7 +1,7 @@
 """Polls per task and completion latency: the engine vs the seeds' fixed-interval loops.
 
-    uv run python bench/bench_polls.py            # 12 job lengths
-    uv run python bench/bench_polls.py --tasks 2  # quick: 8
+    uv run --group dev python bench/bench_polls.py            # 12 job lengths
+    uv run --group dev python bench/bench_polls.py --tasks 2  # quick: 8
 
 Against the sandbox, with time scaled down by ``--scale`` (default 1/10: a 90 s job takes 9 s,
 a 5 s sleep 0.5 s; HTTP round trips are not scaled, so keep the scale modest). Job lengths are

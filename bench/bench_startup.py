@@ -7,7 +7,7 @@ over stdio (the 2025-11-25 handshake: ``initialize``, ``notifications/initialize
 ``tools/list``) and stops the clock when the ``tools/list`` answer is read. Prints the median
 of each and their ratio (target <= 1.15).
 
-    uv run python bench/bench_startup.py [--runs 10]
+    uv run --group dev python bench/bench_startup.py [--runs 10]
 """
 
 from __future__ import annotations
@@ -146,25 +146,25 @@ def main() -> None:
         }
         commands = {
             "bare MCPServer": [sys.executable, str(baseline)],
-            "videogen-mcp": [sys.executable, "-m", "videogen.mcp_server"],
+            "jimeng-videogen-mcp": [sys.executable, "-m", "videogen.mcp_server"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         names: dict[str, list[str]] = {}
         for name, command in commands.items():  # warm the file cache, not measured
             _, names[name] = sample(command, env)
-        if names["bare MCPServer"] != names["videogen-mcp"]:
+        if names["bare MCPServer"] != names["jimeng-videogen-mcp"]:
             raise SystemExit(f"tool sets differ: {names}")
         for _ in range(args.runs):
             for name, command in commands.items():
                 times[name].append(sample(command, env)[0])
     base = statistics.median(times["bare MCPServer"])
-    ours = statistics.median(times["videogen-mcp"])
+    ours = statistics.median(times["jimeng-videogen-mcp"])
     print(f"spawn -> initialize + tools/list answered, median of {args.runs} (same run):")
     for name in commands:
         runs = times[name]
-        print(f"  {name:15} {statistics.median(runs) * 1000:7.0f} ms  "
+        print(f"  {name:19} {statistics.median(runs) * 1000:7.0f} ms  "
               f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f})")  # fmt: skip
-    print(f"  ratio           {ours / base:7.2f}x  (target <= 1.15x)")
+    print(f"  ratio               {ours / base:7.2f}x  (target <= 1.15x)")
 
 
 if __name__ == "__main__":

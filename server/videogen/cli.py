@@ -858,7 +858,7 @@ def skill_source() -> Path:
             return candidate
     raise OutputError(
         "The skill files are missing from this installation (looked in "
-        f"{packaged} and {checkout}): reinstall videogen-mcp."
+        f"{packaged} and {checkout}): reinstall jimeng-videogen-mcp."
     )
 
 

@@ -33,6 +33,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar, cast
 
@@ -51,6 +52,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     CallToolResult,
     ContentBlock,
+    Icon,
     ImageContent,
     InputRequiredResult,
     ResourceLink,
@@ -117,6 +119,8 @@ POSTER_MAX_BYTES: Final = 200 * 1024
 #: Start the engine this long after the server starts, so unfinished tasks resume on their own.
 DEFAULT_WARM_UP_SECONDS: Final = 2.0
 DEFAULT_HTTP_PORT: Final = 8000
+#: Icon sizes shipped in ``videogen/assets`` (``icon-<size>.png``); tools get the smallest.
+ICON_SIZES: Final = (64, 256)
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 INSTRUCTIONS: Final = (
@@ -609,6 +613,20 @@ def _tool(server: MCPServer[LazyApp], **options: Any) -> Callable[[F], F]:
     return register
 
 
+def icons(sizes: Sequence[int] = ICON_SIZES) -> list[Icon]:
+    """The packaged PNG icons as ``data:`` URIs, so hosts show them without fetching anything."""
+    assets = files("videogen") / "assets"
+    return [
+        Icon(
+            src="data:image/png;base64,"
+            + base64.b64encode((assets / f"icon-{size}.png").read_bytes()).decode(),
+            mime_type="image/png",
+            sizes=[f"{size}x{size}"],
+        )
+        for size in sizes
+    ]
+
+
 def create_server(
     settings: Settings | None = None,
     *,
@@ -651,6 +669,7 @@ def create_server(
         title="videogen",
         version=package_version(),
         instructions=INSTRUCTIONS,
+        icons=icons(),
         lifespan=lifespan,
         log_level=cast(Any, level),
         extensions=[apps_extension(), TasksExtension(answer=_answer, owner=_owner)],
@@ -662,9 +681,12 @@ def create_server(
 
 
 def _register_tools(server: MCPServer[LazyApp]) -> None:
+    tool_icons = icons(ICON_SIZES[:1])
+
     @_tool(
         server,
         title="Generate a video",
+        icons=tool_icons,
         annotations=ToolAnnotations(
             read_only_hint=False,
             destructive_hint=False,
@@ -822,6 +844,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     @_tool(
         server,
         title="Check a video task",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
         meta=player_tool_meta(),
     )
@@ -867,6 +890,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     @_tool(
         server,
         title="List scenes, modes and camera moves",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
     async def list_scenes(ctx: Context) -> Annotated[CallToolResult, Catalog]:
@@ -882,6 +906,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     @_tool(
         server,
         title="Detect subjects in a portrait",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True),
     )
     async def detect_subjects(
@@ -915,6 +940,7 @@ def _register_tools(server: MCPServer[LazyApp]) -> None:
     @_tool(
         server,
         title="List recent video tasks",
+        icons=tool_icons,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
     async def list_tasks(
@@ -1148,8 +1174,10 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``videogen-mcp``: stdio by default; ``--http [--host H] [--port P]`` for streamable HTTP."""
-    parser = argparse.ArgumentParser(prog="videogen-mcp", description=__doc__.splitlines()[0])
+    """``jimeng-videogen-mcp``: stdio by default; ``--http [--host H] [--port P]`` for HTTP."""
+    parser = argparse.ArgumentParser(
+        prog="jimeng-videogen-mcp", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP, not stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port (8000)")
@@ -1157,7 +1185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve("streamable-http" if args.http else "stdio", host=args.host, port=args.port)
     except VideogenError as error:
-        print(f"videogen-mcp: {error.message}", file=sys.stderr)
+        print(f"{parser.prog}: {error.message}", file=sys.stderr)
         return error.exit_code
     return EXIT_OK
 

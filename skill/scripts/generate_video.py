@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print(
             "generate_video.py: error: the videogen package is not installed: run "
-            "`uv tool install /path/to/videogen-mcp` (the project folder), or run this script "
+            "`uv tool install jimeng-videogen-mcp` (or the project folder), or run this script "
             "with `uv run` inside that folder.",
             file=sys.stderr,
         )

@@ -189,10 +189,10 @@ def test_skill_install_refusal_exits_3(cli: Cli, tmp_path: Path) -> None:
 def test_the_bundle_manifest_maps_its_settings_to_the_programs_variables() -> None:
     manifest = json.loads((REPO / "manifest.json").read_text())
 
-    assert manifest["manifest_version"] and manifest["name"] == "videogen-mcp"
+    assert manifest["manifest_version"] == "0.4" and manifest["name"] == "jimeng-videogen-mcp"
     server = manifest["server"]
-    assert server["type"] == "python" and (REPO / server["entry_point"]).parent.is_dir()
-    assert server["mcp_config"]["args"][-1] == "videogen-mcp"
+    assert server["type"] == "uv" and (REPO / server["entry_point"]).is_file()
+    assert server["mcp_config"]["args"][-1] == "jimeng-videogen-mcp"
     user_config = manifest["user_config"]
     assert set(user_config) <= set(VARIABLES)
     assert server["mcp_config"]["env"] == {k: f"${{user_config.{k}}}" for k in user_config}
@@ -217,7 +217,7 @@ def test_the_readme_opens_with_the_two_commands_and_documents_every_variable() -
     first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
     assert first_block.splitlines() == [
         'uv run videogen generate "a paper boat drifting on a pond"',
-        "uv run pytest",
+        "uv run --group dev pytest",
     ]
     for name, meaning in VARIABLES.items():
         assert f"| `{name}` | {meaning.replace('|', chr(92) + '|')} |" in readme, name
@@ -244,7 +244,7 @@ def test_an_error_in_the_embedded_sandbox_is_one_line_without_a_traceback(
 
 @pytest.mark.anyio
 async def test_serve_speaks_mcp_over_stdio_with_the_five_tools(cli: Cli) -> None:
-    """``videogen serve`` is the stdio MCP server, the same one ``videogen-mcp`` runs."""
+    """``videogen serve`` is the stdio MCP server, the same one ``jimeng-videogen-mcp`` runs."""
     import sys
 
     from mcp import Client, StdioServerParameters

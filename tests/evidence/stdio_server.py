@@ -1,5 +1,5 @@
-"""A ``videogen-mcp`` stdio subprocess driven with raw JSON-RPC lines, so a test holds its pid
-(to SIGKILL it mid-call) — the SDK's stdio client hides the process."""
+"""A ``jimeng-videogen-mcp`` stdio subprocess driven with raw JSON-RPC lines, so a test holds its
+pid (to SIGKILL it mid-call) — the SDK's stdio client hides the process."""
 
 from __future__ import annotations
 

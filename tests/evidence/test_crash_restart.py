@@ -1,6 +1,7 @@
-"""Issue 7, crash and restart: the MCP server (a stdio ``videogen-mcp`` subprocess) is SIGKILLed
-during a wait, during a download, and between a submit and the provider's answer; a new server
-on the same data folder takes over. The provider (a sandbox in this test process) outlives both.
+"""Issue 7, crash and restart: the MCP server (a stdio ``jimeng-videogen-mcp`` subprocess) is
+SIGKILLed during a wait, during a download, and between a submit and the provider's answer; a new
+server on the same data folder takes over. The provider (a sandbox in this test process) outlives
+both.
 
 Every task must end finished (one submit, one playable file, nothing partial left) or clearly
 marked ``unknown`` with a message that tells the user what to check — never resent.

@@ -1,7 +1,8 @@
 """Issue 7, the fault matrix: every sandbox fault × every provider × {MCP tools, CLI}.
 
 CI runs the core (one fault of each family, every provider, both interfaces); the whole matrix
-is ``@pytest.mark.slow``: ``uv run pytest -m slow tests/evidence`` (about 2 minutes on 2 cores).
+is ``@pytest.mark.slow``: ``uv run --group dev pytest -m slow tests/evidence`` (about 2 minutes
+on 2 cores).
 ``bench/run_all.py`` runs the whole matrix and puts its table on the results page.
 """
 

@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``videogen-mcp --http`` on 0.0.0.0 with two tokens and its embedded sandbox (1 s jobs)."""
+    """``jimeng-videogen-mcp --http`` on 0.0.0.0, two tokens, its embedded sandbox (1 s jobs)."""
     port = _free_port()
     env = clean_env(
         tmp_path_factory.mktemp("http"),

@@ -45,7 +45,7 @@ async def client(settings: Settings, mode: str) -> AsyncIterator[Client]:
 
 @pytest.fixture
 def spawn_http(tmp_path: Path) -> Iterator[SpawnHttp]:
-    """Start ``videogen-mcp --http`` in a subprocess; stopped at the end of the test."""
+    """Start ``jimeng-videogen-mcp --http`` in a subprocess; stopped at the end of the test."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def spawn(host: str, **extra_env: str) -> tuple[int, subprocess.Popen[bytes]]:

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.anyio
 async def test_the_server_reports_the_installed_package_version(client: Client) -> None:
     info = client.server_info
     assert info is not None
-    assert info.version == metadata.version("videogen-mcp")
+    assert info.version == metadata.version("jimeng-videogen-mcp")
 
 
 async def test_an_unusable_output_folder_names_only_settings_that_exist(

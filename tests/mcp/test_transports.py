@@ -55,7 +55,9 @@ async def test_a_stdio_subprocess_generates_a_saved_video(tmp_path: Path, mode: 
 def test_the_console_script_is_wired_to_main() -> None:
     from importlib.metadata import entry_points
 
-    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "videogen-mcp"]
+    (script,) = [
+        e for e in entry_points(group="console_scripts") if e.name == "jimeng-videogen-mcp"
+    ]
     assert script.value == "videogen.mcp_server:main"
 
 
