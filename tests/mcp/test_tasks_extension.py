@@ -1,6 +1,6 @@
 """Issue 17: the MCP Tasks extension (``io.modelcontextprotocol/tasks``) on protocol 2026-07-28.
 
-The server runs as a real process (``jimeng-videogen-mcp`` over stdio, or ``--http``); the provider is
+The server runs as a real process (the MCP server over stdio, or ``--http``); the provider is
 a sandbox in this test process, so its request log shows every submit, poll and cancel. The
 client declares the extension (``tasks_client.TasksClientExtension``) and reads the raw answers.
 """
