@@ -19,6 +19,9 @@ from videogen.catalog import PROVIDERS, ProviderName
 from videogen.errors import ConfigError, CredentialsError
 
 SANDBOX_NOTICE: Final = "sandbox: offline preview, no credentials configured"
+#: Shortest accepted ``VIDEOGEN_HTTP_TOKEN`` (each token): a bearer token is a password that
+#: anyone who reaches the port may guess, so it must be long and random.
+HTTP_TOKEN_MIN_CHARS: Final = 32
 
 #: Each provider's credential variables, for messages that name the fix.
 CREDENTIAL_VARIABLES: Final[dict[ProviderName, tuple[str, ...]]] = {
@@ -51,7 +54,8 @@ VARIABLES: Final[dict[str, str]] = {
     "(default 600)",
     "VIDEOGEN_MAX_DOWNLOAD_MB": "largest video accepted, in MB (default 2048)",
     "VIDEOGEN_DOWNLOAD_TIMEOUT": "overall deadline for one download in seconds (default 900)",
-    "VIDEOGEN_HTTP_TOKEN": "bearer token(s), comma-separated, for the HTTP transport",
+    "VIDEOGEN_HTTP_TOKEN": "bearer token(s), comma-separated, each at least 32 characters, for "
+    "the HTTP transport",
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
 }
 
@@ -185,9 +189,7 @@ class Settings:
             * 1024
             * 1024,
             download_timeout=read.number("VIDEOGEN_DOWNLOAD_TIMEOUT", 900.0, 1.0, 86_400.0),
-            http_tokens=tuple(
-                t.strip() for t in (read.text("VIDEOGEN_HTTP_TOKEN") or "").split(",") if t.strip()
-            ),
+            http_tokens=read.tokens("VIDEOGEN_HTTP_TOKEN"),
             log_level=read.choice("VIDEOGEN_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
             or "WARNING",
         )
@@ -223,6 +225,19 @@ class _Reader:
             raise ConfigError(f"{name}={raw} is out of range: use a value between {low:g} and "
                               f"{high:g}, or unset it for the default ({default:g}).")  # fmt: skip
         return value
+
+    def tokens(self, name: str) -> tuple[str, ...]:
+        """Comma-separated secrets, each at least ``HTTP_TOKEN_MIN_CHARS`` long."""
+        tokens = tuple(t.strip() for t in (self.text(name) or "").split(",") if t.strip())
+        short = [t for t in tokens if len(t) < HTTP_TOKEN_MIN_CHARS]
+        if short:
+            raise ConfigError(
+                f"{name} holds a token of {len(short[0])} characters: each token must have at "
+                f"least {HTTP_TOKEN_MIN_CHARS}, or anyone who reaches the server could guess "
+                'it. Make one with: python -c "import secrets; '
+                'print(secrets.token_urlsafe(32))"'
+            )
+        return tokens
 
     def flag(self, name: str) -> bool:
         raw = (self.text(name) or "0").lower()

@@ -33,6 +33,8 @@ INITIALIZE = {
     },
 }
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+#: Two bearer tokens long enough to be accepted (32 characters or more).
+TOK_A, TOK_B = "tok-a".ljust(32, "a"), "tok-b".ljust(32, "b")
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -76,7 +78,7 @@ def test_http_off_loopback_without_a_token_is_refused(tmp_path: Path) -> None:
 
 
 async def test_http_off_loopback_requires_the_bearer_token(spawn_http: Any) -> None:
-    port, _ = spawn_http("0.0.0.0", VIDEOGEN_HTTP_TOKEN="tok-a,tok-b")
+    port, _ = spawn_http("0.0.0.0", VIDEOGEN_HTTP_TOKEN=f"{TOK_A},{TOK_B}")
     url = f"http://127.0.0.1:{port}/mcp"
     async with httpx2.AsyncClient() as http:
         bare = await http.post(url, json=INITIALIZE, headers=ACCEPT)
@@ -84,7 +86,7 @@ async def test_http_off_loopback_requires_the_bearer_token(spawn_http: Any) -> N
             url, json=INITIALIZE, headers={**ACCEPT, "Authorization": "Bearer x"}
         )
         right = await http.post(
-            url, json=INITIALIZE, headers={**ACCEPT, "Authorization": "Bearer tok-b"}
+            url, json=INITIALIZE, headers={**ACCEPT, "Authorization": f"Bearer {TOK_B}"}
         )
     assert bare.status_code == 401 and "bearer" in bare.headers["www-authenticate"].lower()
     assert wrong.status_code == 401
@@ -93,7 +95,7 @@ async def test_http_off_loopback_requires_the_bearer_token(spawn_http: Any) -> N
 
 async def test_each_token_sees_only_its_own_tasks(spawn_http: Any) -> None:
     """Tasks belong to the caller's token identity (a hash): another token cannot see them."""
-    port, _ = spawn_http("0.0.0.0", VIDEOGEN_HTTP_TOKEN="tok-a,tok-b")
+    port, _ = spawn_http("0.0.0.0", VIDEOGEN_HTTP_TOKEN=f"{TOK_A},{TOK_B}")
     url = f"http://127.0.0.1:{port}/mcp"
 
     @asynccontextmanager
@@ -105,7 +107,7 @@ async def test_each_token_sees_only_its_own_tasks(spawn_http: Any) -> None:
         ):
             yield client
 
-    async with connect("tok-a") as alice:
+    async with connect(TOK_A) as alice:
         made = await alice.call_tool(
             "generate_video", {"prompt": "alice's boat", "wait_seconds": 0}
         )
@@ -115,13 +117,13 @@ async def test_each_token_sees_only_its_own_tasks(spawn_http: Any) -> None:
         mine = await alice.call_tool("list_tasks", {})
         assert isinstance(mine.structured_content, dict)
         assert [t["task_id"] for t in mine.structured_content["tasks"]] == [task_id]
-    async with connect("tok-b") as bob:
+    async with connect(TOK_B) as bob:
         theirs = await bob.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
         assert theirs.is_error and task_id in text_of(theirs)
         listed = await bob.call_tool("list_tasks", {})
         assert isinstance(listed.structured_content, dict)
         assert listed.structured_content["tasks"] == []
-    assert owner_of("tok-a") != owner_of("tok-b") and "tok-a" not in owner_of("tok-a")
+    assert owner_of(TOK_A) != owner_of(TOK_B) and TOK_A not in owner_of(TOK_A)
 
 
 async def test_http_on_loopback_checks_host_and_origin(spawn_http: Any) -> None:
