@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final, get_args
 
 from videogen.catalog import PROVIDERS, ProviderName
-from videogen.errors import ConfigError, CredentialsError
+from videogen.errors import ConfigError, CredentialsError, remember_secrets
 
 SANDBOX_NOTICE: Final = "sandbox: offline preview, no credentials configured"
 #: Shortest accepted ``VIDEOGEN_HTTP_TOKEN`` (each token): a bearer token is a password that
@@ -75,6 +75,9 @@ class ProviderEndpoint:
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        remember_secrets(self.secrets())  # scrubbed from every error, ledger entry and log
 
     def __repr__(self) -> str:
         return f"ProviderEndpoint(base_url={self.base_url!r}, configured={self.configured})"
