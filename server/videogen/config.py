@@ -56,6 +56,9 @@ VARIABLES: Final[dict[str, str]] = {
     "VIDEOGEN_DOWNLOAD_TIMEOUT": "overall deadline for one download in seconds (default 900)",
     "VIDEOGEN_HTTP_TOKEN": "bearer token(s), comma-separated, each at least 32 characters, for "
     "the HTTP transport",
+    "VIDEOGEN_INPUT_DIRS": "folders whose images HTTP clients may name by path, separated by "
+    "commas or the path separator, : (; on Windows) (default none: HTTP clients pass URLs or "
+    "data URLs)",
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
 }
 
@@ -112,6 +115,11 @@ class Settings:
     download_timeout: float = 900.0
     http_tokens: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "WARNING"
+    #: Folders whose images clients over HTTP may name by local path (``VIDEOGEN_INPUT_DIRS``).
+    input_dirs: tuple[Path, ...] = ()
+    #: True in a server for clients over HTTP: they are not on this machine, so their local
+    #: paths are read only inside ``input_dirs``. The CLI and stdio read any path.
+    remote_clients: bool = False
 
     @property
     def notice(self) -> str | None:
@@ -132,6 +140,11 @@ class Settings:
                 f"(or unset VIDEOGEN_PROVIDER / set VIDEOGEN_SANDBOX=1 to try the offline sandbox)."
             )
         return endpoint
+
+    def path_folders(self) -> tuple[Path, ...] | None:
+        """Where local image paths may point: None for anywhere (the user's own machine), else
+        only inside these folders (none at all when empty)."""
+        return self.input_dirs if self.remote_clients else None
 
     def secrets(self) -> tuple[str, ...]:
         values = [s for p in PROVIDERS for s in self.endpoint(p).secrets()]
@@ -195,6 +208,7 @@ class Settings:
             http_tokens=read.tokens("VIDEOGEN_HTTP_TOKEN"),
             log_level=read.choice("VIDEOGEN_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
             or "WARNING",
+            input_dirs=read.folders("VIDEOGEN_INPUT_DIRS"),
         )
 
 
@@ -258,6 +272,27 @@ class _Reader:
             if raw.lower() == choice.lower():
                 return choice
         raise ConfigError(f"{name}={raw!r} is not one of: {', '.join(choices)}.")
+
+    def folders(self, name: str) -> tuple[Path, ...]:
+        """Absolute folders separated by ``os.pathsep`` or commas (``~`` expanded)."""
+        raw = self.text(name) or ""
+        if "\x00" in raw:
+            raise ConfigError(f"{name} contains a NUL byte: give plain folder paths.")
+        folders = []
+        for part in raw.replace(os.pathsep, ",").split(","):
+            if not part.strip():
+                continue
+            try:
+                folder = Path(part.strip()).expanduser()
+            except RuntimeError:
+                folder = Path(part.strip())  # ~name of an unknown user: not absolute, refused
+            if not folder.is_absolute():
+                raise ConfigError(
+                    f"{name} names {part.strip()!r}, which is not an absolute path: give each "
+                    f"folder's full path, separated by {os.pathsep!r} or ','."
+                )
+            folders.append(folder)
+        return tuple(folders)
 
     def path(self, name: str, default: Path) -> Path:
         raw = self.text(name)

@@ -311,7 +311,9 @@ class Engine:
         from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
 
         inputs = await prepare_inputs(
-            request, accepts_uploaded_images=provider.accepts_uploaded_images
+            request,
+            accepts_uploaded_images=provider.accepts_uploaded_images,
+            folders=self.settings.path_folders(),
         )
         task = self._new_task(request, owner)
         self.ledger.insert(task, lease=Lease(self.holder, self._clock() + self._lease_seconds))
@@ -376,7 +378,11 @@ class Engine:
 
         name = provider or self.settings.provider
         adapter = self._providers(name)
-        prepared = await prepare_image(image, allow_upload=adapter.accepts_uploaded_images)
+        prepared = await prepare_image(
+            image,
+            allow_upload=adapter.accepts_uploaded_images,
+            folders=self.settings.path_folders(),
+        )
         detection = await call_with_retries(
             lambda: adapter.detect_subjects(prepared), policy=self._retry
         )

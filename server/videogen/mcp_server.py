@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar, cast
 
@@ -881,8 +881,14 @@ class HttpPlan:
 
 
 def plan_http(settings: Settings, host: str, port: int) -> HttpPlan:
-    """Refuse (``ConfigError``) to serve off loopback without a token; keep Host/Origin checks
-    on for loopback binds."""
+    """Refuse (``ConfigError``) to serve off loopback without a token, or with an input folder
+    that is not a folder; keep Host/Origin checks on for loopback binds."""
+    for folder in settings.input_dirs:
+        if not folder.is_dir():
+            raise ConfigError(
+                f"VIDEOGEN_INPUT_DIRS names {str(folder)!r}, which is not a folder: create it, "
+                "or remove it from the list."
+            )
     loopback = _is_loopback(host)
     if not loopback and not settings.http_tokens:
         raise ConfigError(
@@ -910,7 +916,12 @@ def _is_loopback(host: str) -> bool:
 
 
 def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starlette:
-    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow)."""
+    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow).
+
+    Its clients are not on this machine: their local image paths are read only inside
+    ``settings.input_dirs`` (none by default).
+    """
+    settings = replace(settings, remote_clients=True)
     server = create_server(settings, http_tokens=plan.tokens, **server_options)
     return server.streamable_http_app(host=plan.host, transport_security=plan.security)
 

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import child_env, free_port, text_of
+from mcp_helpers import child_env, free_port, text_of, write_png
 
 from videogen.config import SANDBOX_NOTICE, Settings
 from videogen.errors import ConfigError
@@ -170,3 +170,52 @@ def test_importing_the_server_loads_no_engine_provider_or_media_module() -> None
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def test_http_clients_cannot_make_the_server_read_its_own_files(
+    spawn_http: Any, tmp_path: Path
+) -> None:
+    """Over HTTP a local path is refused (nothing read, nothing billed) unless it lies in a
+    folder of VIDEOGEN_INPUT_DIRS; outside those, one neutral answer whatever is there."""
+    private = write_png(tmp_path / "private.png")
+    inside = tmp_path / "inputs"
+    inside.mkdir()
+    shared = write_png(inside / "shared.png")
+    (inside / "escape.png").symlink_to(private)
+
+    async def call(port: int, tool: str, image: str) -> tuple[bool, str, list[Any]]:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            args: dict[str, Any] = {"image": image}
+            if tool == "generate_video":
+                args |= {"prompt": "a boat", "wait_seconds": 0}
+            result = await client.call_tool(tool, args)
+            listed = await client.call_tool("list_tasks", {})
+        assert isinstance(listed.structured_content, dict)
+        return result.is_error, text_of(result), listed.structured_content["tasks"]
+
+    closed, _ = spawn_http("127.0.0.1")
+    for tool, image in (("generate_video", private), ("detect_subjects", private),
+                        ("generate_video", shared)):  # fmt: skip
+        refused, text, tasks = await call(closed, tool, str(image))
+        assert refused and "does not read its own files" in text and "data: URL" in text, text
+        assert tasks == []  # nothing submitted, nothing billed
+
+    confined, _ = spawn_http("127.0.0.1", VIDEOGEN_INPUT_DIRS=str(inside))
+    refusals = set()
+    for ref in (str(private), str(inside / "escape.png"), str(tmp_path / "missing.png")):
+        refused, text, tasks = await call(confined, "generate_video", ref)
+        assert refused and tasks == [], text
+        refusals.add(text.replace(repr(ref), "<ref>"))
+    assert len(refusals) == 1 and "input folders" in refusals.pop()
+    refused, text, tasks = await call(confined, "generate_video", str(shared))
+    assert not refused and len(tasks) == 1, text
+
+
+def test_an_input_folder_that_is_not_a_folder_stops_the_http_server(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"HOME": str(tmp_path), "VIDEOGEN_INPUT_DIRS": f"{tmp_path},{tmp_path / 'nope'}"}
+    )
+    with pytest.raises(ConfigError, match="VIDEOGEN_INPUT_DIRS"):
+        plan_http(settings, "127.0.0.1", 8000)
+    with pytest.raises(ConfigError, match="absolute"):
+        Settings.from_env({"VIDEOGEN_INPUT_DIRS": "relative/folder"})
