@@ -53,6 +53,7 @@ from pydantic import BaseModel, Field
 from videogen.catalog import (
     CAMERA_MOVES,
     CAMERA_STRENGTHS,
+    IMAGE_MAX_BYTES,
     JIMENG,
     PROMPT_MAX_CHARS,
     SCENES,
@@ -95,6 +96,15 @@ POSTER_MAX_BYTES: Final = 200 * 1024
 #: Start the engine this long after the server starts, so unfinished tasks resume on their own.
 DEFAULT_WARM_UP_SECONDS: Final = 2.0
 DEFAULT_HTTP_PORT: Final = 8000
+#: Most images one call may upload: a first and a tail frame (scenes and portraits take URLs).
+UPLOADED_IMAGES_MAX: Final = 2
+#: Largest HTTP request body: a generate_video call whose images are data URLs at the documented
+#: limit (4.7 MB each, 4/3 of that as base64, a little more if a client escapes '/' in JSON),
+#: plus 1 MiB for the rest of the JSON-RPC message. The SDK's default (4 MiB) answered 413 to a
+#: single image near the limit, so the documented limit and the transport's must be one.
+HTTP_MAX_BODY_BYTES: Final = UPLOADED_IMAGES_MAX * (IMAGE_MAX_BYTES * 4 // 3) * 102 // 100 + (
+    1 << 20
+)
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 INSTRUCTIONS: Final = (
@@ -923,7 +933,11 @@ def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starl
     """
     settings = replace(settings, remote_clients=True)
     server = create_server(settings, http_tokens=plan.tokens, **server_options)
-    return server.streamable_http_app(host=plan.host, transport_security=plan.security)
+    return server.streamable_http_app(
+        host=plan.host,
+        transport_security=plan.security,
+        max_request_body_size=HTTP_MAX_BODY_BYTES,
+    )
 
 
 async def serve_http_async(plan: HttpPlan, settings: Settings, **server_options: Any) -> None:

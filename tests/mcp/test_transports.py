@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_helpers import child_env, free_port, text_of, write_png
 
+from videogen.catalog import IMAGE_MAX_BYTES
 from videogen.config import SANDBOX_NOTICE, Settings
 from videogen.errors import ConfigError
 from videogen.mcp_server import owner_of, plan_http
@@ -219,3 +223,32 @@ def test_an_input_folder_that_is_not_a_folder_stops_the_http_server(tmp_path: Pa
         plan_http(settings, "127.0.0.1", 8000)
     with pytest.raises(ConfigError, match="absolute"):
         Settings.from_env({"VIDEOGEN_INPUT_DIRS": "relative/folder"})
+
+
+async def test_an_image_near_the_documented_limit_fits_in_an_http_request(
+    spawn_http: Any,
+) -> None:
+    """A 4.6 MB PNG (the documented limit is 4.7 MB) as a data URL: about 6.1 MB of JSON-RPC,
+    more than the transport's default 4 MiB body cap. It must reach the engine and be sent."""
+    width = height = 1240
+    row = b"\x00" + bytes(range(256)) * (width * 3 // 256) + bytes(width * 3 % 256)
+    raw = zlib.compress(row * height, 0)  # stored, not compressed: the file is as big as its pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    assert 4_500_000 < len(png) < IMAGE_MAX_BYTES
+    data_url = "data:image/png;base64," + base64.b64encode(png).decode()
+
+    port, _ = spawn_http("127.0.0.1")
+    async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        result = await client.call_tool(
+            "generate_video", {"prompt": "a big frame", "image": data_url, "wait_seconds": 0}
+        )
+    assert not result.is_error, text_of(result)
+    assert isinstance(result.structured_content, dict)
+    assert result.structured_content["mode"] == "i2v_first_720p"
