@@ -82,7 +82,7 @@ class Sandboxed:
         return classes[name](endpoint, self.client, clock=self.clock)
 
     def asset(self, path: str) -> str:
-        return self.sb.url + path
+        return str(self.sb.asset_url(path))
 
     async def sleep(self, seconds: float) -> None:
         """call_with_retries' sleep: the sandbox clock moves, the test does not wait."""
