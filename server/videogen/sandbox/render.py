@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import io
 import math
@@ -69,9 +70,19 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 async def _await(future: concurrent.futures.Future[T]) -> T:
-    """Wait for a pool job without holding a thread; a cancelled waiter leaves the job running
-    for the others (it is shared)."""
-    return await asyncio.shield(asyncio.wrap_future(future))
+    """Wait for a pool job without holding a thread. A cancelled waiter leaves the job running
+    for the others (it is shared); a job that ends after its waiter's loop has closed wakes
+    nobody (and logs nothing)."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def wake(_: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(done.set)
+
+    future.add_done_callback(wake)
+    await done.wait()
+    return future.result()
 
 
 async def off_loop(function: Callable[..., T], *args: Any) -> T:
