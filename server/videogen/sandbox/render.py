@@ -48,9 +48,10 @@ RENDERS_DIRNAME: Final = "renders"
 CACHE_MAX_BYTES: Final = 1 << 30
 #: Temp files older than this are left by a killed process and are deleted by ``evict``.
 STALE_TEMP_SECONDS: Final = 3600.0
-#: Threads that encode videos (and draw assets) at once, process-wide: one fewer than the cores,
-#: at least one and at most two, so the embedding program's loop keeps a core.
-RENDER_WORKERS: Final = max(1, min(2, (os.cpu_count() or 2) - 1))
+#: Threads that encode videos (and draw assets) at once, process-wide: at most two (libx264 and
+#: numpy release the GIL, so the embedding program's loop still runs; more would only add
+#: frames in memory and GIL contention).
+RENDER_WORKERS: Final = max(1, min(2, os.cpu_count() or 2))
 RenderKind = Literal["text", "first", "first_tail", "camera", "portrait", "scene"]
 Frame = npt.NDArray[np.uint8]
 T = TypeVar("T")
