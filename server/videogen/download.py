@@ -14,8 +14,8 @@ The contract of :func:`download`:
 - an expired URL (403, or 410) calls ``refresh()`` for a fresh source, a bounded number of times;
 - connection errors, 5xx and 429 are retried with capped, jittered backoff (``Retry-After``
   honoured);
-- ``source.headers`` (credentials) are sent only to ``source.credential_host``; redirects are
-  followed by hand and lose the credentials as soon as the host changes;
+- ``source.headers`` (credentials) are sent only to ``source.credential_origin`` (scheme, host
+  and port); redirects are followed by hand and lose the credentials as soon as that changes;
 - the finished file is ``fsync``-ed, hard-linked into place under the first free name
   (``name.mp4``, ``name-1.mp4``, ...), so an existing file or a planted symlink is never
   overwritten or followed, and the directory is ``fsync``-ed;
@@ -327,12 +327,8 @@ class _Transfer:
         if self.received:
             headers["Range"] = f"bytes={self.received}-"
         target = httpx2.URL(url)
-        # Same host, and never downgraded from https to http by a redirect.
-        trusted = (
-            self.source.credential_host is not None
-            and target.host == self.source.credential_host
-            and (target.scheme == "https" or httpx2.URL(self.source.url).scheme == "http")
-        )
+        # The API's exact origin only: not another host, port or scheme (so no https->http).
+        trusted = self.source.trusts(url)
         if trusted:
             headers.update(self.source.headers)
         request = self.client.build_request("GET", target, headers=headers)

@@ -377,7 +377,9 @@ class Engine:
         from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
 
         inputs = await prepare_inputs(
-            request, accepts_uploaded_images=provider.accepts_uploaded_images
+            request,
+            accepts_uploaded_images=provider.accepts_uploaded_images,
+            folders=self.settings.path_folders(),
         )
         # No await from here to the insert: finding a duplicate and recording this task are one
         # ledger transaction, so identical requests at once make one task (and one submit).
@@ -473,6 +475,7 @@ class Engine:
             image,
             allow_upload=adapter.accepts_uploaded_images and uploads_images("omnihuman"),
             label="portrait image",
+            folders=self.settings.path_folders(),
         )
         detection = await call_with_retries(
             lambda: adapter.detect_subjects(prepared), policy=self._retry

@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar, cast
@@ -65,6 +65,7 @@ from videogen import package_version
 from videogen.catalog import (
     CAMERA_MOVES,
     CAMERA_STRENGTHS,
+    IMAGE_MAX_BYTES,
     JIMENG,
     PROMPT_MAX_CHARS,
     SCENES,
@@ -121,6 +122,15 @@ DEFAULT_WARM_UP_SECONDS: Final = 2.0
 DEFAULT_HTTP_PORT: Final = 8000
 #: Icon sizes shipped in ``videogen/assets`` (``icon-<size>.png``); tools get the smallest.
 ICON_SIZES: Final = (64, 256)
+#: Most images one call may upload: a first and a tail frame (scenes and portraits take URLs).
+UPLOADED_IMAGES_MAX: Final = 2
+#: Largest HTTP request body: a generate_video call whose images are data URLs at the documented
+#: limit (4.7 MB each, 4/3 of that as base64, a little more if a client escapes '/' in JSON),
+#: plus 1 MiB for the rest of the JSON-RPC message. The SDK's default (4 MiB) answered 413 to a
+#: single image near the limit, so the documented limit and the transport's must be one.
+HTTP_MAX_BODY_BYTES: Final = UPLOADED_IMAGES_MAX * (IMAGE_MAX_BYTES * 4 // 3) * 102 // 100 + (
+    1 << 20
+)
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 INSTRUCTIONS: Final = (
@@ -1055,8 +1065,14 @@ class HttpPlan:
 
 
 def plan_http(settings: Settings, host: str, port: int) -> HttpPlan:
-    """Refuse (``ConfigError``) to serve off loopback without a token; keep Host/Origin checks
-    on for loopback binds."""
+    """Refuse (``ConfigError``) to serve off loopback without a token, or with an input folder
+    that is not a folder; keep Host/Origin checks on for loopback binds."""
+    for folder in settings.input_dirs:
+        if not folder.is_dir():
+            raise ConfigError(
+                f"VIDEOGEN_INPUT_DIRS names {str(folder)!r}, which is not a folder: create it, "
+                "or remove it from the list."
+            )
     loopback = _is_loopback(host)
     if not loopback and not settings.http_tokens:
         raise ConfigError(
@@ -1084,9 +1100,18 @@ def _is_loopback(host: str) -> bool:
 
 
 def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starlette:
-    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow)."""
+    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow).
+
+    Its clients are not on this machine: their local image paths are read only inside
+    ``settings.input_dirs`` (none by default).
+    """
+    settings = replace(settings, remote_clients=True)
     server = create_server(settings, http_tokens=plan.tokens, **server_options)
-    return server.streamable_http_app(host=plan.host, transport_security=plan.security)
+    return server.streamable_http_app(
+        host=plan.host,
+        transport_security=plan.security,
+        max_request_body_size=HTTP_MAX_BODY_BYTES,
+    )
 
 
 async def serve_http_async(

@@ -174,7 +174,7 @@ async def test_content_bytes_point_the_downloader_at_the_content_url_with_creden
     source = await provider(rec).download_source(REF, DONE)
     assert source.url == f"{BASE}/videos/{REF.provider_task_id}/content"
     assert source.headers == {"Authorization": "Bearer tok-test"}
-    assert source.credential_host == "gateway.test"
+    assert source.credential_origin == "http://gateway.test:8000"
 
 
 @pytest.mark.anyio
@@ -183,7 +183,9 @@ async def test_a_redirect_is_not_followed_and_its_target_is_returned() -> None:
     rec = Recorder([answer])
     source = await provider(rec).download_source(REF, DONE)
     assert source.url == "https://cdn.test/v.mp4?sig=1"
-    assert source.credential_host == "gateway.test"  # the downloader drops them for the CDN
+    assert (
+        source.credential_origin == "http://gateway.test:8000"
+    )  # the downloader drops them for the CDN
     assert len(rec.requests) == 1
 
 
@@ -193,6 +195,26 @@ async def test_a_relative_redirect_is_resolved_against_the_api() -> None:
     assert (
         await provider(rec).download_source(REF, DONE)
     ).url == "http://gateway.test:8000/files/v.mp4"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["http://gateway.test:9999/v.mp4", "https://gateway.test/v.mp4", "http://gateway.test/v.mp4"],
+)
+async def test_the_key_is_not_trusted_to_another_port_or_scheme_of_the_api_host(
+    elsewhere: str,
+) -> None:
+    """A content redirect or a JSON ``video_url`` to the API host on another port must not
+    receive ``Authorization: Bearer <key>``: only the configured origin does."""
+    for answer in (
+        httpx2.Response(302, headers={"location": elsewhere}),
+        httpx2.Response(200, json={"video_url": elsewhere}),
+    ):
+        source = await provider(Recorder([answer])).download_source(REF, DONE)
+        assert source.url == elsewhere
+        assert not source.trusts(elsewhere)
+        assert source.trusts(f"{BASE}/videos/{REF.provider_task_id}/content")
 
 
 @pytest.mark.anyio
