@@ -190,6 +190,23 @@ async def test_a_trim_at_the_same_rate_copies_the_packets_it_keeps_and_is_frame_
 
 
 @pytest.mark.anyio
+async def test_a_trim_of_a_clip_that_cannot_be_spliced_is_reencoded_whole(tmp_path: Path) -> None:
+    """Only H.264 is spliced: an MPEG-4 Part 2 clip is re-encoded to H.264, frame-exact."""
+    path = tmp_path / "mpeg4.mp4"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=Fraction(24))
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        for i in range(241):
+            frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), i, np.uint8), "rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 24)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    info = await conform(path, duration=8, fps=24)
+    assert (info.frames, info.codec, info.duration) == (192, "h264", 8.0)
+    assert len(gray_frames(path)) == 192
+
+
+@pytest.mark.anyio
 async def test_the_full_reencode_still_gives_the_same_figures(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -162,7 +162,7 @@ def _conform_sync(path: Path, duration: float, fps: int, reencode: bool = False)
     except OSError as exc:
         raise _media_error("conform", path, exc) from exc
     try:
-        if reencode or not _splice_trim(path, temp, info, duration=duration, fps=fps):
+        if reencode or not _try_splice_trim(path, temp, info, duration=duration, fps=fps):
             _transcode(path, temp, info, duration=duration, fps=fps)
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
@@ -204,6 +204,17 @@ def _transcode(source: Path, dest: Path, info: MediaInfo, *, duration: float, fp
                 audio.finish()
         finally:
             out.close()
+
+
+def _try_splice_trim(
+    source: Path, dest: Path, info: MediaInfo, *, duration: float, fps: int
+) -> bool:
+    """:func:`_splice_trim`, False also when FFmpeg or the bitstream refuse it half-way (the
+    caller then re-encodes every frame into ``dest``, which it truncates)."""
+    try:
+        return _splice_trim(source, dest, info, duration=duration, fps=fps)
+    except (h264.H264Error, _ffmpeg_error()):
+        return False
 
 
 def _splice_trim(source: Path, dest: Path, info: MediaInfo, *, duration: float, fps: int) -> bool:
