@@ -148,6 +148,15 @@ def parse_conform(out: str) -> list[Row]:
         )  # fmt: skip
     if not rows:
         raise ValueError("no conform figures")
+    full = re.search(r"trim 8 s @ 24 fps, re-encode every frame.*?median\s+([\d.]+) s", out)
+    copy = re.search(r"trim 8 s @ 24 fps, copy.*?median\s+([\d.]+) s", out)
+    if full and copy:
+        full_s, copy_s = float(full.group(1)), float(copy.group(1))
+        rows.append(
+            Row("conform", "trim a 10 s clip to 8 s @ 24 fps, copying what it keeps",
+                f"{copy_s:.2f} s", f"{full_s:.2f} s (re-encode every frame)",
+                f"{copy_s / full_s:.2f}x", "<= 0.25x (issue 16)", copy_s / full_s <= 0.25)
+        )  # fmt: skip
     return rows
 
 

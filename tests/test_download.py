@@ -59,7 +59,8 @@ class FileServer:
 
     Behaviours (comma-separated): ``truncate`` (first answer cut after half the body, connection
     dropped), ``norange`` (ignores Range), ``expire`` (403 unless ``sig=fresh``), ``503`` (the
-    first answer is a 503), ``chunked`` (no Content-Length), ``slow`` (trickles), ``redirect``
+    first answer is a 503), ``chunked`` (no Content-Length), ``slow`` (trickles), ``stall`` (the
+    first answer stops sending after half the body, connection kept open), ``redirect``
     (302 to the same file on ``localhost``), ``loop`` (redirects forever).
     """
 
@@ -119,6 +120,12 @@ class FileServer:
                 {"type": "http.response.body", "body": part[: len(part) // 2], "more_body": True}
             )
             raise ConnectionAbortedError("dropping the connection on purpose")
+        if "stall" in behaviours and attempt == 1:
+            await send(
+                {"type": "http.response.body", "body": part[: len(part) // 2], "more_body": True}
+            )
+            await anyio.sleep(2)
+            raise ConnectionAbortedError("giving up on a stalled answer")
         step = 4096 if "slow" in behaviours else len(part)
         for offset in range(0, len(part), step):
             if "slow" in behaviours:
@@ -297,6 +304,30 @@ async def test_a_missing_file_is_a_download_error(server: FileServer, tmp_path: 
     with pytest.raises(DownloadError, match="404"):
         await fetch(server.url("absent"), tmp_path)
     assert files_in(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_stalled_body_times_out_on_the_clients_read_timeout_and_resumes(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """The body's bytes come off the connection with the client's read timeout: a server that
+    stops sending mid-body is given up on after it, and the rest is fetched with Range."""
+    name, data = body
+    with anyio.fail_after(10):
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(5, read=0.3)) as client:
+            path = await download(
+                client,
+                DownloadSource(url=server.url(name, "stall")),
+                tmp_path,
+                "out.mp4",
+                max_bytes=64 * MiB,
+                deadline_seconds=30,
+            )
+    assert path.read_bytes() == data
+    assert [s.headers.get("range") for s in server.seen if s.path == f"/f/{name}"] == [
+        None,
+        f"bytes={len(data) // 2}-",
+    ]
 
 
 @pytest.mark.anyio
