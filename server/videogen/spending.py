@@ -31,12 +31,15 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, Field
 
 from videogen.errors import SpendingLimitReached
 from videogen.models import LimitUse, Task, Usage
+
+if TYPE_CHECKING:
+    from videogen.ledger import Ledger
 
 Period = Literal["day", "month"]
 Measure = Literal["videos", "seconds", "spend"]
@@ -306,6 +309,22 @@ class UsageReport(BaseModel):
 def usage_since(now: float, days: int) -> float:
     """Start of the UTC day ``days - 1`` days before today (``days`` = 1: today)."""
     return period_start(now, "day") - (days - 1) * 86_400
+
+
+def ledger_usage(
+    ledger: Ledger | None,
+    policy: Policy,
+    *,
+    now: float,
+    days: int,
+    sandbox: bool,
+    owner: str | None = None,
+) -> UsageReport:
+    """The usage report of ``ledger`` (None: no ledger yet, nothing billed); ``owner`` (when
+    given) counts that owner's tasks alone."""
+    since = usage_since(now, days)
+    billed = [] if ledger is None else ledger.billed_since(since, sandbox=sandbox, owner=owner)
+    return usage_report(billed, policy, now=now, days=days, sandbox=sandbox)
 
 
 def usage_report(
