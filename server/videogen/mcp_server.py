@@ -1,4 +1,4 @@
-"""The MCP server: five tools and three resources over the engine. Thin on purpose.
+"""The MCP server: five tools and four resources over the engine. Thin on purpose.
 
 Tools: ``generate_video`` (billed; submits, then waits a bounded time), ``check_task`` (follows a
 task, from this server, an earlier run or the CLI), ``list_scenes``, ``detect_subjects``,
