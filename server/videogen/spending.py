@@ -246,11 +246,17 @@ def _refusal(limit: Limit, spent: float, need: float, resets_at: float, now: flo
     reset = datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"Spending limit reached: {limit.variable}={limit.value:g} allows {limit.value:g} "
-        f"{unit} per {limit.period} (UTC){who}, {spent:g} {unit} are already billed "
-        f"{_WHEN[limit.period]}, and this request needs {need:g} more. Nothing was sent, so "
-        f"nothing was billed. The limit resets at {reset} (in {_duration(resets_at - now)}); "
-        f"to go on sooner, raise {limit.variable} or unset it."
+        f"{unit} per {limit.period} (UTC){who}; {_amount(limit.measure, spent)} already billed "
+        f"{_WHEN[limit.period]}, and this request needs {_amount(limit.measure, need)} more. "
+        f"Nothing was sent, so nothing was billed. The limit resets at {reset} (in "
+        f"{_duration(resets_at - now)}); to go on sooner, raise {limit.variable} or unset it."
     )
+
+
+def _amount(measure: Measure, value: float) -> str:
+    if measure == "videos":
+        return f"{value:g} video{'s' * (value != 1)}"
+    return f"{value:g} {_UNITS[measure]}"
 
 
 def _duration(seconds: float) -> str:

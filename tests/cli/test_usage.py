@@ -22,7 +22,7 @@ def test_a_limit_refuses_the_next_generate_and_usage_json_shows_the_spend(cli: C
     assert first["videos_today"] == 1
     assert refused.returncode == EXIT_USAGE and refused.stdout == ""
     assert "VIDEOGEN_LIMIT_VIDEOS_PER_DAY=2" in refused.stderr
-    assert "2 videos are already billed today" in refused.stderr
+    assert "2 videos already billed today" in refused.stderr
     assert "resets at" in refused.stderr and "nothing was billed" in refused.stderr
     assert report.returncode == EXIT_OK, report.stderr
     usage = json.loads(report.stdout)

@@ -93,7 +93,7 @@ async def test_a_refusal_names_the_limit_the_spend_and_the_reset_and_sends_nothi
         recorded = engine.list_tasks()
     message = caught.value.message
     assert "VIDEOGEN_LIMIT_VIDEOS_PER_DAY=2" in message
-    assert "2 videos are already billed today" in message
+    assert "2 videos already billed today" in message
     assert "resets at 2026-12-04 00:00 UTC (in 1 h 30 min)" in message
     assert "nothing was billed" in message
     assert caught.value.exit_code == 2
@@ -138,11 +138,23 @@ async def test_duplicates_and_requests_the_provider_refused_count_nothing(tmp_pa
         first = await engine.submit(t2v("kept"))
         again = await engine.submit(t2v("kept"))  # a duplicate: the same task, no new bill
         second = await engine.submit(t2v("another"))
-        with pytest.raises(SpendingLimitReached, match="2 videos are already billed"):
+        with pytest.raises(SpendingLimitReached, match="2 videos already billed"):
             await engine.submit(t2v("one too many"))
     assert again.id == first.id
     assert second.usage is not None and second.usage.videos_today == 2
     assert provider.submits == 3  # the refused one, "kept", "another"
+
+
+async def test_a_request_forced_new_is_checked_and_counted_like_any_other(tmp_path: Path) -> None:
+    provider = waiting()
+    settings = limited(tmp_path, videos_per_day(2))
+    async with running_engine(settings, provider, clock=Clock(LATE)) as engine:
+        first = await engine.submit(t2v("again"))
+        second = await engine.submit(t2v("again"), new=True)
+        with pytest.raises(SpendingLimitReached, match="2 videos already billed"):
+            await engine.submit(t2v("again"), new=True)
+    assert second.id != first.id
+    assert provider.submits == 2
 
 
 async def test_an_unknown_outcome_counts_as_billed(tmp_path: Path) -> None:
@@ -171,7 +183,7 @@ async def test_seconds_count_the_provider_clip_and_each_owner_has_its_own_limit(
             await engine.submit(t2v("five more"), owner="alice")
         bob = await engine.submit(t2v("five more"), owner="bob")
     assert "VIDEOGEN_LIMIT_OWNER_SECONDS_PER_DAY=15" in caught.value.message
-    assert "for this token, 15 s are already billed today" in caught.value.message
+    assert "for this token; 15 s already billed today" in caught.value.message
     assert bob.usage is not None and bob.usage.seconds_today == 5
     assert provider.submits == 3
 
@@ -184,7 +196,7 @@ async def test_a_spend_limit_uses_the_prices_and_refuses_an_unpriced_mode(tmp_pa
     async with running_engine(settings, provider, clock=Clock(LATE)) as engine:
         first = await engine.submit(t2v("a"))  # 5 s x 0.07 = 0.35
         await engine.submit(t2v("b"))  # 0.70
-        with pytest.raises(SpendingLimitReached, match=r"0\.7 spend are already billed"):
+        with pytest.raises(SpendingLimitReached, match=r"0\.7 spend already billed"):
             await engine.submit(t2v("c"))
         with pytest.raises(SpendingLimitReached, match="No price for volcengine:t2v_1080p"):
             await engine.submit(t2v("d").model_copy(update={"mode": "t2v_1080p"}))

@@ -57,7 +57,7 @@ async def test_each_token_has_its_own_limit_and_sees_only_its_own_usage(spawn_ht
     assert "- Usage: today: 1 video, 5 s; limits: 1 of 1 videos today (this token)" in text_of(made)
     assert refused.is_error
     assert "VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY=1" in text_of(refused)
-    assert "for this token, 1 videos are already billed today" in text_of(refused)
+    assert "for this token; 1 video already billed today" in text_of(refused)
     assert alices["days"] == 2 and alices["videos"] == 1
     assert [r["owner"] for r in alices["rows"]] == [owner_of("tok-a")]
     assert bobs["videos"] == 1 and [r["owner"] for r in bobs["rows"]] == [owner_of("tok-b")]
