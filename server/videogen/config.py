@@ -17,6 +17,7 @@ from typing import Final, get_args
 
 from videogen.catalog import PROVIDERS, ProviderName
 from videogen.errors import ConfigError, CredentialsError, remember_secrets
+from videogen.spending import LIMIT_VARIABLES, Limit, Policy, Prices, parse_prices
 
 SANDBOX_NOTICE: Final = "sandbox: offline preview, no credentials configured"
 #: Shortest accepted ``VIDEOGEN_HTTP_TOKEN`` (each token): a bearer token is a password that
@@ -61,6 +62,24 @@ VARIABLES: Final[dict[str, str]] = {
     "data URLs)",
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
 }
+
+# -- spending limits (README "Spending limits"; the rules are in videogen.spending) -------------
+_LIMIT_TEXT: Final = {
+    "videos": "videos billed",
+    "seconds": "seconds of video billed",
+    "spend": "money spent (needs VIDEOGEN_PRICES)",
+}
+VARIABLES.update(
+    {
+        name: f"most {_LIMIT_TEXT[measure]} per UTC {period}"
+        + (" per HTTP token" if per_owner else "")
+        + " (default: no limit)"
+        for name, (measure, period, per_owner) in LIMIT_VARIABLES.items()
+    }
+)
+VARIABLES["VIDEOGEN_PRICES"] = (
+    "price per second of video, e.g. volcengine:t2v_720p=0.07,tokenops:*=0.1 (default: none)"
+)
 
 
 def default_output_dir(home: Path, platform: str = sys.platform) -> Path:
@@ -120,6 +139,8 @@ class Settings:
     #: True in a server for clients over HTTP: they are not on this machine, so their local
     #: paths are read only inside ``input_dirs``. The CLI and stdio read any path.
     remote_clients: bool = False
+    #: Spending limits and prices (``VIDEOGEN_LIMIT_*``, ``VIDEOGEN_PRICES``); none by default.
+    spending: Policy = field(default_factory=Policy)
 
     @property
     def notice(self) -> str | None:
@@ -209,7 +230,32 @@ class Settings:
             log_level=read.choice("VIDEOGEN_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
             or "WARNING",
             input_dirs=read.folders("VIDEOGEN_INPUT_DIRS"),
+            spending=_spending(read),
         )
+
+
+def _spending(read: _Reader) -> Policy:
+    """The ``VIDEOGEN_LIMIT_*`` and ``VIDEOGEN_PRICES`` settings."""
+    limits = []
+    for name, (measure, period, per_owner) in LIMIT_VARIABLES.items():
+        if read.text(name) is not None:
+            value = read.number(name, 0, 0, 1e12)
+            limits.append(Limit(measure, period, per_owner, value))
+    raw = read.text("VIDEOGEN_PRICES")
+    prices: Prices | None = None
+    if raw is not None:
+        try:
+            prices = parse_prices(raw)
+        except ValueError as exc:
+            example = "e.g. volcengine:t2v_720p=0.07"
+            raise ConfigError(f"VIDEOGEN_PRICES: {exc}; {example}.") from None
+    spend = [lim.variable for lim in limits if lim.measure == "spend"]
+    if spend and prices is None:
+        raise ConfigError(
+            f"{spend[0]} is set but VIDEOGEN_PRICES is not: set the price per second of each "
+            "provider and mode, or unset the spend limit."
+        )
+    return Policy(tuple(limits), prices)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,10 @@ step (``Ledger.record_new``), after every await that reads the inputs and before
 identical requests at once, from any number of processes, send one submit. A duplicate that
 arrives while this engine's own submit is in flight waits for that submit, never for the
 "another process may be submitting" grace period. The data dir's room is checked before
-billing; an accepted submit whose ledger write fails is retried (bounded) and otherwise reported
-with the provider's task id (``LedgerError``), so nothing billed goes untraceable.
+billing, and so are the spending limits (``videogen.spending``), inside the transaction that
+records the task: a request past a limit is refused with nothing sent or recorded. An
+accepted submit whose ledger write fails is retried (bounded) and otherwise reported with the
+provider's task id (``LedgerError``), so nothing billed goes untraceable.
 
 Errors: ``submit`` raises what refused the request (``InputError``, ``OutputError``,
 ``CredentialsError``, ``ProviderError``...) after recording it; everything later is recorded on
@@ -109,6 +111,7 @@ from videogen.providers.base import (
 )
 from videogen.report import SubjectReport, describe
 from videogen.retry import RetryPolicy, call_with_retries, wait_for
+from videogen.spending import Guard
 
 if TYPE_CHECKING:
     import httpx2
@@ -386,13 +389,15 @@ class Engine:
         self.ledger.check_room()
         task = self._new_task(request, owner)
         lease = Lease(self.holder, self._clock() + self._lease_seconds)
+        # The spending limits are checked in the transaction that records the task.
+        guard = Guard(self.settings.spending, now=task.created_at, owner=owner)
         if new:
-            self.ledger.insert(task, lease=lease)
+            self.ledger.insert(task, lease=lease, guard=guard)
         else:
             since = self._clock() - self.settings.dedupe_seconds
             sandbox = self.settings.sandbox  # a sandbox task never answers a real request
             earlier = self.ledger.record_new(
-                task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease
+                task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease, guard=guard
             )
             if earlier is not None:
                 return self._reuse(earlier, request)

@@ -5,6 +5,7 @@ VideogenError                    base: ``message`` for people and models, ``exit
 ├── ConfigError                  a setting is wrong; names the variable and the fix        (exit 3)
 │   └── LedgerError              the data dir's task ledger is damaged, read-only or full  (exit 3)
 ├── InputError                   the request was refused before anything was billed        (exit 2)
+│   └── SpendingLimitReached     a VIDEOGEN_LIMIT_* would be passed: names it, spend, reset (exit 2)
 ├── OutputError                  the output directory or file name cannot be used          (exit 3)
 ├── CredentialsError             keys missing or rejected; names the environment variables (exit 4)
 ├── ProviderError                the provider answered with an error (carries its data)    (exit 1)
@@ -119,6 +120,12 @@ class LedgerError(ConfigError):
 class InputError(VideogenError):
     exit_code = EXIT_USAGE
     kind = "input"
+
+
+class SpendingLimitReached(InputError):
+    """A spending limit (``VIDEOGEN_LIMIT_*``) would be passed: nothing was sent."""
+
+    kind = "spending_limit"
 
 
 class OutputError(VideogenError):

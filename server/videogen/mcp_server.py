@@ -1,9 +1,10 @@
-"""The MCP server: five tools and three resources over the engine. Thin on purpose.
+"""The MCP server: five tools and four resources over the engine. Thin on purpose.
 
 Tools: ``generate_video`` (billed; submits, then waits a bounded time), ``check_task`` (follows a
 task, from this server, an earlier run or the CLI), ``list_scenes``, ``detect_subjects``,
 ``list_tasks``. Resources: ``videogen://videos/{task_id}`` (the saved MP4),
-``videogen://tasks/{task_id}`` (the task as JSON), ``videogen://catalog``.
+``videogen://tasks/{task_id}`` (the task as JSON), ``videogen://catalog``, ``videogen://usage``
+(what was billed, the caller's alone over HTTP).
 
 Start-up: this module imports only the SDK, the settings and data modules. The engine, the
 provider adapters, the ledger, the sandbox and PyAV load when the first tool call needs them (or a
@@ -1027,6 +1028,25 @@ def _register_resources(server: MCPServer[LazyApp]) -> None:
     async def task_json(task_id: str, ctx: Context) -> str:
         task = await _find_task(ctx, task_id)
         return task.model_dump_json(indent=2, exclude={"owner"})
+
+    @server.resource(
+        "videogen://usage{?days}",
+        name="usage",
+        title="What was billed",
+        mime_type="application/json",
+        description="Videos, seconds and spend billed by UTC day, provider, mode and owner over "
+        "the last `days` days (default 30), and the spending limits in force. Over HTTP, the "
+        "calling token's tasks alone.",
+    )
+    async def usage_json(ctx: Context, days: int = 30) -> str:
+        from videogen.spending import ledger_usage
+
+        if not 1 <= days <= 3660:
+            raise ResourceError("days must be between 1 and 3660.")
+        app = await _app(ctx)
+        report = ledger_usage(app.ledger, app.settings.spending, now=time.time(), days=days,
+                              sandbox=app.settings.sandbox, owner=_owner())  # fmt: skip
+        return report.model_dump_json(indent=2)
 
     @server.resource(
         "videogen://catalog",
