@@ -76,10 +76,15 @@ def parse_startup(out: str) -> list[Row]:
     base = _num(r"bare MCPServer\s+(\d+) ms", out)
     ours = _num(r"videogen-mcp\s+(\d+) ms", out)
     ratio = ours / base
+    exit_base = _num(r"exit: bare MCPServer\s+(\d+) ms", out)
+    exit_ours = _num(r"exit: videogen-mcp\s+(\d+) ms", out)
     return [
         Row("startup", "MCP cold start: spawn -> initialize + tools/list (median)",
             f"{ours:.0f} ms", f"{base:.0f} ms (bare SDK MCPServer, same tools)",
-            f"{ratio:.2f}x", "<= 1.15x", ratio <= 1.15)
+            f"{ratio:.2f}x", "<= 1.15x", ratio <= 1.15),
+        Row("startup", "stdin closed right after tools/list -> exited (median)",
+            f"{exit_ours:.0f} ms", f"{exit_base:.0f} ms (bare SDK MCPServer)",
+            f"{exit_ours / exit_base:.2f}x", "<= 500 ms", exit_ours <= 500),
     ]  # fmt: skip
 
 
