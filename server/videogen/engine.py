@@ -789,7 +789,10 @@ class Engine:
         if task.status == "submitting":
             task = await self._orphaned(task)
         if task.status in ("queued", "running"):
-            task = await self._poll_until_done(watcher, task)
+            try:
+                task = await self._poll_until_done(watcher, task)
+            finally:
+                watcher.next_poll = None
         while task.status == "ready":
             task = self._apply_retarget(watcher, task)
             task = await self._finish(watcher, task)
@@ -930,13 +933,13 @@ class Engine:
             watcher.last_poll = result
             task = self._apply_poll(task, result)
             watcher.publish(task)
-            if task.status == "ready":
-                self._history.pop(self._kind(task), None)
+            if task.status not in ("queued", "running"):
+                self._history.pop(self._kind(task), None)  # learn from it next time
+                break
             delay = self._next_delay(task, result, polls)
             # A provider's hint counts from its answer; the schedule's gap from the poll's start.
             next_poll = (anyio.current_time() if result.poll_after is not None else sent) + delay
             watcher.next_poll = next_poll
-        watcher.next_poll = None
         return task
 
     def _forgotten(self, watcher: _Watcher, task: Task, message: str) -> Task:
