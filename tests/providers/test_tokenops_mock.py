@@ -130,7 +130,15 @@ async def test_omnihuman_uses_generation_type_and_content_items() -> None:
 )
 async def test_both_status_vocabularies_map(raw: str, mapped: str) -> None:
     result = await provider(Recorder([status(status=raw, progress=40)])).poll(REF)
-    assert (result.status, result.raw_status, result.progress) == (mapped, raw, 40)
+    assert (result.status, result.raw_status, result.progress) == (mapped, raw, 0.4)
+
+
+@pytest.mark.anyio
+async def test_the_percentage_progress_becomes_the_fraction_every_layer_reads() -> None:
+    """The API says 0-100; reports, progress notifications and the poll schedule read 0-1."""
+    for given, fraction in ((0, 0.0), (25, 0.25), (100, 1.0), (250, 1.0)):
+        result = await provider(Recorder([status(status="in_progress", progress=given)])).poll(REF)
+        assert result.progress == fraction
 
 
 @pytest.mark.anyio

@@ -353,7 +353,8 @@ def _map_status(raw: str | None) -> ProviderStatus:
 def _poll_result(video: _Video, request_id: str | None) -> PollResult:
     raw = video.status or ""
     status = _map_status(video.status)
-    progress = video.progress
+    # The API's progress is a percentage (0-100); the project's is a fraction (0-1).
+    progress = None if video.progress is None else min(max(video.progress / 100, 0.0), 1.0)
     if status == "failed":
         error = _failure(video.error, request_id)
         return PollResult("failed", raw, error=error, progress=progress, request_id=request_id)
