@@ -23,11 +23,13 @@ INTERVAL = 0.05
 
 
 class TimedProvider(ScriptedProvider):
-    """A provider whose jobs take ``JOB_SECONDS`` of wall time from the submit."""
+    """A provider whose jobs take ``JOB_SECONDS`` of wall time from the submit; with
+    ``progress`` it reports the fraction done (linear in time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, progress: bool = False) -> None:
         super().__init__()
         self.submitted: dict[str, float] = {}
+        self.progress = progress
 
     async def submit(self, request, inputs):  # type: ignore[no-untyped-def]
         submitted = await super().submit(request, inputs)
@@ -36,9 +38,11 @@ class TimedProvider(ScriptedProvider):
 
     async def poll(self, ref: TaskRef) -> PollResult:
         self.polls += 1
-        if time.time() - self.submitted[ref.provider_task_id] >= JOB_SECONDS:
+        elapsed = time.time() - self.submitted[ref.provider_task_id]
+        if elapsed >= JOB_SECONDS:
             return PollResult(status="succeeded", raw_status="done", video_url=VIDEO_URL)
-        return PollResult(status="running", raw_status="generating")
+        done = elapsed / JOB_SECONDS if self.progress else None
+        return PollResult(status="running", raw_status="generating", progress=done)
 
 
 def finished(
@@ -64,10 +68,12 @@ def finished(
     )
 
 
-async def polls_and_latency(settings: Settings) -> tuple[int, float, list[float]]:
+async def polls_and_latency(
+    settings: Settings, *, progress: bool = False
+) -> tuple[int, float, list[float]]:
     """One task through the engine: (polls, seconds from the job's end to ``ready``, the
     next-poll estimates seen while it ran)."""
-    provider = TimedProvider()
+    provider = TimedProvider(progress=progress)
     estimates: list[float] = []
     async with running_engine(settings, provider) as engine:
         task = await engine.submit(t2v("the one measured"))
@@ -130,6 +136,15 @@ async def test_a_task_like_earlier_ones_costs_half_the_polls_at_no_worse_latency
     assert latency <= max(fixed_latency, INTERVAL) + 0.1, (latency, fixed_latency)
     assert estimates and max(estimates) <= 6 * INTERVAL + 1e-6
     assert max(estimates) > INTERVAL  # a long gap early on, not the fixed interval
+
+
+async def test_the_providers_progress_spaces_the_polls_without_any_history(
+    tmp_path: Path,
+) -> None:
+    fixed_polls, fixed_latency, _ = await polls_and_latency(make_settings(tmp_path / "plain"))
+    polls, latency, _ = await polls_and_latency(make_settings(tmp_path / "p"), progress=True)
+    assert polls <= fixed_polls / 2, (polls, fixed_polls)
+    assert latency <= max(fixed_latency, INTERVAL) + 0.1, (latency, fixed_latency)
 
 
 def test_the_engine_exposes_no_estimate_for_a_task_it_does_not_poll(tmp_path: Path) -> None:
