@@ -17,9 +17,13 @@ of those or learned from the (scaled) history, so its decisions are the unscaled
 Round trips are not compressed, so they are kept out of the figures: a task's latency is
 measured *at the provider*, from the moment the job finished to the first poll the sandbox
 logged after it (its own clock), not to the moment a client has read and stored the answer;
-real clients add one round trip to every contender alike. The loopback round trip is measured
-and printed next to the compressed close gap (it should be a few percent of it, so a loop's
-sleep-after-answer drift stays what it would be at real time with a ~100 ms round trip).
+real clients add one round trip to every contender alike. The seed loops (poll, then sleep)
+would drift later by a round trip per poll, far more in compressed time than at real time, so
+they sleep their interval minus the round trip just measured: no drift at all, which favours
+them slightly (a real 100 ms round trip stretches 5 s by 2 %). The engine times its polls from
+each poll's start, so it does not drift either. The loopback round trip (mostly this process's
+own event loop, busy with ~50 tasks on a shared machine) is printed next to the compressed
+close gap.
 
 **History.** The engine learns from its ledger, so each run first sends a warm-up batch
 (``--history`` jobs per kind, engine only, the fixed schedule since nothing is known yet) and
@@ -194,14 +198,17 @@ class Bench:
         return task.provider_task_id
 
     async def loop(self, provider: Provider, ref: TaskRef, interval: float) -> None:
-        """Poll, then sleep ``interval``, until done (the seeds' loop)."""
+        """Poll, then sleep ``interval``, until done (the seeds' loop). The sleep is shortened
+        by the round trip just measured: compressed, a round trip would stretch the loop's
+        interval (and so cut its polls and raise its latency) far more than at real time."""
         while True:
             started = time.perf_counter()
             result = await provider.poll(ref)
-            self.round_trips.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.round_trips.append(took)
             if result.status not in ("queued", "running"):
                 return
-            await anyio.sleep(interval)
+            await anyio.sleep(max(0.0, interval - took))
 
     def sample(self, name: str, provider_id: str, job: Job, sandbox: RunningSandbox) -> Sample:
         """Polls up to the first one after the job ended, and how long after the end it was
