@@ -22,8 +22,8 @@ would drift later by a round trip per poll, far more in compressed time than at 
 they sleep their interval minus the round trip just measured: no drift at all, which favours
 them slightly (a real 100 ms round trip stretches 5 s by 2 %). The engine times its polls from
 each poll's start, so it does not drift either. The loopback round trip (mostly this process's
-own event loop, busy with ~50 tasks on a shared machine) is printed next to the compressed
-close gap.
+own event loop, busy with ~50 tasks on a shared machine) is printed next to the engine's
+shortest compressed gap.
 
 **History.** The engine learns from its ledger, so each run first sends a warm-up batch
 (``--history`` jobs per kind, engine only, the fixed schedule since nothing is known yet) and
@@ -70,7 +70,7 @@ from videogen.models import GenerationRequest
 from videogen.providers.base import PreparedInputs, Provider, TaskRef
 from videogen.sandbox import RunningSandbox, SandboxOptions, serve
 from videogen.sandbox.render import Renderer
-from videogen.schedule import CLOSE_FACTOR
+from videogen.schedule import NEAR_FACTOR
 
 #: (mode, requested duration, typical seconds from submit to done).
 KINDS: tuple[tuple[JimengMode, int, float], ...] = (
@@ -255,7 +255,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=3, help="measured jobs per kind (4 kinds)")
-    parser.add_argument("--history", type=int, default=5, help="warm-up jobs per kind")
+    parser.add_argument("--history", type=int, default=10, help="warm-up jobs per kind")
     parser.add_argument("--scale", type=float, default=0.05, help="time scale (1/20)")
     parser.add_argument("--sigma", type=float, default=0.15, help="spread within a kind")
     args = parser.parse_args()
@@ -267,7 +267,7 @@ def main() -> None:
               f"{time.monotonic() - started:.0f} s so far", flush=True)  # fmt: skip
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     trips = sorted(t for r in runs for t in r.round_trips)
-    close = CLOSE_FACTOR * POLL_INTERVAL * args.scale
+    close = NEAR_FACTOR * POLL_INTERVAL * args.scale
     print(f"polls per task and latency after done: {4 * args.tasks} measured jobs per run "
           f"(after {4 * args.history} warm-up jobs), lengths "
           f"{'/'.join(f'{t:g}' for *_, t in KINDS)} s x lognormal(sigma {args.sigma:g}), "
@@ -282,7 +282,7 @@ def main() -> None:
     rtt = statistics.median(trips) if trips else 0.0
     print(f"  poll round trip (loopback): median {rtt * 1000:.1f} ms, p95 "
           f"{trips[int(0.95 * (len(trips) - 1))] * 1000 if trips else 0:.1f} ms = "
-          f"{rtt / close:.1%} of the compressed close gap ({close * 1000:.0f} ms)")  # fmt: skip
+          f"{rtt / close:.1%} of the shortest compressed gap ({close * 1000:.0f} ms)")  # fmt: skip
     print(f"  renders per run {[r.renders for r in runs]}, peak RSS {rss_mb:.0f} MB, "
           f"wall time {time.monotonic() - started:.0f} s")  # fmt: skip
     print(json.dumps({"bench": "polls", "figures": figures, "scale": args.scale,

@@ -6,12 +6,16 @@ import math
 import random
 import statistics
 
+import pytest
+
 from videogen.models import GenerationRequest, StatusEvent, Task
 from videogen.schedule import (
-    CLOSE_FACTOR,
+    EDGE_FACTOR,
     MAX_GAP_FACTOR,
+    NEAR_FACTOR,
     SLOW_POLL_SECONDS,
     Expected,
+    Window,
     expect,
     next_delay,
     took,
@@ -35,16 +39,19 @@ def test_before_the_expected_end_the_gap_is_long_but_bounded() -> None:
     assert math.isclose(delay, 12.9)
 
 
-def test_near_the_expected_end_polls_come_closer_than_the_interval() -> None:
-    for elapsed in (267.9, 300.0, 318.0):
-        delay = next_delay(elapsed=elapsed, interval=INTERVAL, expected=HISTORY)
-        assert delay == CLOSE_FACTOR * INTERVAL < INTERVAL
+def test_polls_are_closest_at_the_expected_end_and_never_wider_than_the_interval_near_it() -> None:
+    def delay(elapsed: float) -> float:
+        return next_delay(elapsed=elapsed, interval=INTERVAL, expected=HISTORY)
+
+    assert delay(300.0) == NEAR_FACTOR * INTERVAL == 3.0  # the median of earlier tasks
+    assert math.isclose(delay(309.0), 4.0)  # halfway to the window's end
+    assert math.isclose(delay(267.9), EDGE_FACTOR * INTERVAL)
+    assert math.isclose(delay(318.0), EDGE_FACTOR * INTERVAL)
 
 
 def test_past_the_longest_earlier_task_the_gap_grows_up_to_the_maximum() -> None:
-    close = CLOSE_FACTOR * INTERVAL
     delay = next_delay(elapsed=338.0, interval=INTERVAL, expected=HISTORY)
-    assert math.isclose(delay, close + 2.0)
+    assert math.isclose(delay, EDGE_FACTOR * INTERVAL + 2.0)
     assert next_delay(elapsed=5000.0, interval=INTERVAL, expected=HISTORY) == 30.0
 
 
@@ -54,15 +61,14 @@ def test_a_provider_hint_wins_and_many_polls_slow_to_a_minute() -> None:
     assert slow == SLOW_POLL_SECONDS
 
 
-def test_provider_progress_opens_the_window_before_the_linear_estimate() -> None:
-    # 25 % after 60 s: about 180 s left; the window opens after 0.7 of that, from now.
-    start, end = window(60.0, None, 0.25) or (0.0, 0.0)
-    assert math.isclose(start, 60.0 + 0.7 * 180.0) and math.isclose(end, 240.0)
+def test_provider_progress_centres_the_window_on_the_linear_estimate() -> None:
+    # 25 % after 60 s: about 180 s left, plus or minus 30 % of it.
+    assert window(60.0, None, 0.25) == Window(186.0, 240.0, 294.0)
     assert next_delay(elapsed=60.0, interval=INTERVAL, progress=0.25) == 30.0
     assert next_delay(elapsed=60.0, interval=INTERVAL, progress=0.01) == INTERVAL  # too early
     # History and progress together: the earlier opening wins (latency first).
-    # Half done after 60 s: opens at 60 + 0.7 x 60 s, long before the history's 267.9 s.
-    assert window(60.0, HISTORY, 0.5) == (102.0, 318.0)
+    # Half done after 60 s: 60 +- 18 s left, long before the history's 267.9-318 s.
+    assert window(60.0, HISTORY, 0.5) == Window(102.0, 120.0, 318.0)
 
 
 def test_took_is_accepted_submit_to_ready() -> None:
@@ -88,17 +94,20 @@ def simulate(job: float, expected: Expected | None, interval: float) -> tuple[in
     return polls, at - job
 
 
-def test_learned_polls_cost_at_most_half_of_a_fixed_5_s_loop_at_no_worse_latency() -> None:
-    """Four kinds of job (150-540 s typical, each +-15 % log-normal), twenty earlier tasks of
+@pytest.mark.parametrize("known", [10, 20])
+def test_learned_polls_cost_at_most_half_of_a_fixed_5_s_loop_at_no_worse_latency(
+    known: int,
+) -> None:
+    """Four kinds of job (150-540 s typical, each +-15 % log-normal), 10 or 20 earlier tasks of
     each kind known: at most 0.5x seed 002's polls (poll, sleep 5 s) at no worse median
     latency after done."""
     draw = random.Random(3)
     ours: list[tuple[int, float]] = []
     fixed: list[tuple[int, float]] = []
     for typical in (150.0, 270.0, 300.0, 540.0):
-        jobs = [typical * math.exp(draw.gauss(0.0, 0.15)) for _ in range(40)]
-        expected = expect(jobs[:20])
-        for job in jobs[20:]:
+        jobs = [typical * math.exp(draw.gauss(0.0, 0.15)) for _ in range(known + 30)]
+        expected = expect(jobs[:known])
+        for job in jobs[known:]:
             ours.append(simulate(job, expected, INTERVAL))
             polls = math.ceil(job / INTERVAL) + 1
             fixed.append((polls, (polls - 1) * INTERVAL - job))

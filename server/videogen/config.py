@@ -35,7 +35,7 @@ VARIABLES: Final[dict[str, str]] = {
     "JIMENG_VIDEO_API_URL": "Volcengine endpoint (default https://visual.volcengineapi.com)",
     "JIMENG_VIDEO_API_TIMEOUT": "request timeout in seconds (default 300)",
     "JIMENG_VIDEO_POLL_INTERVAL": (
-        "seconds between polls (default 5); once jobs of a kind are known: 0.8x near one's "
+        "seconds between polls (default 5); once jobs of a kind are known: 0.6x at one's "
         "expected end, up to 6x before"
     ),
     "JIMENG_VIDEO_MAX_POLL_ATTEMPTS": "polls before the CLI stops waiting (default 120)",

@@ -10,8 +10,9 @@ where it gives one, gives a second estimate. ``next_delay`` then spaces the poll
 - before the *window* (where the task may end: from a little before the 5th percentile of the
   earlier tasks' times to their 95th) it sleeps until the window opens, but never more than
   ``MAX_GAP_FACTOR`` x ``interval`` (30 s at the default 5 s): a long job still shows life;
-- inside the window it polls every ``CLOSE_FACTOR`` x ``interval`` (4 s at 5 s): the latency
-  after done is at most that;
+- inside the window the gap runs from ``NEAR_FACTOR`` x ``interval`` at the expected end (the
+  earlier tasks' median: 3 s at 5 s) to ``EDGE_FACTOR`` x ``interval`` at the window's edges
+  (5 s): where most tasks end, the latency after done is least;
 - past the window (longer than nearly every earlier task) the gap grows by ``OVERDUE_GROWTH`` of the
   overrun, up to the maximum gap.
 
@@ -39,8 +40,10 @@ SLOW_POLL_SECONDS: Final = 60.0
 POLL_HINT_BOUNDS: Final = (0.05, 600.0)
 #: The longest gap between polls, as a multiple of the configured interval (30 s at 5 s).
 MAX_GAP_FACTOR: Final = 6.0
-#: The gap inside the window where the task may end, as a multiple of the interval.
-CLOSE_FACTOR: Final = 0.8
+#: Inside the window the gap is this multiple of the interval at the expected end ...
+NEAR_FACTOR: Final = 0.6
+#: ... growing linearly to this one at the window's edges.
+EDGE_FACTOR: Final = 1.0
 #: The window spans these percentiles of the earlier tasks' times ...
 WINDOW_PERCENTILES: Final = (5, 95)
 #: ... and opens this much before its first one ...
@@ -53,9 +56,9 @@ MIN_HISTORY: Final = 3
 HISTORY_KEPT: Final = 20
 #: A provider's progress is used from this fraction on (earlier it says too little) ...
 MIN_PROGRESS: Final = 0.05
-#: ... and the window opens at this fraction of the time it says is left (progress need not
-#: be linear in time, so it is taken with a margin).
-PROGRESS_MARGIN: Final = 0.7
+#: ... and the window spans the time it says is left, plus or minus this fraction of it
+#: (progress need not be linear in time).
+PROGRESS_MARGIN: Final = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,24 +93,36 @@ def took(task: Task) -> float | None:
     return None if ready is None else ready - accepted_at(task)
 
 
-def window(
-    elapsed: float, expected: Expected | None, progress: float | None
-) -> tuple[float, float] | None:
-    """Where (seconds after the accepted submit) the task may end; None if nothing is known.
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where the task may end, in seconds after the accepted submit; ``centre`` is where it
+    most likely does."""
 
-    History gives ``[EARLY_MARGIN x early, late]``. A provider's progress ``p`` at
-    ``elapsed`` says about ``elapsed x (1 - p) / p`` is left; the window then opens no later than
-    ``PROGRESS_MARGIN`` of that from now, and closes no earlier than the linear estimate.
+    start: float
+    centre: float
+    end: float
+
+
+def window(elapsed: float, expected: Expected | None, progress: float | None) -> Window | None:
+    """Where the task may end; None if nothing is known.
+
+    History gives ``EARLY_MARGIN x early``, the median and ``late``. A provider's progress
+    ``p`` at ``elapsed`` says about ``left = elapsed x (1 - p) / p`` is left: ``elapsed + left``
+    plus or minus ``PROGRESS_MARGIN x left``. Both known: the earlier start and centre, the later
+    end (latency first).
     """
-    spans: list[tuple[float, float]] = []
+    spans: list[Window] = []
     if expected is not None:
-        spans.append((EARLY_MARGIN * expected.early, expected.late))
+        spans.append(Window(EARLY_MARGIN * expected.early, expected.median, expected.late))
     if progress is not None and MIN_PROGRESS <= progress < 1.0:
         left = elapsed * (1.0 - progress) / progress
-        spans.append((elapsed + PROGRESS_MARGIN * left, elapsed + left))
+        margin = PROGRESS_MARGIN * left
+        spans.append(Window(elapsed + left - margin, elapsed + left, elapsed + left + margin))
     if not spans:
         return None
-    return min(s for s, _ in spans), max(e for _, e in spans)
+    return Window(
+        min(w.start for w in spans), min(w.centre for w in spans), max(w.end for w in spans)
+    )
 
 
 def next_delay(
@@ -132,17 +147,18 @@ def next_delay(
     return delay
 
 
-def _learned(elapsed: float, interval: float, span: tuple[float, float] | None) -> float:
+def _learned(elapsed: float, interval: float, span: Window | None) -> float:
     if span is None:
         return interval
-    start, end = span
-    close = CLOSE_FACTOR * interval
-    longest = max(MAX_GAP_FACTOR * interval, close)
-    if elapsed < start:
-        return min(max(start - elapsed, close), longest)
-    if elapsed <= end:
-        return close
-    return min(close + OVERDUE_GROWTH * (elapsed - end), longest)
+    near, edge = NEAR_FACTOR * interval, EDGE_FACTOR * interval
+    longest = max(MAX_GAP_FACTOR * interval, edge)
+    if elapsed < span.start:
+        return min(max(span.start - elapsed, near), longest)
+    if elapsed <= span.end:
+        side = span.centre - span.start if elapsed < span.centre else span.end - span.centre
+        far = min(1.0, abs(elapsed - span.centre) / side) if side > 0 else 0.0
+        return near + (edge - near) * far
+    return min(edge + OVERDUE_GROWTH * (elapsed - span.end), longest)
 
 
 def after_error(previous: float, interval: float) -> float:
