@@ -13,12 +13,13 @@ where it gives one, gives a second estimate. ``next_delay`` then spaces the poll
 - inside the window the gap runs from ``NEAR_FACTOR`` x ``interval`` at the expected end (the
   earlier tasks' median: 3 s at 5 s) to ``EDGE_FACTOR`` x ``interval`` at the window's edges
   (5 s): where most tasks end, the latency after done is least;
-- past the window (longer than nearly every earlier task) the gap grows by ``OVERDUE_GROWTH`` of the
-  overrun, up to the maximum gap.
+- past the window (longer than nearly every earlier task) the gap grows by ``OVERDUE_GROWTH``
+  of the overrun, up to the maximum gap.
 
 A provider's ``poll_after`` hint wins (within ``POLL_HINT_BOUNDS``); after
-``max_poll_attempts`` polls, and after a failed poll, the engine slows down (``after_error``).
-The first poll (soon after submit, so fast failures surface fast) is the engine's.
+``max_poll_attempts`` polls the gap is a minute; after a poll that failed even after its
+retries (which honour ``Retry-After``, ``videogen.retry``) it doubles (``after_error``). The
+first poll (soon after submit, so fast failures surface fast) is the engine's.
 
 Everything here is pure: no clock, no I/O. The engine keeps the answer per task
 (``Engine.next_poll_in``) so other code can tell clients when to ask again.
