@@ -38,7 +38,10 @@ VARIABLES: Final[dict[str, str]] = {
     "VOLC_SESSIONTOKEN": "Volcengine STS session token (optional)",
     "JIMENG_VIDEO_API_URL": "Volcengine endpoint (default https://visual.volcengineapi.com)",
     "JIMENG_VIDEO_API_TIMEOUT": "request timeout in seconds (default 300)",
-    "JIMENG_VIDEO_POLL_INTERVAL": "seconds between polls (default 5)",
+    "JIMENG_VIDEO_POLL_INTERVAL": (
+        "seconds between polls (default 5); once jobs of a kind are known: 0.6x at one's "
+        "expected end, up to 6x before"
+    ),
     "JIMENG_VIDEO_MAX_POLL_ATTEMPTS": "polls before the CLI stops waiting (default 120)",
     "TOKENOPS_API_KEY": "TokenOps API key",
     "TOKENOPS_BASE_URL": "TokenOps base URL (default https://api.tokenops.ai/v1)",

@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from videogen.catalog import JIMENG_MODES, ProviderName, uploads_images
+from videogen.catalog import DURATIONS, JIMENG_MODES, ProviderName, uploads_images
 from videogen.config import Settings
 from videogen.destination import FIX, posters_folder, prepare_folder
 from videogen.errors import (
@@ -111,6 +111,16 @@ from videogen.providers.base import (
 )
 from videogen.report import SubjectReport, describe
 from videogen.retry import RetryPolicy, call_with_retries, wait_for
+from videogen.schedule import (
+    HISTORY_KEPT,
+    SLOW_POLL_SECONDS,
+    Expected,
+    accepted_at,
+    after_error,
+    expect,
+    next_delay,
+    same_clip,
+)
 from videogen.spending import Guard
 
 if TYPE_CHECKING:
@@ -124,12 +134,12 @@ FIRST_POLL_SECONDS: Final = 1.0
 HEARTBEAT_SECONDS: Final = 5.0
 #: Downloads (and their media work) at once; the rest queue.
 CONCURRENT_FINISHES: Final = 8
-#: After this many polls without an end the watcher slows to one poll a minute ...
-SLOW_POLL_SECONDS: Final = 60.0
-#: ... and gives up after the providers' task retention (12–24 h): the task is kept as it is.
+#: The watcher gives up after the providers' task retention (12–24 h): the task is kept as it
+#: is. (When to poll until then: ``videogen.schedule``.)
 GIVE_UP_AFTER_SECONDS: Final = 24 * 3600.0
-#: A provider's poll hint is honoured within these bounds.
-POLL_HINT_BOUNDS: Final = (0.05, 600.0)
+#: What earlier tasks took is read from the ledger again after this long (sooner when one of
+#: this engine's tasks gets ready).
+HISTORY_FRESH_SECONDS: Final = 60.0
 #: Provider request ids kept per task (the submit's first, then the latest polls').
 REQUEST_IDS_KEPT: Final = 8
 #: A download URL this close to its expiry is refreshed (polled again) before use.
@@ -228,6 +238,8 @@ class _Watcher:
     changed: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
     last_poll: PollResult | None = None
+    #: When (``anyio.current_time()``) the watcher polls the provider next, while it waits.
+    next_poll: float | None = None
     #: A new output folder asked for while the watcher runs (a 1-tuple: the folder may be None).
     retarget: tuple[str | None] | None = None
 
@@ -296,6 +308,8 @@ class Engine:
         self._finishes = anyio.CapacityLimiter(CONCURRENT_FINISHES)
         #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
         self._conform = conform
+        #: What earlier tasks took, per (origin, mode, clip): (expectation, read at).
+        self._history: dict[tuple[str, str, int], tuple[Expected | None, float]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -458,6 +472,15 @@ class Engine:
         waited = await self._wait(task, None if save_now else wait_seconds, on_progress)
         waited.notes = notes
         return waited
+
+    def next_poll_in(self, task_id: str) -> float | None:
+        """Seconds until this engine next polls the provider for the task (0 when a poll is
+        due or under way); None when it is not polling it (done, foreign, or another process
+        holds it). A client asking for news more often than this learns nothing new."""
+        watcher = self._watchers.get(task_id)
+        if watcher is None or watcher.next_poll is None:
+            return None
+        return max(0.0, watcher.next_poll - anyio.current_time())
 
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
         """The task as the ledger has it (``TaskNotFound``)."""
@@ -787,7 +810,10 @@ class Engine:
         if task.status == "submitting":
             task = await self._orphaned(task)
         if task.status in ("queued", "running"):
-            task = await self._poll_until_done(watcher, task)
+            try:
+                task = await self._poll_until_done(watcher, task)
+            finally:
+                watcher.next_poll = None
         while task.status == "ready":
             task = self._apply_retarget(watcher, task)
             task = await self._finish(watcher, task)
@@ -892,7 +918,7 @@ class Engine:
         delay = self._first_poll if self._clock() - task.updated_at < 5 else 0.0
         # The interval runs from one poll's start to the next one's, so the polls keep their
         # cadence instead of drifting later by a round trip each time.
-        next_poll = anyio.current_time() + delay
+        next_poll = watcher.next_poll = anyio.current_time() + delay
         while task.status in ("queued", "running"):
             if self._clock() - task.created_at > GIVE_UP_AFTER_SECONDS:
                 return self._stop(watcher, task, "gave up: the task outlived provider retention")
@@ -918,8 +944,8 @@ class Engine:
                 task.error = _task_error(exc)
                 task = self._save(task)
                 watcher.publish(task)
-                delay = min(SLOW_POLL_SECONDS, max(self.settings.poll_interval, delay) * 2)
-                next_poll = anyio.current_time() + delay
+                delay = after_error(delay, self.settings.poll_interval)
+                next_poll = watcher.next_poll = anyio.current_time() + delay
                 continue
             if result.status == "expired":
                 return self._forgotten(
@@ -928,9 +954,13 @@ class Engine:
             watcher.last_poll = result
             task = self._apply_poll(task, result)
             watcher.publish(task)
-            delay = self._next_delay(result, polls)
-            # A provider's hint counts from its answer; the plain interval from the poll's start.
+            if task.status not in ("queued", "running"):
+                self._history.pop(self._kind(task), None)  # learn from it next time
+                break
+            delay = self._next_delay(task, result, polls)
+            # A provider's hint counts from its answer; the schedule's gap from the poll's start.
             next_poll = (anyio.current_time() if result.poll_after is not None else sent) + delay
+            watcher.next_poll = next_poll
         return task
 
     def _forgotten(self, watcher: _Watcher, task: Task, message: str) -> Task:
@@ -953,14 +983,45 @@ class Engine:
         ref = _ref(task)
         return await call_with_retries(lambda: provider.poll(ref), policy=self._retry)
 
-    def _next_delay(self, result: PollResult, polls: int) -> float:
-        delay = self.settings.poll_interval
-        if result.poll_after is not None:
-            low, high = POLL_HINT_BOUNDS
-            delay = min(max(result.poll_after, low), high)
-        if polls >= self.settings.max_poll_attempts:
-            delay = max(delay, SLOW_POLL_SECONDS)
-        return delay
+    def _next_delay(self, task: Task, result: PollResult, polls: int) -> float:
+        """The gap to the next poll of an unfinished task (``videogen.schedule``), from what
+        earlier tasks of its kind took and the provider's progress and hint."""
+        return next_delay(
+            elapsed=self._clock() - accepted_at(task),
+            interval=self.settings.poll_interval,
+            expected=self._expected(task),
+            progress=result.progress,
+            poll_after=result.poll_after,
+            polls=polls,
+            max_polls=self.settings.max_poll_attempts,
+        )
+
+    def _kind(self, task: Task) -> tuple[str, str, int]:
+        return (task.origin or "", task.request.mode, task.request.provider_seconds)
+
+    def _expected(self, task: Task) -> Expected | None:
+        """What earlier finished tasks of the task's origin, mode and clip length took (read
+        from the ledger at most every ``HISTORY_FRESH_SECONDS``); None without enough."""
+        if task.origin is None:
+            return None
+        kind = self._kind(task)
+        now = anyio.current_time()
+        cached = self._history.get(kind)
+        if cached is not None and now - cached[1] < HISTORY_FRESH_SECONDS:
+            return cached[0]
+        try:
+            times = self.ledger.finish_times(
+                task.origin,
+                task.request.mode,
+                same_clip(DURATIONS, task.request.duration),
+                limit=HISTORY_KEPT,
+            )
+        except LedgerError:  # a busy ledger: the fixed schedule this time
+            log.warning("could not read earlier tasks' durations", exc_info=True)
+            return None
+        expected = expect(times)
+        self._history[kind] = (expected, now)
+        return expected
 
     def _apply_poll(self, task: Task, result: PollResult) -> Task:
         """Record one poll's answer; writes the ledger only when something changed."""
@@ -1270,6 +1331,9 @@ class Engine:
         provider works, and a ledger re-read while the video is being saved."""
         if task.status not in ("queued", "running"):
             return min(FOLLOWER_READ_SECONDS, self.settings.poll_interval)
+        learned = self.next_poll_in(task.id)  # this engine's own (learned) schedule
+        if learned is not None:
+            return max(learned, FOLLOWER_READ_SECONDS)
         age = self._clock() - task.created_at
         if age < self._first_poll:
             return self._first_poll

@@ -377,6 +377,18 @@ class Ledger:
                               "ORDER BY created_at", wanted).fetchall()  # fmt: skip
         return self._read_all(rows)
 
+    def finish_times(
+        self, origin: str, mode: str, durations: Sequence[int], *, limit: int
+    ) -> list[float]:
+        """Seconds from accepted submit (first ``queued``) to ``ready`` of the latest ``limit``
+        tasks sent to ``origin`` in ``mode`` with one of the requested ``durations`` that got
+        to ``ready`` (what the poll schedule learns from, ``videogen.schedule``)."""
+        marks = ", ".join("?" * len(durations))
+        with self._using() as db:
+            rows = db.execute(_FINISH_TIMES.format(marks=marks),
+                              (origin, mode, *durations, limit)).fetchall()  # fmt: skip
+        return [float(r[0]) for r in rows if r[0] is not None]
+
     def find_duplicate(
         self,
         dedupe_key: str,
@@ -482,6 +494,21 @@ class TaskRows(list[Task]):
     def __init__(self) -> None:
         super().__init__()
         self.skipped: list[str] = []
+
+
+#: ``Ledger.finish_times``: first ``ready`` minus first ``queued`` from each task's history.
+_FINISH_TIMES: Final = """
+    SELECT
+      (SELECT min(json_extract(e.value, '$.at')) FROM json_each(data, '$.history') AS e
+        WHERE json_extract(e.value, '$.status') = 'ready')
+      - (SELECT min(json_extract(e.value, '$.at')) FROM json_each(data, '$.history') AS e
+        WHERE json_extract(e.value, '$.status') = 'queued')
+    FROM tasks
+    WHERE origin = ? AND status IN ('ready', 'completed')
+      AND json_extract(data, '$.request.mode') = ?
+      AND json_extract(data, '$.request.duration') IN ({marks})
+    ORDER BY created_at DESC LIMIT ?
+"""
 
 
 def ledger_error(path: Path, exc: BaseException, *, before_billing: bool = False) -> LedgerError:

@@ -58,6 +58,42 @@ async def test_a_stdio_subprocess_generates_a_saved_video(tmp_path: Path, mode: 
     assert await anyio.Path(saved).is_file() and saved.parent == tmp_path / "videos"
 
 
+def test_closing_stdin_cancels_the_pending_warm_up_and_the_server_exits(tmp_path: Path) -> None:
+    """A client that leaves right after ``tools/list`` does not wait for the engine's warm-up
+    (2 s after start): the server cancels it (and says so at INFO) and exits at once."""
+    import json
+
+    env = child_env(tmp_path, VIDEOGEN_LOG_LEVEL="INFO")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "videogen.mcp_server"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    tools_list = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    try:
+        for message in (INITIALIZE, initialized, tools_list):
+            process.stdin.write(json.dumps(message).encode() + b"\n")
+        process.stdin.flush()
+        while json.loads(process.stdout.readline() or b"{}").get("id") != 2:
+            pass
+        process.stdin.close()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.stdout.close()
+    process.stderr.close()
+    assert process.returncode == 0, stderr.decode()
+    assert b"engine warm-up cancelled" in stderr, stderr.decode()
+
+
 def test_the_console_script_is_wired_to_main() -> None:
     from importlib.metadata import entry_points
 

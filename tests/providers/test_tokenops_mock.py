@@ -134,6 +134,14 @@ async def test_both_status_vocabularies_map(raw: str, mapped: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_the_percentage_progress_becomes_the_fraction_every_layer_reads() -> None:
+    """The API says 0-100; reports, progress notifications and the poll schedule read 0-1."""
+    for given, fraction in ((0, 0.0), (25, 0.25), (100, 1.0), (250, 1.0)):
+        result = await provider(Recorder([status(status="in_progress", progress=given)])).poll(REF)
+        assert result.progress == fraction
+
+
+@pytest.mark.anyio
 async def test_unknown_or_missing_statuses_are_pending_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
