@@ -1332,8 +1332,8 @@ class Engine:
         if task.status not in ("queued", "running"):
             return min(FOLLOWER_READ_SECONDS, self.settings.poll_interval)
         learned = self.next_poll_in(task.id)  # this engine's own (learned) schedule
-        if learned is not None:
-            return max(learned, FOLLOWER_READ_SECONDS)
+        if learned is not None and learned > self.settings.poll_interval:
+            return learned  # nothing new until then
         age = self._clock() - task.created_at
         if age < self._first_poll:
             return self._first_poll

@@ -41,7 +41,7 @@ from videogen.sandbox import RunningSandbox, SandboxOptions, serve_in_thread
 pytestmark = pytest.mark.anyio
 
 PROMPT = {"prompt": "a paper boat on a pond", "provider": "volcengine"}
-TOKENS = ("tok-tasks-alice", "tok-tasks-bob")
+TOKENS = ("tok-tasks-alice-" + "a" * 32, "tok-tasks-bob-" + "b" * 32)
 UNKNOWN_TASK = -32602
 MISSING_CAPABILITY = -32021
 METHOD_NOT_FOUND = -32601

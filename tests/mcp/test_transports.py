@@ -236,11 +236,13 @@ async def test_http_clients_cannot_make_the_server_read_its_own_files(
         return result.is_error, text_of(result), listed.structured_content["tasks"]
 
     closed, _ = spawn_http("127.0.0.1")
-    for tool, image in (("generate_video", private), ("detect_subjects", private),
-                        ("generate_video", shared)):  # fmt: skip
-        refused, text, tasks = await call(closed, tool, str(image))
+    for image in (private, shared):
+        refused, text, tasks = await call(closed, "generate_video", str(image))
         assert refused and "does not read its own files" in text and "data: URL" in text, text
         assert tasks == []  # nothing submitted, nothing billed
+    # A portrait is a URL on every transport: refused before any file is looked at.
+    refused, text, tasks = await call(closed, "detect_subjects", str(private))
+    assert refused and "must be a public http(s) URL" in text and tasks == [], text
 
     confined, _ = spawn_http("127.0.0.1", VIDEOGEN_INPUT_DIRS=str(inside))
     refusals = set()

@@ -19,6 +19,9 @@ from videogen.mcp_server import owner_of
 
 pytestmark = pytest.mark.anyio
 
+TOKEN_A = "tok-a-" + "a" * 32
+TOKEN_B = "tok-b-" + "b" * 32
+
 
 async def usage_of(client: Client, uri: str = "videogen://usage") -> dict[str, Any]:
     read = await client.read_resource(uri)
@@ -30,7 +33,9 @@ async def usage_of(client: Client, uri: str = "videogen://usage") -> dict[str, A
 
 async def test_each_token_has_its_own_limit_and_sees_only_its_own_usage(spawn_http: Any) -> None:
     port, _ = spawn_http(
-        "0.0.0.0", VIDEOGEN_HTTP_TOKEN="tok-a,tok-b", VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY="1"
+        "0.0.0.0",
+        VIDEOGEN_HTTP_TOKEN=f"{TOKEN_A},{TOKEN_B}",
+        VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY="1",
     )
     url = f"http://127.0.0.1:{port}/mcp"
 
@@ -43,13 +48,13 @@ async def test_each_token_has_its_own_limit_and_sees_only_its_own_usage(spawn_ht
         ):
             yield client
 
-    async with connect("tok-a") as alice:
+    async with connect(TOKEN_A) as alice:
         made = await alice.call_tool(
             "generate_video", {"prompt": "alice's boat", "wait_seconds": 0}
         )
         refused = await alice.call_tool("generate_video", {"prompt": "another", "wait_seconds": 0})
         alices = await usage_of(alice, "videogen://usage?days=2")
-    async with connect("tok-b") as bob:
+    async with connect(TOKEN_B) as bob:
         allowed = await bob.call_tool("generate_video", {"prompt": "bob's boat", "wait_seconds": 0})
         bobs = await usage_of(bob)
 
@@ -59,6 +64,6 @@ async def test_each_token_has_its_own_limit_and_sees_only_its_own_usage(spawn_ht
     assert "VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY=1" in text_of(refused)
     assert "for this token; 1 video already billed today" in text_of(refused)
     assert alices["days"] == 2 and alices["videos"] == 1
-    assert [r["owner"] for r in alices["rows"]] == [owner_of("tok-a")]
-    assert bobs["videos"] == 1 and [r["owner"] for r in bobs["rows"]] == [owner_of("tok-b")]
+    assert [r["owner"] for r in alices["rows"]] == [owner_of(TOKEN_A)]
+    assert bobs["videos"] == 1 and [r["owner"] for r in bobs["rows"]] == [owner_of(TOKEN_B)]
     assert bobs["limits"] == {"VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY": 1}
