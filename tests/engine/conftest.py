@@ -17,7 +17,6 @@ import anyio
 import httpx2
 import pytest
 
-from videogen.catalog import MODES, Mode
 from videogen.config import ProviderEndpoint, Settings
 from videogen.engine import Conform, Engine, origin_of
 from videogen.errors import ProviderError, VideogenError
@@ -87,7 +86,6 @@ class ScriptedProvider:
     submit_error: ProviderError | None = None
     submit_errors_first: int = 0
     name: str = "volcengine"
-    modes: frozenset[Mode] = frozenset(MODES)
     accepts_uploaded_images: bool = True
     submits: int = 0
     polls: int = 0
