@@ -77,9 +77,16 @@ class Engine:
         self.settings = settings
         self.ledger = ledger
         ctx = self._ctx = Context(
-            settings, providers, clients, clock, retry_policy,
-            first_poll_seconds, heartbeat_seconds, lease_seconds, conform,
-        )  # fmt: skip
+            settings,
+            providers,
+            clients,
+            clock=clock,
+            retry=retry_policy,
+            first_poll=first_poll_seconds,
+            heartbeat=heartbeat_seconds,
+            lease_seconds=lease_seconds,
+            conform=conform,
+        )
         book = self._book = TaskBook(ledger, clock)
         leases = self._leases = Leases(ctx, book)
         #: This engine's name in the ledger's leases.
