@@ -1,4 +1,4 @@
-"""The command line: ``videogen generate|check|tasks|scenes|detect|serve|sandbox|skill``.
+"""The command line: ``videogen generate|check|tasks|usage|scenes|detect|serve|sandbox|skill``.
 
 Thin over the engine: it parses arguments, reads the settings once, opens the app, calls one
 engine method and prints the result. The contract a script or an agent can rely on:
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_check(sub)
     _add_tasks(sub)
+    _add_usage(sub)
     _add_scenes(sub)
     _add_detect(sub)
     _add_serve(sub)
@@ -283,6 +284,13 @@ def _add_tasks(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20)")
     _add_json(p)
     p.set_defaults(handler=_tasks)
+
+
+def _add_usage(sub: Any) -> None:
+    p = _subparser(sub, "usage", "show what was billed by UTC day, provider, mode and owner")
+    p.add_argument("--days", type=int, default=30, metavar="N", help="the last N days (default 30)")
+    _add_json(p)
+    p.set_defaults(handler=_usage)
 
 
 def _add_scenes(sub: Any) -> None:
@@ -747,6 +755,25 @@ def _tasks(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{len(skipped)} task(s) recorded by a newer videogen cannot be read by this one "
               f"and are not listed: {', '.join(skipped)}.")  # fmt: skip
+    return EXIT_OK
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from videogen.ledger import LEDGER_FILENAME, Ledger
+    from videogen.spending import ledger_usage, render_usage
+
+    if not 1 <= args.days <= 3660:
+        raise InputError("--days must be between 1 and 3660.")
+    settings = load_settings()
+    exists = (settings.data_dir / LEDGER_FILENAME).is_file()
+    ledger = Ledger.in_dir(settings.data_dir) if exists else None
+    try:
+        report = ledger_usage(ledger, settings.spending, now=time.time(), days=args.days,
+                              sandbox=settings.sandbox)  # fmt: skip
+    finally:
+        if ledger is not None:
+            ledger.close()
+    print(report.model_dump_json(indent=2) if args.json else render_usage(report))
     return EXIT_OK
 
 

@@ -1,9 +1,10 @@
-"""The MCP server: five tools and three resources over the engine. Thin on purpose.
+"""The MCP server: five tools and four resources over the engine. Thin on purpose.
 
 Tools: ``generate_video`` (billed; submits, then waits a bounded time), ``check_task`` (follows a
 task, from this server, an earlier run or the CLI), ``list_scenes``, ``detect_subjects``,
 ``list_tasks``. Resources: ``videogen://videos/{task_id}`` (the saved MP4),
-``videogen://tasks/{task_id}`` (the task as JSON), ``videogen://catalog``.
+``videogen://tasks/{task_id}`` (the task as JSON), ``videogen://catalog``, ``videogen://usage``
+(what was billed, the caller's alone over HTTP).
 
 Start-up: this module imports only the SDK, the settings and data modules. The engine, the
 provider adapters, the ledger, the sandbox and PyAV load when the first tool call needs them (or a
@@ -32,7 +33,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar, cast
@@ -65,6 +66,7 @@ from videogen import package_version
 from videogen.catalog import (
     CAMERA_MOVES,
     CAMERA_STRENGTHS,
+    IMAGE_MAX_BYTES,
     JIMENG,
     PROMPT_MAX_CHARS,
     SCENES,
@@ -121,6 +123,15 @@ DEFAULT_WARM_UP_SECONDS: Final = 2.0
 DEFAULT_HTTP_PORT: Final = 8000
 #: Icon sizes shipped in ``videogen/assets`` (``icon-<size>.png``); tools get the smallest.
 ICON_SIZES: Final = (64, 256)
+#: Most images one call may upload: a first and a tail frame (scenes and portraits take URLs).
+UPLOADED_IMAGES_MAX: Final = 2
+#: Largest HTTP request body: a generate_video call whose images are data URLs at the documented
+#: limit (4.7 MB each, 4/3 of that as base64, a little more if a client escapes '/' in JSON),
+#: plus 1 MiB for the rest of the JSON-RPC message. The SDK's default (4 MiB) answered 413 to a
+#: single image near the limit, so the documented limit and the transport's must be one.
+HTTP_MAX_BODY_BYTES: Final = UPLOADED_IMAGES_MAX * (IMAGE_MAX_BYTES * 4 // 3) * 102 // 100 + (
+    1 << 20
+)
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 INSTRUCTIONS: Final = (
@@ -164,6 +175,8 @@ class LazyApp:
         self._sandbox_options = sandbox_options
         self._start: _Start | None = None
         self._closing = anyio.Event()
+        #: The pending warm-up, cancelled by ``close`` (a client that left needs no engine).
+        self._warm_up = anyio.CancelScope()
 
     async def get(self) -> App:
         """The running app; starts it if needed. Raises the start-up error, if any."""
@@ -177,15 +190,20 @@ class LazyApp:
         return start.app
 
     async def warm_up(self, delay: float) -> None:
-        """Start the app after ``delay`` s unless a tool call started it already."""
-        await anyio.sleep(delay)
-        try:
-            await self.get()
-        except Exception as error:
-            logger.warning("the engine could not start (%s); tool calls will retry", error)
+        """Start the app after ``delay`` s unless a tool call started it already; ``close``
+        (the client went away) cancels it, so the server exits at once."""
+        with self._warm_up:
+            await anyio.sleep(delay)
+            try:
+                await self.get()
+            except Exception as error:
+                logger.warning("the engine could not start (%s); tool calls will retry", error)
+        if self._warm_up.cancelled_caught:
+            logger.info("engine warm-up cancelled: the server is closing")
 
     def close(self) -> None:
         self._closing.set()
+        self._warm_up.cancel()
 
     async def _run(self, start: _Start) -> None:
         try:
@@ -1019,6 +1037,25 @@ def _register_resources(server: MCPServer[LazyApp]) -> None:
         return task.model_dump_json(indent=2, exclude={"owner"})
 
     @server.resource(
+        "videogen://usage{?days}",
+        name="usage",
+        title="What was billed",
+        mime_type="application/json",
+        description="Videos, seconds and spend billed by UTC day, provider, mode and owner over "
+        "the last `days` days (default 30), and the spending limits in force. Over HTTP, the "
+        "calling token's tasks alone.",
+    )
+    async def usage_json(ctx: Context, days: int = 30) -> str:
+        from videogen.spending import ledger_usage
+
+        if not 1 <= days <= 3660:
+            raise ResourceError("days must be between 1 and 3660.")
+        app = await _app(ctx)
+        report = ledger_usage(app.ledger, app.settings.spending, now=time.time(), days=days,
+                              sandbox=app.settings.sandbox, owner=_owner())  # fmt: skip
+        return report.model_dump_json(indent=2)
+
+    @server.resource(
         "videogen://catalog",
         name="catalog",
         title="Modes, scenes and camera moves",
@@ -1055,8 +1092,14 @@ class HttpPlan:
 
 
 def plan_http(settings: Settings, host: str, port: int) -> HttpPlan:
-    """Refuse (``ConfigError``) to serve off loopback without a token; keep Host/Origin checks
-    on for loopback binds."""
+    """Refuse (``ConfigError``) to serve off loopback without a token, or with an input folder
+    that is not a folder; keep Host/Origin checks on for loopback binds."""
+    for folder in settings.input_dirs:
+        if not folder.is_dir():
+            raise ConfigError(
+                f"VIDEOGEN_INPUT_DIRS names {str(folder)!r}, which is not a folder: create it, "
+                "or remove it from the list."
+            )
     loopback = _is_loopback(host)
     if not loopback and not settings.http_tokens:
         raise ConfigError(
@@ -1084,9 +1127,18 @@ def _is_loopback(host: str) -> bool:
 
 
 def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starlette:
-    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow)."""
+    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow).
+
+    Its clients are not on this machine: their local image paths are read only inside
+    ``settings.input_dirs`` (none by default).
+    """
+    settings = replace(settings, remote_clients=True)
     server = create_server(settings, http_tokens=plan.tokens, **server_options)
-    return server.streamable_http_app(host=plan.host, transport_security=plan.security)
+    return server.streamable_http_app(
+        host=plan.host,
+        transport_security=plan.security,
+        max_request_body_size=HTTP_MAX_BODY_BYTES,
+    )
 
 
 async def serve_http_async(

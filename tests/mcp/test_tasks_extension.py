@@ -153,7 +153,7 @@ async def test_a_tasks_client_gets_a_task_at_once_and_the_saved_video_block_when
     connect: Connect, sandbox: RunningSandbox, transport: str
 ) -> None:
     async with connect(transport) as client:
-        assert client.server_capabilities.extensions == {"io.modelcontextprotocol/tasks": {}}
+        assert client.server_capabilities.extensions["io.modelcontextprotocol/tasks"] == {}
         created = await _created(client)
         received = time.time()
         [submitted] = [e for e in sandbox.log.entries if e.operation == "submit"]

@@ -24,6 +24,8 @@ class Watcher:
     changed: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
     last_poll: PollResult | None = None
+    #: When (``anyio.current_time()``) the watcher polls the provider next, while it waits.
+    next_poll: float | None = None
     #: A new output folder asked for while the watcher runs (a 1-tuple: the folder may be None).
     retarget: tuple[str | None] | None = None
 

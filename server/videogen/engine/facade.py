@@ -223,6 +223,12 @@ class Engine:
         task = await self._tracker.wait(task, None if save_now else wait_seconds, on_progress)
         return _answer(task, notes)
 
+    def next_poll_in(self, task_id: str) -> float | None:
+        """Seconds until this engine next polls the provider for the task (0 when a poll is
+        due or under way); None when it is not polling it (done, foreign, or another process
+        holds it). A client asking for news more often than this learns nothing new."""
+        return self._poller.next_poll_in(task_id)
+
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
         """The task as the ledger has it (``TaskNotFound``)."""
         return self._book.get(task_id, owner=owner)

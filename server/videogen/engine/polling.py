@@ -1,22 +1,26 @@
 """Polling: one task's provider status, asked on a schedule until the provider is done.
 
-The first poll comes ``first_poll`` after the submit, then every ``poll_interval`` (or the
-provider's hint, within ``POLL_HINT_BOUNDS``), slowing to ``SLOW_POLL_SECONDS`` after
-``max_poll_attempts`` and giving up after ``GIVE_UP_AFTER_SECONDS`` (the task is kept as it is).
-A transient error is shown on the task and polled through, more slowly; a provider's definitive
-word (failure, refusal, "not found" at the task's own origin) is final.
+The first poll comes ``first_poll`` after the submit; when the next ones come is
+``videogen.schedule``'s call (what earlier tasks of the same origin, mode and clip took, the
+provider's progress and hint, slowing after ``max_poll_attempts``), until
+``GIVE_UP_AFTER_SECONDS`` (the task is kept as it is). A transient error is shown on the task and
+polled through, more slowly; a provider's definitive word (failure, refusal, "not found" at the
+task's own origin) is final.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import anyio
 
+from videogen.catalog import DURATIONS
 from videogen.errors import (
     CapabilityNotEnabled,
     CredentialsError,
     GenerationFailed,
+    LedgerError,
     ProviderError,
     TaskExpired,
     VideogenError,
@@ -24,16 +28,28 @@ from videogen.errors import (
 from videogen.models import Task, TaskError
 from videogen.providers.base import PollResult
 from videogen.retry import call_with_retries
+from videogen.schedule import (
+    HISTORY_KEPT,
+    SLOW_POLL_SECONDS,
+    Expected,
+    accepted_at,
+    after_error,
+    expect,
+    next_delay,
+    same_clip,
+)
 
 from .book import TaskBook, Watcher
 from .context import Context, keep_ids, task_error, task_ref
 
-#: After this many polls without an end the watcher slows to one poll a minute ...
-SLOW_POLL_SECONDS: Final = 60.0
-#: ... and gives up after the providers' task retention (12–24 h): the task is kept as it is.
+log = logging.getLogger(__name__)
+
+#: The watcher gives up after the providers' task retention (12–24 h): the task is kept as it
+#: is. (When to poll until then: ``videogen.schedule``.)
 GIVE_UP_AFTER_SECONDS: Final = 24 * 3600.0
-#: A provider's poll hint is honoured within these bounds.
-POLL_HINT_BOUNDS: Final = (0.05, 600.0)
+#: What earlier tasks took is read from the ledger again after this long (sooner when one of
+#: this engine's tasks gets ready).
+HISTORY_FRESH_SECONDS: Final = 60.0
 #: A process that does not hold a task's lease re-reads the ledger at most this far apart.
 FOLLOWER_READ_SECONDS: Final = 1.0
 
@@ -43,12 +59,56 @@ EXPIRED_MESSAGE: Final = (
 )
 
 
+class History:
+    """What earlier finished tasks took, per (origin, mode, clip), read from the ledger at most
+    every ``HISTORY_FRESH_SECONDS`` (what the poll schedule learns from)."""
+
+    def __init__(self, ctx: Context, book: TaskBook) -> None:
+        self._ctx = ctx
+        self._book = book
+        #: (expectation, read at ``anyio.current_time()``) per kind.
+        self._cache: dict[tuple[str, str, int], tuple[Expected | None, float]] = {}
+
+    def expected(self, task: Task) -> Expected | None:
+        """What earlier finished tasks of the task's origin, mode and clip length took; None
+        without enough (or without an origin)."""
+        if task.origin is None:
+            return None
+        kind = _kind(task)
+        now = anyio.current_time()
+        cached = self._cache.get(kind)
+        if cached is not None and now - cached[1] < HISTORY_FRESH_SECONDS:
+            return cached[0]
+        try:
+            times = self._book.ledger.finish_times(
+                task.origin,
+                task.request.mode,
+                same_clip(DURATIONS, task.request.duration),
+                limit=HISTORY_KEPT,
+            )
+        except LedgerError:  # a busy ledger: the fixed schedule this time
+            log.warning("could not read earlier tasks' durations", exc_info=True)
+            return None
+        expected = expect(times)
+        self._cache[kind] = (expected, now)
+        return expected
+
+    def forget(self, task: Task) -> None:
+        """A task of this kind finished: learn from it next time."""
+        self._cache.pop(_kind(task), None)
+
+
+def _kind(task: Task) -> tuple[str, str, int]:
+    return (task.origin or "", task.request.mode, task.request.provider_seconds)
+
+
 class Poller:
     """Polls tasks and records what the provider says."""
 
     def __init__(self, ctx: Context, book: TaskBook) -> None:
         self._ctx = ctx
         self._book = book
+        self._history = History(ctx, book)
 
     async def poll(self, task: Task) -> PollResult:
         """Ask the provider once (with the retry policy for transient errors)."""
@@ -62,7 +122,7 @@ class Poller:
         delay = self._ctx.first_poll if clock() - task.updated_at < 5 else 0.0
         # The interval runs from one poll's start to the next one's, so the polls keep their
         # cadence instead of drifting later by a round trip each time.
-        next_poll = anyio.current_time() + delay
+        next_poll = watcher.next_poll = anyio.current_time() + delay
         while task.status in ("queued", "running"):
             if clock() - task.created_at > GIVE_UP_AFTER_SECONDS:
                 return self.stop(task, "gave up: the task outlived provider retention")
@@ -75,17 +135,20 @@ class Poller:
                 task, ended = self._poll_failed(task, exc)
                 if ended:
                     return task
-                interval = self._ctx.settings.poll_interval
-                delay = min(SLOW_POLL_SECONDS, max(interval, delay) * 2)
-                next_poll = anyio.current_time() + delay
+                delay = after_error(delay, self._ctx.settings.poll_interval)
+                next_poll = watcher.next_poll = anyio.current_time() + delay
                 continue
             if result.status == "expired":
                 return self.forgotten(task, result.error.message if result.error else None)
             watcher.last_poll = result
             task = self.apply(task, result)
-            delay = self.next_delay(result, polls)
-            # A provider's hint counts from its answer; the plain interval from the poll's start.
+            if task.status not in ("queued", "running"):
+                self._history.forget(task)
+                break
+            delay = self.next_delay(task, result, polls)
+            # A provider's hint counts from its answer; the schedule's gap from the poll's start.
             next_poll = (anyio.current_time() if result.poll_after is not None else sent) + delay
+            watcher.next_poll = next_poll
         return task
 
     def _poll_failed(self, task: Task, exc: VideogenError) -> tuple[Task, bool]:
@@ -115,15 +178,19 @@ class Poller:
         error = TaskError(kind="expired", message=message or EXPIRED_MESSAGE)
         return self._book.update(task, "expired", error=error)
 
-    def next_delay(self, result: PollResult, polls: int) -> float:
+    def next_delay(self, task: Task, result: PollResult, polls: int) -> float:
+        """The gap to the next poll of an unfinished task (``videogen.schedule``), from what
+        earlier tasks of its kind took and the provider's progress and hint."""
         settings = self._ctx.settings
-        delay = settings.poll_interval
-        if result.poll_after is not None:
-            low, high = POLL_HINT_BOUNDS
-            delay = min(max(result.poll_after, low), high)
-        if polls >= settings.max_poll_attempts:
-            delay = max(delay, SLOW_POLL_SECONDS)
-        return delay
+        return next_delay(
+            elapsed=self._ctx.clock() - accepted_at(task),
+            interval=settings.poll_interval,
+            expected=self._history.expected(task),
+            progress=result.progress,
+            poll_after=result.poll_after,
+            polls=polls,
+            max_polls=settings.max_poll_attempts,
+        )
 
     def apply(self, task: Task, result: PollResult) -> Task:
         """Record one poll's answer; writes the ledger only when something changed."""
@@ -161,6 +228,14 @@ class Poller:
         task.error = task_error(error) if error else TaskError(kind="stopped", message=why)
         return self._book.save(task)
 
+    def next_poll_in(self, task_id: str) -> float | None:
+        """Seconds until this engine next polls the provider for the task (0 when a poll is
+        due or under way); None when it is not polling it."""
+        watcher = self._book.watcher(task_id)
+        if watcher is None or watcher.next_poll is None:
+            return None
+        return max(0.0, watcher.next_poll - anyio.current_time())
+
     def interval(self, task: Task) -> float:
         """How soon ``task`` may change (seconds), on the watcher's own schedule: the first poll
         after the submit, then the poll interval (slowed after ``max_poll_attempts``) while the
@@ -168,6 +243,9 @@ class Poller:
         settings = self._ctx.settings
         if task.status not in ("queued", "running"):
             return min(FOLLOWER_READ_SECONDS, settings.poll_interval)
+        learned = self.next_poll_in(task.id)  # this engine's own (learned) schedule
+        if learned is not None:
+            return max(learned, FOLLOWER_READ_SECONDS)
         age = self._ctx.clock() - task.created_at
         if age < self._ctx.first_poll:
             return self._ctx.first_poll

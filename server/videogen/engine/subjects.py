@@ -25,6 +25,7 @@ async def detect_subjects(
         image,
         allow_upload=adapter.accepts_uploaded_images and uploads_images("omnihuman"),
         label="portrait image",
+        folders=ctx.settings.path_folders(),
     )
     detection = await call_with_retries(
         lambda: adapter.detect_subjects(prepared), policy=ctx.policy

@@ -4,7 +4,9 @@
 ``--output`` fails before anything is sent. Finding a duplicate and recording a new task are one
 atomic ledger step (``Ledger.record_new``), after every await that reads the inputs and before
 the submit: identical requests at once, from any number of processes, send one submit. The
-data dir's room is checked before billing.
+data dir's room is checked before billing, and so are the spending limits
+(``videogen.spending``), inside the transaction that records the task: a request past a limit
+is refused with nothing sent or recorded.
 
 The submit itself is retried only after a definitive refusal (429 / concurrency limit, a
 connection that was never made), within the caller's budget (at most ``SUBMIT_RETRY_SECONDS``);
@@ -36,6 +38,7 @@ from videogen.models import GenerationRequest, StatusEvent, Task, TaskError, Tas
 from videogen.models import new_task_id as _new_task_id
 from videogen.providers.base import PreparedInputs, Provider, Submitted
 from videogen.retry import wait_for
+from videogen.spending import Guard
 
 from .book import TaskBook
 from .context import Context, task_error, uncertain
@@ -93,7 +96,9 @@ class Submitter:
         from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
 
         inputs = await prepare_inputs(
-            request, accepts_uploaded_images=provider.accepts_uploaded_images
+            request,
+            accepts_uploaded_images=provider.accepts_uploaded_images,
+            folders=self._ctx.settings.path_folders(),
         )
         # No await from here to the insert: finding a duplicate and recording this task are one
         # ledger transaction, so identical requests at once make one task (and one submit).
@@ -123,13 +128,15 @@ class Submitter:
         ledger.check_room()
         task = self._new_task(request, owner)
         lease = self._leases.new()
+        # The spending limits are checked in the transaction that records the task.
+        guard = Guard(self._ctx.settings.spending, now=task.created_at, owner=owner)
         if new:
-            ledger.insert(task, lease=lease)
+            ledger.insert(task, lease=lease, guard=guard)
             return task, None
         since = self._ctx.clock() - self._ctx.settings.dedupe_seconds
         sandbox = self._ctx.settings.sandbox  # a sandbox task never answers a real request
         earlier = ledger.record_new(
-            task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease
+            task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease, guard=guard
         )
         return task, earlier
 

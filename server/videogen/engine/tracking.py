@@ -152,7 +152,10 @@ class Tracker:
         if task.status == "submitting":
             task = await self._orphaned(task)
         if task.status in ("queued", "running"):
-            task = await self._poller.until_done(watcher, task)
+            try:
+                task = await self._poller.until_done(watcher, task)
+            finally:
+                watcher.next_poll = None
         while task.status == "ready":
             task = self._apply_retarget(watcher, task)
             task = await self._finisher.finish(watcher, task)
