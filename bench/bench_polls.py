@@ -64,7 +64,8 @@ import anyio
 from videogen.app import ProviderClients
 from videogen.catalog import JimengMode
 from videogen.config import Settings
-from videogen.engine import FIRST_POLL_SECONDS, Engine
+from videogen.engine import Engine
+from videogen.engine.context import FIRST_POLL_SECONDS
 from videogen.ledger import Ledger
 from videogen.models import GenerationRequest
 from videogen.providers.base import PreparedInputs, Provider, TaskRef

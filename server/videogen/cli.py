@@ -506,7 +506,7 @@ def load_settings(*, sandbox: bool = False, output: str | None = None) -> Settin
     _SECRETS[:] = [s for s in settings.secrets() if len(s) >= 4]
     if output is not None:
         folder = output_target(output)[0]
-        settings = dataclasses.replace(settings, output_dir=folder, output_dir_explicit=True)
+        settings = dataclasses.replace(settings, output_dir=folder)
     return settings
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, get_args
 
@@ -128,8 +128,6 @@ class Settings:
     poll_interval: float = 5.0
     max_poll_attempts: int = 120
     output_dir: Path = field(default_factory=lambda: default_output_dir(Path.home()))
-    #: False when output_dir is the default, which is created (with its parents) on first use.
-    output_dir_explicit: bool = False
     data_dir: Path = Path.home() / ".local" / "state" / "videogen"
     wait_seconds: float = 45.0
     dedupe_seconds: float = 600.0
@@ -173,9 +171,6 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         values = [s for p in PROVIDERS for s in self.endpoint(p).secrets()]
         return (*values, *self.http_tokens)
-
-    def with_endpoints(self, **endpoints: ProviderEndpoint) -> Settings:
-        return replace(self, **endpoints)  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -221,7 +216,6 @@ class Settings:
             poll_interval=read.number("JIMENG_VIDEO_POLL_INTERVAL", 5.0, 0.05, 600.0),
             max_poll_attempts=int(read.number("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", 120, 1, 100_000)),
             output_dir=read.path("VIDEOGEN_OUTPUT_DIR", default_output_dir(home)),
-            output_dir_explicit=read.text("VIDEOGEN_OUTPUT_DIR") is not None,
             data_dir=read.path("VIDEOGEN_DATA_DIR", state / "videogen"),
             wait_seconds=read.number("VIDEOGEN_WAIT_SECONDS", 45.0, 0.0, 3600.0),
             dedupe_seconds=read.number("VIDEOGEN_DEDUPE_SECONDS", 600.0, 0.0, 86_400.0),

@@ -70,6 +70,10 @@ LEDGER_MODE: Final = 0o600
 #: ledger must be able to record the provider's task id once the provider accepts it.
 MIN_FREE_BYTES: Final = 8 * 1024 * 1024
 
+#: The origin of tasks recorded before origins were kept (schema 1): no session's origin, so
+#: such a task is never polled, resumed or reused, only shown as it stands.
+UNRECORDED_ORIGIN: Final = "unrecorded"
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE tasks (
@@ -87,11 +91,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX tasks_owner_created ON tasks (owner, created_at);
     """,
     # 2: where a task was sent (a fingerprint, see engine.origin_of) and who is working on it.
-    # Rows from version 1 keep origin NULL: the engine treats them by their sandbox flag.
     """
     ALTER TABLE tasks ADD COLUMN origin TEXT;
     ALTER TABLE tasks ADD COLUMN lease_holder TEXT;
     ALTER TABLE tasks ADD COLUMN lease_until REAL;
+    """,
+    # 3: rows from version 1 have no origin: where they were sent is not known, so they are
+    # marked as sent elsewhere (column and stored task alike).
+    f"""
+    UPDATE tasks SET origin = '{UNRECORDED_ORIGIN}',
+        data = json_set(data, '$.origin', '{UNRECORDED_ORIGIN}')
+        WHERE origin IS NULL;
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -403,8 +413,7 @@ class Ledger:
 
         ``sandbox`` (when given) keeps only tasks made by the sandbox (True) or by a real
         provider (False): the same request must not be answered with the other's task.
-        ``origin`` (when given) keeps only tasks sent to that endpoint and account; rows older
-        than origins (NULL) are kept and left to the ``sandbox`` filter.
+        ``origin`` (when given) keeps only tasks sent to that endpoint and account.
         """
         with self._using() as db:
             return self._duplicate(
@@ -430,7 +439,7 @@ class Ledger:
             "SELECT id, data FROM tasks WHERE dedupe_key = ? AND owner IS ? AND created_at >= ? "
             f"AND status NOT IN ({marks}) "
             "AND (? IS NULL OR json_extract(data, '$.sandbox') = ?) "
-            "AND (? IS NULL OR origin IS NULL OR origin = ?) "
+            "AND (? IS NULL OR origin = ?) "
             "ORDER BY created_at DESC",
             (dedupe_key, owner, since, *skipped, wanted, wanted, origin, origin),
         )

@@ -187,7 +187,7 @@ class Task(BaseModel):
     sandbox: bool = False
     owner: str | None = None
     #: Where the task was sent: a hash of provider, endpoint and credential identity (never a
-    #: key). None for tasks recorded before origins were kept.
+    #: key). ``ledger.UNRECORDED_ORIGIN`` for tasks recorded before origins were kept.
     origin: str | None = None
     #: The endpoint in words, for messages: a base URL, or "the embedded sandbox".
     endpoint: str | None = None

@@ -22,6 +22,7 @@ from videogen.models import Task
 from videogen.providers.base import PollResult
 
 from .conftest import (
+    ORIGIN,
     VIDEO_URL,
     ScriptedProvider,
     cdn_client,
@@ -328,7 +329,12 @@ async def test_a_submitting_row_found_at_start_becomes_unknown_and_is_never_rese
     ledger = Ledger.in_dir(settings.data_dir)
     long_ago = time.time() - 60
     orphan = Task(
-        id="vg_orphan", request=t2v(), status="submitting", created_at=long_ago, updated_at=long_ago
+        id="vg_orphan",
+        request=t2v(),
+        status="submitting",
+        created_at=long_ago,
+        updated_at=long_ago,
+        origin=ORIGIN,
     )
     ledger.insert(orphan)
     ledger.close()
@@ -354,6 +360,7 @@ async def test_unfinished_tasks_are_resumed_at_start(tmp_path: Path) -> None:
                 updated_at=now,
                 provider_task_id=f"x{n}",
                 req_key="jimeng_t2v_v30",
+                origin=ORIGIN,
             )
         )
     ledger.close()
@@ -442,6 +449,7 @@ async def test_a_video_already_saved_by_a_run_that_died_is_adopted_not_duplicate
         provider_task_id="p9",
         req_key="jimeng_t2v_v30",
         video_url=VIDEO_URL,
+        origin=ORIGIN,
     )
     ledger.insert(task)
     ledger.close()
@@ -470,7 +478,7 @@ async def test_a_ledger_row_a_newer_version_wrote_does_not_stop_the_engine(
     now = time.time()
     for task_id, prompt in (("vg_newstatus", "one"), ("vg_newfield", "two")):
         ledger.insert(Task(id=task_id, request=t2v(prompt), status="queued", created_at=now,
-                           updated_at=now, provider_task_id="p-old"))  # fmt: skip
+                           updated_at=now, provider_task_id="p-old", origin=ORIGIN))  # fmt: skip
     ledger.close()
     with sqlite3.connect(settings.data_dir / "tasks.sqlite3") as db:
         db.execute("UPDATE tasks SET data = json_set(data, '$.status', 'paused'), "

@@ -34,7 +34,7 @@ async def test_the_default_output_folder_is_created_with_its_parents(tmp_path: P
 async def test_an_explicit_output_folder_that_is_missing_is_created(tmp_path: Path) -> None:
     """A user who names a folder wants it: it is made (with parents) before the submit."""
     missing = tmp_path / "no" / "such" / "folder"
-    settings = make_settings(tmp_path, output_dir=missing, output_dir_explicit=True)
+    settings = make_settings(tmp_path, output_dir=missing)
     async with running_engine(settings, ScriptedProvider(), cdn_client(CLIP)) as engine:
         task = await engine.generate(t2v(), wait_seconds=20)
     assert task.status == "completed", task.error

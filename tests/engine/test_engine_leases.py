@@ -23,7 +23,15 @@ from videogen.ledger import Lease, Ledger
 from videogen.models import GenerationRequest, Task
 from videogen.providers.base import PollResult, PreparedInputs, Submitted
 
-from .conftest import VIDEO_URL, ScriptedProvider, make_settings, running_engine, t2v, tiny_mp4
+from .conftest import (
+    ORIGIN,
+    VIDEO_URL,
+    ScriptedProvider,
+    make_settings,
+    running_engine,
+    t2v,
+    tiny_mp4,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +89,7 @@ def leased_ready_task(tmp_path: Path, holder: str, until: float) -> Task:
     now = time.time()
     task = Task(id="vg_0000000000aa", request=t2v(), status="ready", created_at=now,
                 updated_at=now, provider_task_id="p7", req_key="jimeng_t2v_v30",
-                video_url=VIDEO_URL)  # fmt: skip
+                video_url=VIDEO_URL, origin=ORIGIN)  # fmt: skip
     ledger.insert(task, lease=Lease(holder, until))
     ledger.close()
     return task

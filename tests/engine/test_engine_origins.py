@@ -114,32 +114,52 @@ async def test_an_identical_request_from_another_account_is_not_answered_with_it
     assert second.id != first.id and provider.submits == 1
 
 
-async def test_a_task_recorded_before_origins_that_is_not_found_is_kept_as_it_is(
+SCHEMA_1 = """
+CREATE TABLE tasks (id TEXT PRIMARY KEY, status TEXT NOT NULL, provider TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL, owner TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    data TEXT NOT NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def schema_1_ledger(settings: Settings, task: Task) -> None:
+    """A ledger as a version that kept no origins wrote it, holding ``task``."""
+    settings.data_dir.mkdir(parents=True)
+    legacy = task.model_dump_json(exclude={"origin", "endpoint", "dedupe_key"})
+    with sqlite3.connect(settings.data_dir / "tasks.sqlite3") as db:
+        db.executescript(SCHEMA_1)
+        row = (
+            task.id,
+            task.status,
+            "volcengine",
+            task.request.dedupe_key(),
+            None,
+            1.0,
+            1.0,
+            legacy,
+        )
+        db.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+
+async def test_a_task_recorded_before_origins_is_neither_polled_nor_resumed_nor_reused(
     tmp_path: Path,
 ) -> None:
-    """Schema 1 rows have no origin: the provider's 'not found' may mean another account."""
+    """Where a schema 1 task was sent is not known: the provider's 'not found' might mean
+    another account, so it is never polled (never marked expired) and never answers a request."""
     settings = make_settings(tmp_path)
-    ledger = Ledger.in_dir(settings.data_dir)
     now = time.time()
-    ledger.insert(
-        Task(
-            id="vg_legacy",
-            request=t2v(),
-            status="running",
-            created_at=now,
-            updated_at=now,
-            provider_task_id="p-old",
-            req_key="jimeng_t2v_v30",
-        )
-    )
-    ledger.close()
+    legacy = Task(id="vg_legacy", request=t2v(), status="running", created_at=now,
+                  updated_at=now, provider_task_id="p-old", req_key="jimeng_t2v_v30")  # fmt: skip
+    schema_1_ledger(settings, legacy)
     provider = ScriptedProvider(script=FORGOTTEN)
     async with running_engine(settings, provider) as engine:
+        resumed = engine.watching
         checked = await engine.check("vg_legacy", wait_seconds=5)
-    assert provider.polls == 1
-    assert checked.status == "running"
-    assert checked.error is not None and checked.error.kind == "not_found"
-    assert "credentials it was submitted with" in checked.error.message
+        again = await engine.submit(t2v())
+    assert resumed == 0 and provider.polls == 0
+    assert checked.status == "running" and checked.error is None
+    assert "before videogen recorded where tasks were sent" in checked.notes[0]
+    assert again.id != "vg_legacy" and provider.submits == 1
 
 
 def test_the_origin_names_endpoint_and_account_but_holds_no_key(tmp_path: Path) -> None:

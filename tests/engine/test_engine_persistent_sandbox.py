@@ -16,6 +16,7 @@ import pytest
 
 from videogen.app import open_app
 from videogen.config import Settings
+from videogen.engine import origin_of
 from videogen.ledger import Ledger
 from videogen.models import GenerationRequest, Task
 
@@ -138,6 +139,7 @@ def earlier_task(sandbox: bool, now: float) -> Task:
         sandbox=sandbox,
         provider_task_id="p-earlier",
         req_key="jimeng_t2v_v30",
+        origin=origin_of(make_settings(Path("unused"), sandbox=sandbox), "volcengine")[0],
     )
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import anyio
 import pytest
 
-from videogen import engine as engine_module
 from videogen.app import open_app
 from videogen.config import Settings
 from videogen.engine import Engine
+from videogen.engine import submitting as engine_module
 from videogen.errors import ProviderUnavailable, RateLimited, VideogenError
 from videogen.ledger import Ledger
 from videogen.models import GenerationRequest

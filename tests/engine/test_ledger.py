@@ -19,7 +19,14 @@ import pytest
 
 from videogen import ledger as ledger_module
 from videogen.errors import ConfigError, TaskNotFound, VideogenError
-from videogen.ledger import SCHEMA_VERSION, Lease, Ledger, holder_is_dead, new_holder
+from videogen.ledger import (
+    SCHEMA_VERSION,
+    UNRECORDED_ORIGIN,
+    Lease,
+    Ledger,
+    holder_is_dead,
+    new_holder,
+)
 from videogen.models import GenerationRequest, Task, TaskStatus, abbreviate_data_url
 
 
@@ -209,11 +216,35 @@ def test_a_schema_1_ledger_is_migrated_and_keeps_its_tasks(tmp_path: Path) -> No
             (old.id, old.status, "volcengine", old.request.dedupe_key(), None, 1.0, 1.0, legacy),
         )
     ledger = Ledger.in_dir(tmp_path)
-    assert ledger.schema_version == SCHEMA_VERSION == 2
+    assert ledger.schema_version == SCHEMA_VERSION == 3
     migrated = ledger.get("vg_old")
-    assert migrated.origin is None and migrated.status == "running"
+    assert migrated.origin == UNRECORDED_ORIGIN and migrated.status == "running"
     assert ledger.lease("vg_old") == Lease(None, None)
     assert [t.id for t in ledger.with_status(("running",))] == ["vg_old"]
+
+
+def test_tasks_without_an_origin_are_marked_unrecorded_and_never_found_as_duplicates(
+    tmp_path: Path,
+) -> None:
+    """Schema 2 kept schema 1's rows with a NULL origin; schema 3 marks them, so a dedupe
+    lookup for any real origin passes them by."""
+    old = make_task("vg_old", status="running")
+    legacy = old.model_dump_json(exclude={"origin", "endpoint", "dedupe_key"})
+    with sqlite3.connect(tmp_path / "tasks.sqlite3") as db:
+        db.executescript(SCHEMA_1)
+        db.execute(
+            "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (old.id, old.status, "volcengine", old.request.dedupe_key(), None, 1.0, 1.0, legacy),
+        )
+        db.executescript(ledger_module.MIGRATIONS[1] + "PRAGMA user_version = 2;")
+        assert db.execute("SELECT origin FROM tasks").fetchall() == [(None,)]
+    ledger = Ledger.in_dir(tmp_path)
+    with sqlite3.connect(tmp_path / "tasks.sqlite3") as db:
+        assert db.execute("SELECT origin FROM tasks").fetchall() == [(UNRECORDED_ORIGIN,)]
+    assert ledger.get("vg_old").origin == UNRECORDED_ORIGIN
+    key = old.request.dedupe_key()
+    assert ledger.find_duplicate(key, owner=None, since=0.0, origin="a" * 32) is None
+    assert ledger.find_duplicate(key, owner=None, since=0.0) is not None
 
 
 def test_only_one_holder_gets_a_lease_until_it_is_released_or_runs_out(ledger: Ledger) -> None:

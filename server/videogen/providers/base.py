@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from videogen.catalog import Mode, ProviderName
+from videogen.catalog import ProviderName
 from videogen.errors import ProviderError
 from videogen.models import GenerationRequest, ProviderStatus
 
@@ -123,8 +123,6 @@ class Provider(Protocol):
     """One provider API. Methods raise ``videogen.errors`` only."""
 
     name: ProviderName
-    #: Modes this provider can run.
-    modes: frozenset[Mode]
     #: Whether local image files can be uploaded (as base64); if not, images must be URLs.
     accepts_uploaded_images: bool
 

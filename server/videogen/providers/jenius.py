@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, assert_never, get_args
 
 import httpx2
 
-from videogen.catalog import Mode, ProviderName
+from videogen.catalog import ProviderName
 from videogen.config import ProviderEndpoint
 from videogen.errors import (
     ContentRejected,
@@ -88,7 +88,6 @@ class JeniusProvider:
     """Jenius scene videos."""
 
     name: ProviderName = "jenius"
-    modes: frozenset[Mode] = frozenset({"scene"})
     accepts_uploaded_images = False
 
     def __init__(

@@ -22,10 +22,8 @@ from videogen.catalog import (
     DEFAULT_ASPECT_RATIO,
     JIMENG,
     JIMENG_MODES,
-    MODES,
     OMNIHUMAN,
     PROVIDER_FRAMES,
-    Mode,
     ProviderName,
 )
 from videogen.config import ProviderEndpoint
@@ -127,7 +125,6 @@ class TokenOpsProvider:
     """Jimeng's eight modes and OmniHuman through the TokenOps gateway."""
 
     name: ProviderName = "tokenops"
-    modes: frozenset[Mode] = frozenset(m for m in MODES if m != "scene")
     accepts_uploaded_images = True
 
     def __init__(

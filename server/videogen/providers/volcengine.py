@@ -25,11 +25,9 @@ from videogen.catalog import (
     DEFAULT_ASPECT_RATIO,
     JIMENG,
     JIMENG_MODES,
-    MODES,
     OMNIHUMAN,
     PROVIDER_FRAMES,
     REQ_KEY_TO_MODE,
-    Mode,
     ProviderName,
 )
 from videogen.config import ProviderEndpoint
@@ -140,7 +138,6 @@ class VolcengineProvider:
     """Jimeng's eight modes and OmniHuman over the signed Volcengine Visual API."""
 
     name: ProviderName = "volcengine"
-    modes: frozenset[Mode] = frozenset(m for m in MODES if m != "scene")
     accepts_uploaded_images = True
 
     def __init__(

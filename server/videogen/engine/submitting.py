@@ -1,0 +1,301 @@
+"""Submitting: one request, one bill.
+
+``submit`` checks the output folder first (created with its parents, proven writable) so a bad
+``--output`` fails before anything is sent. Finding a duplicate and recording a new task are one
+atomic ledger step (``Ledger.record_new``), after every await that reads the inputs and before
+the submit: identical requests at once, from any number of processes, send one submit. The
+data dir's room is checked before billing, and so are the spending limits
+(``videogen.spending``), inside the transaction that records the task: a request past a limit
+is refused with nothing sent or recorded.
+
+The submit itself is retried only after a definitive refusal (429 / concurrency limit, a
+connection that was never made), within the caller's budget (at most ``SUBMIT_RETRY_SECONDS``);
+each single send is shielded from cancellation so an answer in flight is always recorded, but
+the waits between sends are not. Refused every time, or cancelled while waiting to retry, the
+task is ``failed`` and nothing was billed. After an ambiguous failure (sent, then dropped or
+timed out) it is ``unknown`` and never resent. An accepted submit whose ledger write fails is
+retried (bounded) and otherwise reported with the provider's task id (``LedgerError``), so
+nothing billed goes untraceable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import anyio
+
+from videogen.destination import prepare_folder
+from videogen.errors import (
+    LedgerError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    SubmitUncertain,
+    VideogenError,
+)
+from videogen.models import GenerationRequest, StatusEvent, Task, TaskError, TaskStatus
+from videogen.models import new_task_id as _new_task_id
+from videogen.providers.base import PreparedInputs, Provider, Submitted
+from videogen.retry import wait_for
+from videogen.spending import Guard
+
+from .book import TaskBook
+from .context import Context, task_error, uncertain
+from .leases import Leases
+from .origins import origin_of
+from .tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+#: Submit retries after definitive refusals stop after this long (or the caller's budget) ...
+SUBMIT_RETRY_SECONDS: Final = 30.0
+#: ... but a caller that asked for a shorter wait still gets this much (a 50430 often clears
+#: in a second or two).
+SUBMIT_RETRY_FLOOR_SECONDS: Final = 3.0
+#: Recording an accepted (billed) submit is tried this often while the ledger refuses the
+#: write (a full disk), waiting from the first delay, doubling (about 8 s in all).
+RECORD_ATTEMPTS: Final = 6
+RECORD_FIRST_DELAY_SECONDS: Final = 0.25
+#: A duplicate request does not return a task in these states.
+NOT_REUSED: Final[tuple[TaskStatus, ...]] = ("failed", "expired", "unknown")
+
+UNRECORDED_MESSAGE: Final = (
+    "{provider} accepted the request as its task {provider_task_id}, so it is billed, but the "
+    "task ledger could not record that: {cause} videogen cannot track this task ({task_id}): "
+    "look it up in {provider}'s console by the task id {provider_task_id}; do not submit the "
+    "request again before checking there."
+)
+CANCELLED_MESSAGE: Final = (
+    "Cancelled while waiting to retry a submit the provider had refused: nothing was billed. "
+    "Submit the request again."
+)
+
+
+class Submitter:
+    """Records a request, sends it once and hands the task to the tracker."""
+
+    def __init__(self, ctx: Context, book: TaskBook, leases: Leases, tracker: Tracker) -> None:
+        self._ctx = ctx
+        self._book = book
+        self._leases = leases
+        self._tracker = tracker
+
+    async def submit(
+        self,
+        request: GenerationRequest,
+        notes: list[str],
+        *,
+        new: bool,
+        owner: str | None,
+        wait_seconds: float | None,
+    ) -> Task:
+        """See ``Engine.submit``; a duplicate's note goes to ``notes``."""
+        await anyio.to_thread.run_sync(prepare_folder, self._ctx.folder(request.output_dir))
+        provider = self._ctx.providers(request.provider)
+        from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
+
+        inputs = await prepare_inputs(
+            request,
+            accepts_uploaded_images=provider.accepts_uploaded_images,
+            folders=self._ctx.settings.path_folders(),
+        )
+        # No await from here to the insert: finding a duplicate and recording this task are one
+        # ledger transaction, so identical requests at once make one task (and one submit).
+        task, earlier = self._record(request, owner, new=new)
+        if earlier is not None:
+            return self._reuse(earlier, request, notes)
+        sent = self._tracker.sending[task.id] = anyio.Event()
+        watched = False
+        try:
+            with self._leases.working_on(task.id):
+                budget = _retry_budget(wait_seconds)
+                task = await self._send(task, provider, request, inputs, budget)
+                watched = not task.terminal and self._tracker.watch(task) is not None
+        finally:
+            del self._tracker.sending[task.id]
+            sent.set()
+            if not watched:
+                self._leases.release(task.id)
+        return task
+
+    def _record(
+        self, request: GenerationRequest, owner: str | None, *, new: bool
+    ) -> tuple[Task, Task | None]:
+        """The new task, recorded (``submitting``, leased here) unless an earlier duplicate
+        (returned second) was found instead."""
+        ledger = self._book.ledger
+        ledger.check_room()
+        task = self._new_task(request, owner)
+        lease = self._leases.new()
+        # The spending limits are checked in the transaction that records the task.
+        guard = Guard(self._ctx.settings.spending, now=task.created_at, owner=owner)
+        if new:
+            ledger.insert(task, lease=lease, guard=guard)
+            return task, None
+        since = self._ctx.clock() - self._ctx.settings.dedupe_seconds
+        sandbox = self._ctx.settings.sandbox  # a sandbox task never answers a real request
+        earlier = ledger.record_new(
+            task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease, guard=guard
+        )
+        return task, earlier
+
+    def _reuse(self, earlier: Task, request: GenerationRequest, notes: list[str]) -> Task:
+        """An identical request's answer: the earlier task (``Ledger.record_new`` found it for
+        this owner and origin), with a note, watched."""
+        notes.append(
+            f"An identical request was made {self._ctx.clock() - earlier.created_at:.0f} s ago: "
+            f"this is that task ({earlier.id}), not a new one. To generate again (billed "
+            "again), set new / --new."
+        )
+        if earlier.status == "ready" and earlier.error is not None:
+            # Its save failed: the same request with another folder is how a user fixes that.
+            earlier = self._tracker.retarget(earlier, request.output_dir, notes)
+        if not earlier.terminal:
+            self._tracker.watch(earlier)
+        return earlier
+
+    def _new_task(self, request: GenerationRequest, owner: str | None) -> Task:
+        now = self._ctx.clock()
+        origin, endpoint = origin_of(self._ctx.settings, request.provider)
+        return Task(
+            id=_new_task_id(),
+            request=request.compact(),  # data URLs abbreviated: the bytes are sent, not kept
+            status="submitting",
+            created_at=now,
+            updated_at=now,
+            history=[StatusEvent(status="submitting", at=now)],
+            sandbox=self._ctx.settings.sandbox,
+            owner=owner,
+            origin=origin,
+            endpoint=endpoint,
+            dedupe_key=request.dedupe_key(),
+        )
+
+    async def _send(
+        self,
+        task: Task,
+        provider: Provider,
+        request: GenerationRequest,
+        inputs: PreparedInputs,
+        budget: float,
+    ) -> Task:
+        """Send the submit; retry definitive refusals within ``budget`` seconds; record the
+        outcome. Raises (after recording) what refused the request."""
+        deadline = anyio.current_time() + budget
+        attempt, policy, book = 1, self._ctx.policy, self._book
+        while True:
+            try:
+                # Shielded: once the request may have left, its answer must be recorded even if
+                # the caller is cancelled meanwhile (the adapter's request timeout bounds it).
+                with anyio.CancelScope(shield=True):
+                    outcome = await _send_once(provider, request, inputs)
+            except BaseException:
+                # KeyboardInterrupt and the like mid-send: the outcome is unknown, say so.
+                book.update(task, "unknown", error=uncertain(task))
+                raise
+            match outcome:
+                case Submitted():
+                    return await self._accepted(task, outcome)
+                case SubmitUncertain():
+                    return book.update(task, "unknown", error=uncertain(task, outcome))
+                case RateLimited() | ProviderUnavailable():  # refused, or never sent: not billed
+                    wait = wait_for(outcome, attempt, policy)
+                    if attempt >= policy.attempts or anyio.current_time() + wait > deadline:
+                        refused = _refused(outcome, attempt)
+                        book.update(task, "failed", error=task_error(refused))
+                        raise refused from outcome
+                    await self._wait_to_resend(task, wait)
+                    attempt += 1
+                case VideogenError():
+                    book.update(task, "failed", error=task_error(outcome))
+                    raise outcome
+                case _:
+                    # A bug or an unexpected library error: the outcome is unknown, say so.
+                    book.update(task, "unknown", error=uncertain(task))
+                    raise outcome
+
+    async def _wait_to_resend(self, task: Task, seconds: float) -> None:
+        """Sleep before a resend; a cancelled caller leaves a ``failed`` task (nothing billed)."""
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            error = TaskError(kind="cancelled", message=CANCELLED_MESSAGE)
+            self._book.update(task, "failed", error=error)
+            raise
+
+    async def _accepted(self, task: Task, submitted: Submitted) -> Task:
+        """Record an accepted (billed) submit. A ledger that refuses the write (a full disk) is
+        retried with backoff; if it never takes it, ``LedgerError`` naming the provider's task
+        id (logged too): nothing billed is ever untraceable. Shielded: a cancelled caller
+        cannot stop it."""
+        task.provider_task_id = submitted.ref.provider_task_id
+        task.req_key = submitted.ref.req_key
+        if submitted.request_id:
+            task.request_ids.append(submitted.request_id)
+        delay = RECORD_FIRST_DELAY_SECONDS
+        with anyio.CancelScope(shield=True):
+            for attempt in range(1, RECORD_ATTEMPTS + 1):
+                try:
+                    return self._book.update(task, "queued")
+                except LedgerError as exc:
+                    failure = exc
+                log.warning("recording %s (provider task %s) failed, attempt %d: %s",
+                            task.id, task.provider_task_id, attempt, failure)  # fmt: skip
+                if attempt < RECORD_ATTEMPTS:
+                    await anyio.sleep(delay)
+                    delay *= 2
+        message = UNRECORDED_MESSAGE.format(
+            provider=task.provider,
+            provider_task_id=task.provider_task_id,
+            task_id=task.id,
+            cause=failure.message,
+        )
+        log.error("%s", message)
+        raise LedgerError(message, provider_task_id=task.provider_task_id) from failure
+
+
+async def _send_once(
+    provider: Provider, request: GenerationRequest, inputs: PreparedInputs
+) -> Submitted | Exception:
+    """One submit; its error returned, not raised. A ``ProviderUnavailable`` after the request
+    may have left becomes ``SubmitUncertain``: it must never be resent."""
+    try:
+        return await provider.submit(request, inputs)
+    except ProviderUnavailable as exc:
+        return SubmitUncertain(exc.message) if exc.sent else exc
+    except Exception as exc:
+        return exc
+
+
+def _retry_budget(wait_seconds: float | None) -> float:
+    if wait_seconds is None:
+        return SUBMIT_RETRY_SECONDS
+    return min(SUBMIT_RETRY_SECONDS, max(wait_seconds, SUBMIT_RETRY_FLOOR_SECONDS))
+
+
+def _refused(error: RateLimited | ProviderUnavailable, attempts: int) -> ProviderError:
+    """The error a submit refused ``attempts`` times ends with: nothing billed, when to retry."""
+    times = "once" if attempts == 1 else f"{attempts} times"
+    data = {
+        "provider": error.provider,
+        "code": error.code,
+        "http_status": error.http_status,
+        "request_id": error.request_id,
+        "provider_message": error.provider_message,
+    }
+    if isinstance(error, RateLimited):
+        after = error.retry_after
+        when = f"in about {after:.0f} s" if after else "in a minute"
+        return RateLimited(
+            f"{error.provider} refused the request {times} (rate or concurrency limit), so "
+            f"nothing was billed. Try again {when}, or after other tasks finish.",
+            retry_after=after,
+            **data,
+        )
+    return ProviderUnavailable(
+        f"{error.provider} could not be reached ({times}); the request never left, so nothing "
+        "was billed. Check the network or the endpoint URL and try again.",
+        sent=False,
+        **data,
+    )
