@@ -79,6 +79,15 @@ def choose_provider(
     return default
 
 
+#: The fields the request takes as the caller gave them (checked, never rewritten here): a new
+#: ``VideoAsk`` field that ``GenerationRequest`` also has arrives without a line in this module.
+_SHARED: Final = VideoAsk.model_fields.keys() & GenerationRequest.model_fields.keys()
+_AS_GIVEN: Final = frozenset(_SHARED) - {
+    "provider", "mode", "prompt", "images", "audio", "aspect_ratio", "camera", "camera_strength",
+    "scene", "filename",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Intake:
     """The checked request, and what was decided for the caller (e.g. the inferred mode)."""
@@ -148,20 +157,16 @@ def _build(ask: VideoAsk, provider: ProviderName) -> Intake:
     filename = check_name(filename) if filename else None
     try:
         request = GenerationRequest(
+            **{name: getattr(ask, name) for name in _AS_GIVEN},
             provider=provider,
             mode=mode,
             prompt=prompt,
             images=refs,
             audio=audio,
             masks=masks,
-            duration=duration,
-            fps=fps,
             aspect_ratio=aspect_ratio,
-            seed=seed,
             camera=camera or None,
             camera_strength=camera_strength or None,
-            resolution=resolution,
-            fast_mode=fast_mode,
             scene=scene,
             filename=filename,
         )
