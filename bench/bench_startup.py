@@ -7,6 +7,10 @@ over stdio (the 2025-11-25 handshake: ``initialize``, ``notifications/initialize
 ``tools/list``) and stops the clock when the ``tools/list`` answer is read. Prints the median
 of each and their ratio (target <= 1.15).
 
+Then the same sample closes the server's stdin (the client went away) and times how long the
+process takes to exit (target <= 0.5 s: a pending engine warm-up must not hold the exit),
+again next to the bare server in the same run.
+
     uv run --group dev python bench/bench_startup.py [--runs 10]
 """
 
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 BASELINE = '''
@@ -98,8 +103,16 @@ INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
 
 
-def sample(command: list[str], env: dict[str, str]) -> tuple[float, list[str]]:
-    """Seconds from spawn to the tools/list answer, and the tool names it listed."""
+@dataclass
+class Sample:
+    startup: float  # spawn -> tools/list answered (s)
+    exit: float  # stdin closed -> process gone (s)
+    names: list[str]
+
+
+def sample(command: list[str], env: dict[str, str]) -> Sample:
+    """Seconds from spawn to the tools/list answer, from closing stdin right after it to the
+    exit, and the tool names it listed."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command,
@@ -120,12 +133,16 @@ def sample(command: list[str], env: dict[str, str]) -> tuple[float, list[str]]:
             answer = json.loads(line)
             if answer.get("id") == 2:
                 elapsed = time.perf_counter() - started
-                return elapsed, sorted(t["name"] for t in answer["result"]["tools"])
-    finally:
+                names = sorted(t["name"] for t in answer["result"]["tools"])
+                break
+        closed = time.perf_counter()
         process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        process.wait(timeout=10)
+        return Sample(elapsed, time.perf_counter() - closed, names)
+    finally:
+        if not process.stdin.closed:
+            process.stdin.close()
+        if process.poll() is None:
             process.kill()
             process.wait()
         process.stdout.close()
@@ -149,14 +166,17 @@ def main() -> None:
             "jimeng-videogen-mcp": [sys.executable, "-m", "videogen.mcp_server"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
+        exits: dict[str, list[float]] = {name: [] for name in commands}
         names: dict[str, list[str]] = {}
         for name, command in commands.items():  # warm the file cache, not measured
-            _, names[name] = sample(command, env)
+            names[name] = sample(command, env).names
         if names["bare MCPServer"] != names["jimeng-videogen-mcp"]:
             raise SystemExit(f"tool sets differ: {names}")
         for _ in range(args.runs):
             for name, command in commands.items():
-                times[name].append(sample(command, env)[0])
+                measured = sample(command, env)
+                times[name].append(measured.startup)
+                exits[name].append(measured.exit)
     base = statistics.median(times["bare MCPServer"])
     ours = statistics.median(times["jimeng-videogen-mcp"])
     print(f"spawn -> initialize + tools/list answered, median of {args.runs} (same run):")
@@ -165,6 +185,12 @@ def main() -> None:
         print(f"  {name:19} {statistics.median(runs) * 1000:7.0f} ms  "
               f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f})")  # fmt: skip
     print(f"  ratio               {ours / base:7.2f}x  (target <= 1.15x)")
+    print(f"stdin closed right after tools/list -> process exited, median of {args.runs}:")
+    for name in commands:
+        runs = exits[name]
+        print(f"  exit: {name:19} {statistics.median(runs) * 1000:7.0f} ms  "
+              f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f})")  # fmt: skip
+    print("  target: jimeng-videogen-mcp exits within 500 ms")
 
 
 if __name__ == "__main__":

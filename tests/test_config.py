@@ -65,10 +65,26 @@ def test_bad_values_stop_with_a_message_naming_the_variable(
 
 
 def test_secrets_never_appear_in_the_settings_repr() -> None:
+    token_a, token_b = "tok-a".ljust(32, "a"), "tok-b".ljust(32, "b")
     settings = Settings.from_env(
         {"VOLC_ACCESSKEY": "AKLTvisible", "VOLC_SECRETKEY": "s3cr3t-value",
-         "VIDEOGEN_HTTP_TOKEN": "tok-a, tok-b"}
+         "VIDEOGEN_HTTP_TOKEN": f"{token_a}, {token_b}"}
     )  # fmt: skip
     assert "s3cr3t-value" not in repr(settings)
     assert "tok-a" not in repr(settings)
-    assert set(settings.secrets()) >= {"s3cr3t-value", "tok-a", "tok-b"}
+    assert set(settings.secrets()) >= {"s3cr3t-value", token_a, token_b}
+
+
+@pytest.mark.parametrize("tokens", ["x", "a" * 31, f"{'a' * 40},short"])
+def test_a_guessable_http_token_is_refused_with_how_to_make_a_good_one(tokens: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"VIDEOGEN_HTTP_TOKEN": tokens})
+    assert "VIDEOGEN_HTTP_TOKEN" in error.value.message
+    assert "at least 32" in error.value.message
+    assert "secrets.token_urlsafe(32)" in error.value.message
+    assert "short" not in error.value.message and "aaaa" not in error.value.message
+
+
+def test_a_long_http_token_is_accepted() -> None:
+    token = "k" * 32
+    assert Settings.from_env({"VIDEOGEN_HTTP_TOKEN": f" {token} ,"}).http_tokens == (token,)

@@ -30,7 +30,7 @@ from videogen.download import check_mp4, download
 from videogen.errors import DownloadError, InputError, OutputError
 from videogen.files import hold_lock, safe_filename
 from videogen.media import probe
-from videogen.providers.base import DownloadSource
+from videogen.providers.base import DownloadSource, origin
 from videogen.sandbox import SANDBOX_TOKENOPS_KEY, ManualClock, SandboxOptions, serve
 
 MiB = 1 << 20
@@ -59,7 +59,8 @@ class FileServer:
 
     Behaviours (comma-separated): ``truncate`` (first answer cut after half the body, connection
     dropped), ``norange`` (ignores Range), ``expire`` (403 unless ``sig=fresh``), ``503`` (the
-    first answer is a 503), ``chunked`` (no Content-Length), ``slow`` (trickles), ``redirect``
+    first answer is a 503), ``chunked`` (no Content-Length), ``slow`` (trickles), ``stall`` (the
+    first answer stops sending after half the body, connection kept open), ``redirect``
     (302 to the same file on ``localhost``), ``loop`` (redirects forever).
     """
 
@@ -119,6 +120,12 @@ class FileServer:
                 {"type": "http.response.body", "body": part[: len(part) // 2], "more_body": True}
             )
             raise ConnectionAbortedError("dropping the connection on purpose")
+        if "stall" in behaviours and attempt == 1:
+            await send(
+                {"type": "http.response.body", "body": part[: len(part) // 2], "more_body": True}
+            )
+            await anyio.sleep(2)
+            raise ConnectionAbortedError("giving up on a stalled answer")
         step = 4096 if "slow" in behaviours else len(part)
         for offset in range(0, len(part), step):
             if "slow" in behaviours:
@@ -300,6 +307,30 @@ async def test_a_missing_file_is_a_download_error(server: FileServer, tmp_path: 
 
 
 @pytest.mark.anyio
+async def test_a_stalled_body_times_out_on_the_clients_read_timeout_and_resumes(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+) -> None:
+    """The body's bytes come off the connection with the client's read timeout: a server that
+    stops sending mid-body is given up on after it, and the rest is fetched with Range."""
+    name, data = body
+    with anyio.fail_after(10):
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(5, read=0.3)) as client:
+            path = await download(
+                client,
+                DownloadSource(url=server.url(name, "stall")),
+                tmp_path,
+                "out.mp4",
+                max_bytes=64 * MiB,
+                deadline_seconds=30,
+            )
+    assert path.read_bytes() == data
+    assert [s.headers.get("range") for s in server.seen if s.path == f"/f/{name}"] == [
+        None,
+        f"bytes={len(data) // 2}-",
+    ]
+
+
+@pytest.mark.anyio
 async def test_the_deadline_stops_a_slow_download_and_leaves_nothing(
     server: FileServer, body: tuple[str, bytes], tmp_path: Path
 ) -> None:
@@ -315,12 +346,12 @@ async def test_the_deadline_stops_a_slow_download_and_leaves_nothing(
 async def test_credentials_go_to_the_api_host_only_and_are_dropped_on_redirect(
     server: FileServer, body: tuple[str, bytes], tmp_path: Path
 ) -> None:
-    """``source.headers`` reach ``credential_host`` and never the host a redirect points to."""
+    """``source.headers`` reach ``credential_origin`` and never the host a redirect points to."""
     name, data = body
     source = DownloadSource(
         url=server.url(name, "redirect"),
         headers={"Authorization": "Bearer test-not-a-secret"},
-        credential_host="127.0.0.1",
+        credential_origin=origin(server.url(name, "redirect")),
     )
     async with httpx2.AsyncClient(headers={"X-Api-Key": "client-default"}) as client:
         path = await download(
@@ -637,7 +668,7 @@ async def test_a_sandbox_video_survives_truncation_and_expiry_and_probes_as_rend
         source = DownloadSource(
             url=f"{sb.tokenops_url}/videos/{created.json()['id']}/content",
             headers=auth,
-            credential_host="127.0.0.1",
+            credential_origin=origin(sb.tokenops_url),
         )
         faults = ["truncate_download:1"] + (["expired_urls"] if mode == "redirect" else [])
         sb.set_faults(*faults)
@@ -679,11 +710,46 @@ async def test_credentials_are_not_sent_after_a_redirect_from_https_to_http(
     source = DownloadSource(
         url="https://api.test/v.mp4",
         headers={"Authorization": "Bearer t"},
-        credential_host="api.test",
+        credential_origin=origin("https://api.test/v1"),
     )
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as client:
         await download(client, source, tmp_path, "v.mp4", max_bytes=MiB, deadline_seconds=9)
     assert seen == [("https://api.test/v.mp4", "Bearer t"), ("http://api.test/plain.mp4", None)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "elsewhere", ["http://api.test:9000/steal.mp4", "https://api.test:8443/steal.mp4"]
+)
+async def test_credentials_are_not_sent_to_another_port_of_the_api_host(
+    tmp_path: Path, elsewhere: str
+) -> None:
+    """A redirect to the API's host on another port (or scheme) gets no credentials: they
+    belong to the configured API's exact origin."""
+    data = fake_mp4(50_000)
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append((str(request.url), request.headers.get("authorization")))
+        if request.url.port == 8000:
+            return httpx2.Response(302, headers={"location": elsewhere})
+        return httpx2.Response(200, content=data)
+
+    source = DownloadSource(
+        url="http://api.test:8000/v1/videos/t/content",
+        headers={"Authorization": "Bearer t"},
+        credential_origin=origin("http://api.test:8000/v1"),
+    )
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as client:
+        await download(client, source, tmp_path, "v.mp4", max_bytes=MiB, deadline_seconds=9)
+    assert seen == [(source.url, "Bearer t"), (elsewhere, None)]
+
+
+def test_an_origin_names_scheme_host_and_effective_port() -> None:
+    assert origin("https://api.test/v1") == origin("https://API.test:443/other")
+    assert origin("http://api.test/v1") == "http://api.test:80"
+    assert origin("http://api.test:8000/v1") != origin("http://api.test:8001/v1")
+    assert origin("http://api.test/v1") != origin("https://api.test/v1")
 
 
 @pytest.mark.anyio

@@ -15,7 +15,7 @@ import pytest
 
 from videogen.config import ProviderEndpoint
 from videogen.errors import InputError
-from videogen.inputs import check_image_bytes, prepare_image, prepare_inputs
+from videogen.inputs import check_image_bytes, describe, prepare_image, prepare_inputs
 from videogen.intake import build_request
 from videogen.providers.base import PreparedInputs
 from videogen.providers.jenius import JeniusProvider
@@ -326,3 +326,74 @@ async def test_the_refusing_client_really_fails_a_test_that_sends() -> None:
 
 def test_prepared_inputs_default_is_empty() -> None:
     assert PreparedInputs() == PreparedInputs((), None, ())
+
+
+# -- whose files: clients over HTTP (issue 14 item 9) -------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_home_path_of_an_unknown_user_is_a_clear_input_error() -> None:
+    with pytest.raises(InputError, match="no user 'nosuchuser-vg'") as refused:
+        await prepare_image("~nosuchuser-vg/x.png", allow_upload=True)
+    assert "full path" in refused.value.message
+
+
+@pytest.mark.anyio
+async def test_clients_over_http_without_input_folders_cannot_name_server_files(
+    good_png: Path,
+) -> None:
+    """No file is opened: the refusal is the same for an image, a directory or nothing."""
+    messages = []
+    for ref in (str(good_png), str(good_png.parent), str(good_png) + ".missing", "~root/a.png"):
+        with pytest.raises(InputError) as refused:
+            await prepare_image(ref, allow_upload=True, folders=())
+        messages.append(refused.value.message.replace(describe(ref), "<ref>"))
+    assert len(set(messages)) == 1, messages
+    assert "https URL or a data: URL" in messages[0] and "VIDEOGEN_INPUT_DIRS" in messages[0]
+    # URLs and data URLs still work for them
+    assert (await prepare_image(data_url(png(400, 400)), allow_upload=True, folders=())).width
+
+
+@pytest.mark.anyio
+async def test_input_folders_confine_paths_after_resolving_symlinks(tmp_path: Path) -> None:
+    """Inside the folder: read. Outside — directly, through a symlink inside the folder, via
+    ``~``, existing or not, an image or not — one neutral refusal that reveals nothing."""
+    inside, outside = tmp_path / "inputs", tmp_path / "private"
+    inside.mkdir()
+    outside.mkdir()
+    (inside / "ok.png").write_bytes(png(640, 480))
+    (outside / "secret.png").write_bytes(png(500, 500))
+    (outside / "notes.txt").write_text("not an image")
+    (inside / "link.png").symlink_to(outside / "secret.png")
+    (inside / "dirlink").symlink_to(outside)
+    folders = (inside,)
+
+    image = await prepare_image(str(inside / "ok.png"), allow_upload=True, folders=folders)
+    assert image.width == 640
+    messages = []
+    for ref in (
+        str(outside / "secret.png"),
+        str(outside / "missing.png"),
+        str(outside / "notes.txt"),
+        str(outside),
+        str(inside / "link.png"),
+        str(inside / "dirlink" / "secret.png"),
+        str(inside / "dirlink" / "missing.png"),
+        "~nosuchuser-vg/x.png",
+        "/etc/passwd",
+    ):
+        with pytest.raises(InputError) as refused:
+            await prepare_image(ref, allow_upload=True, folders=folders)
+        messages.append(refused.value.message.replace(describe(ref), "<ref>"))
+    assert len(set(messages)) == 1, messages
+    assert str(inside) in messages[0] and "data: URL" in messages[0]
+
+
+@pytest.mark.anyio
+async def test_the_cli_and_stdio_still_read_any_local_path(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "anywhere" / "photo.png"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(png(640, 480))
+    (tmp_path / "link.png").symlink_to(elsewhere)
+    for ref in (str(elsewhere), str(tmp_path / "link.png")):
+        assert (await prepare_image(ref, allow_upload=True, folders=None)).width == 640

@@ -18,16 +18,26 @@ import av
 import numpy as np
 import pytest
 
+from videogen import h264
 from videogen.errors import DownloadError
 from videogen.media import conform, poster, probe
 
 WIDTH, HEIGHT = 1280, 720
 
 
-def make_clip(path: Path, frames: int, fps: int = 24, *, audio: bool = True) -> Path:
-    """A moving-bar clip of ``frames`` frames at ``fps`` with a 440 Hz tone as long as it."""
+def make_clip(
+    path: Path, frames: int, fps: int = 24, *, audio: bool = True, gops: bool = False
+) -> Path:
+    """A moving-bar clip of ``frames`` frames at ``fps`` with a 440 Hz tone as long as it.
+    ``gops``: like a streaming encoder's output, a keyframe about every 2 s and B-frames."""
+    options = {"preset": "ultrafast"}
+    if gops:
+        options = {
+            "preset": "veryfast",
+            "x264-params": f"keyint={2 * fps + 2}:scenecut=0:bframes=3:b-adapt=0",
+        }
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=Fraction(fps), options={"preset": "ultrafast"})
+        video = out.add_stream("libx264", rate=Fraction(fps), options=options)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         sound = out.add_stream("aac", rate=48_000) if audio else None
         if sound is not None:
@@ -73,6 +83,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "5s": make_clip(root / "five.mp4", 121),
         "10s": make_clip(root / "ten.mp4", 241),
         "mute": make_clip(root / "mute.mp4", 121, audio=False),
+        "gops": make_clip(root / "gops.mp4", 241, gops=True),
     }
 
 
@@ -140,6 +151,85 @@ async def test_conform_gives_exactly_the_asked_frames_at_the_asked_rate_with_aud
     assert audio_seconds(path) == pytest.approx(duration, abs=0.05)
     assert await probe(path) == info
     assert sorted(os.listdir(tmp_path)) == [path.name]  # no temporary left
+
+
+def video_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
+def gray_frames(path: Path) -> list[np.ndarray]:
+    """Every frame PyAV decodes (FFmpeg's errors are raised), as luma planes."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="gray").astype(np.float64) for f in container.decode(video=0)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("clip", ["gops", "10s"])
+async def test_a_trim_at_the_same_rate_copies_the_packets_it_keeps_and_is_frame_exact(
+    clips: dict[str, Path], tmp_path: Path, clip: str
+) -> None:
+    """10 s -> 8 s at 24 fps: 192 frames; every packet up to the last point where the copy
+    decodes alone is the source's own, byte for byte (not re-encoded); with B-frames the few
+    frames after it are re-encoded, and the whole file decodes to the source's pictures."""
+    source = clips[clip]
+    path = copy_of(source, tmp_path)
+    info = await conform(path, duration=8, fps=24)
+    assert (info.frames, info.fps, info.duration) == (192, 24.0, 8.0)
+    assert audio_seconds(path) == pytest.approx(8, abs=0.03)
+    ours, theirs = video_packets(path), video_packets(source)
+    copied = next(i for i, (a, b) in enumerate(zip([*ours, b""], theirs, strict=False)) if a != b)
+    if clip == "gops":  # B-frames: a mini-GOP (at most 4 frames) is re-encoded at the cut
+        assert 192 - 4 <= copied < 192
+    else:  # no B-frames: every packet is copied
+        assert copied == 192
+    decoded, original = gray_frames(path), gray_frames(source)[:192]
+    assert len(decoded) == 192
+    worst = max(float(np.abs(a - b).mean()) for a, b in zip(decoded, original, strict=True))
+    assert worst < 2.0  # the re-encoded frames are the source's pictures (mean error, 0..255)
+
+
+@pytest.mark.anyio
+async def test_a_trim_of_a_clip_that_cannot_be_spliced_is_reencoded_whole(tmp_path: Path) -> None:
+    """Only H.264 is spliced: an MPEG-4 Part 2 clip is re-encoded to H.264, frame-exact."""
+    path = tmp_path / "mpeg4.mp4"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=Fraction(24))
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        for i in range(241):
+            frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), i, np.uint8), "rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 24)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    info = await conform(path, duration=8, fps=24)
+    assert (info.frames, info.codec, info.duration) == (192, "h264", 8.0)
+    assert len(gray_frames(path)) == 192
+
+
+@pytest.mark.anyio
+async def test_the_full_reencode_still_gives_the_same_figures(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """``reencode=True`` (the slow path, kept as the bench's baseline) re-encodes every frame
+    and reports what the copying trim reports."""
+    path = copy_of(clips["gops"], tmp_path)
+    info = await conform(path, duration=8, fps=24, reencode=True)
+    assert (info.frames, info.fps, info.duration) == (192, 24.0, 8.0)
+    assert video_packets(path)[0] != video_packets(clips["gops"])[0]
+
+
+def test_the_spliced_avcc_keeps_the_sources_parameter_sets_and_adds_the_tails() -> None:
+    """Both SPS/PPS pairs are listed, the source's first; ids are read back."""
+    sps, pps = bytes.fromhex("6764001eacd940"), bytes.fromhex("68ebe3cb22c0")
+    record = bytes([1, 0x64, 0, 0x1E, 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+    record += bytes([1]) + len(pps).to_bytes(2, "big") + pps
+    avcc = h264.Avcc.parse(record)
+    assert avcc.ids() == {0}
+    tail_sps, tail_pps = bytes.fromhex("6742c01e") + bytes([0b01000000]), bytes([0x68, 0b01000000])
+    assert (h264.sps_id(tail_sps), h264.pps_id(tail_pps)) == (1, 1)
+    both = h264.Avcc.parse(avcc.adding(tail_sps, tail_pps))
+    assert both.sps == (sps, tail_sps) and both.pps == (pps, tail_pps)
+    assert both.ids() == {0, 1} and both.length_size == 4
 
 
 @pytest.mark.anyio

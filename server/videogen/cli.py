@@ -1,4 +1,4 @@
-"""The command line: ``videogen generate|check|tasks|scenes|detect|serve|sandbox|skill``.
+"""The command line: ``videogen generate|check|tasks|usage|scenes|detect|serve|sandbox|skill``.
 
 Thin over the engine (on cyclopts: the options come from the type hints and, for ``generate``,
 from ``request.VideoAsk``): it parses arguments, reads the settings once, opens the app, calls one
@@ -391,6 +391,30 @@ def tasks(
     return EXIT_OK
 
 
+def usage(
+    *,
+    days: Annotated[int, Parameter(help="the last N days (default 30)")] = 30,
+    json: Json = False,
+) -> int:
+    """Show what was billed by UTC day, provider, mode and owner."""
+    from videogen.ledger import LEDGER_FILENAME, Ledger
+    from videogen.spending import ledger_usage, render_usage
+
+    if not 1 <= days <= 3660:
+        raise InputError("--days must be between 1 and 3660.")
+    settings = load_settings()
+    exists = (settings.data_dir / LEDGER_FILENAME).is_file()
+    ledger = Ledger.in_dir(settings.data_dir) if exists else None
+    try:
+        report = ledger_usage(ledger, settings.spending, now=time.time(), days=days,
+                              sandbox=settings.sandbox)  # fmt: skip
+    finally:
+        if ledger is not None:
+            ledger.close()
+    print(report.model_dump_json(indent=2) if json else render_usage(report))
+    return EXIT_OK
+
+
 def _json_text(data: object) -> str:
     import json
 
@@ -493,7 +517,7 @@ def install(
     return EXIT_OK
 
 
-for _command in (generate, check, tasks, scenes, detect, serve, sandbox):
+for _command in (generate, check, tasks, usage, scenes, detect, serve, sandbox):
     app.command(_command, **_SUB)
 skill = Cli(name="skill", help="Manage the agent skill.", **_SUB)
 skill.command(install, **_SUB)

@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Final, get_args
 
 from videogen.catalog import PROVIDERS, ProviderName
-from videogen.errors import ConfigError, CredentialsError
+from videogen.errors import ConfigError, CredentialsError, remember_secrets
+from videogen.spending import LIMIT_VARIABLES, Limit, Policy, Prices, parse_prices
 
 SANDBOX_NOTICE: Final = "sandbox: offline preview, no credentials configured"
+#: Shortest accepted ``VIDEOGEN_HTTP_TOKEN`` (each token): a bearer token is a password that
+#: anyone who reaches the port may guess, so it must be long and random.
+HTTP_TOKEN_MIN_CHARS: Final = 32
 
 #: Each provider's credential variables, for messages that name the fix.
 CREDENTIAL_VARIABLES: Final[dict[ProviderName, tuple[str, ...]]] = {
@@ -34,7 +38,10 @@ VARIABLES: Final[dict[str, str]] = {
     "VOLC_SESSIONTOKEN": "Volcengine STS session token (optional)",
     "JIMENG_VIDEO_API_URL": "Volcengine endpoint (default https://visual.volcengineapi.com)",
     "JIMENG_VIDEO_API_TIMEOUT": "request timeout in seconds (default 300)",
-    "JIMENG_VIDEO_POLL_INTERVAL": "seconds between polls (default 5)",
+    "JIMENG_VIDEO_POLL_INTERVAL": (
+        "seconds between polls (default 5); once jobs of a kind are known: 0.6x at one's "
+        "expected end, up to 6x before"
+    ),
     "JIMENG_VIDEO_MAX_POLL_ATTEMPTS": "polls before the CLI stops waiting (default 120)",
     "TOKENOPS_API_KEY": "TokenOps API key",
     "TOKENOPS_BASE_URL": "TokenOps base URL (default https://api.tokenops.ai/v1)",
@@ -51,9 +58,31 @@ VARIABLES: Final[dict[str, str]] = {
     "(default 600)",
     "VIDEOGEN_MAX_DOWNLOAD_MB": "largest video accepted, in MB (default 2048)",
     "VIDEOGEN_DOWNLOAD_TIMEOUT": "overall deadline for one download in seconds (default 900)",
-    "VIDEOGEN_HTTP_TOKEN": "bearer token(s), comma-separated, for the HTTP transport",
+    "VIDEOGEN_HTTP_TOKEN": "bearer token(s), comma-separated, each at least 32 characters, for "
+    "the HTTP transport",
+    "VIDEOGEN_INPUT_DIRS": "folders whose images HTTP clients may name by path, separated by "
+    "commas or the path separator, : (; on Windows) (default none: HTTP clients pass URLs or "
+    "data URLs)",
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
 }
+
+# -- spending limits (README "Spending limits"; the rules are in videogen.spending) -------------
+_LIMIT_TEXT: Final = {
+    "videos": "videos billed",
+    "seconds": "seconds of video billed",
+    "spend": "money spent (needs VIDEOGEN_PRICES)",
+}
+VARIABLES.update(
+    {
+        name: f"most {_LIMIT_TEXT[measure]} per UTC {period}"
+        + (" per HTTP token" if per_owner else "")
+        + " (default: no limit)"
+        for name, (measure, period, per_owner) in LIMIT_VARIABLES.items()
+    }
+)
+VARIABLES["VIDEOGEN_PRICES"] = (
+    "price per second of video, e.g. volcengine:t2v_720p=0.07,tokenops:*=0.1 (default: none)"
+)
 
 
 def default_output_dir(home: Path, platform: str = sys.platform) -> Path:
@@ -71,6 +100,9 @@ class ProviderEndpoint:
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        remember_secrets(self.secrets())  # scrubbed from every error, ledger entry and log
 
     def __repr__(self) -> str:
         return f"ProviderEndpoint(base_url={self.base_url!r}, configured={self.configured})"
@@ -105,6 +137,13 @@ class Settings:
     download_timeout: float = 900.0
     http_tokens: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "WARNING"
+    #: Folders whose images clients over HTTP may name by local path (``VIDEOGEN_INPUT_DIRS``).
+    input_dirs: tuple[Path, ...] = ()
+    #: True in a server for clients over HTTP: they are not on this machine, so their local
+    #: paths are read only inside ``input_dirs``. The CLI and stdio read any path.
+    remote_clients: bool = False
+    #: Spending limits and prices (``VIDEOGEN_LIMIT_*``, ``VIDEOGEN_PRICES``); none by default.
+    spending: Policy = field(default_factory=Policy)
 
     @property
     def notice(self) -> str | None:
@@ -125,6 +164,11 @@ class Settings:
                 f"(or unset VIDEOGEN_PROVIDER / set VIDEOGEN_SANDBOX=1 to try the offline sandbox)."
             )
         return endpoint
+
+    def path_folders(self) -> tuple[Path, ...] | None:
+        """Where local image paths may point: None for anywhere (the user's own machine), else
+        only inside these folders (none at all when empty)."""
+        return self.input_dirs if self.remote_clients else None
 
     def secrets(self) -> tuple[str, ...]:
         values = [s for p in PROVIDERS for s in self.endpoint(p).secrets()]
@@ -185,12 +229,36 @@ class Settings:
             * 1024
             * 1024,
             download_timeout=read.number("VIDEOGEN_DOWNLOAD_TIMEOUT", 900.0, 1.0, 86_400.0),
-            http_tokens=tuple(
-                t.strip() for t in (read.text("VIDEOGEN_HTTP_TOKEN") or "").split(",") if t.strip()
-            ),
+            http_tokens=read.tokens("VIDEOGEN_HTTP_TOKEN"),
             log_level=read.choice("VIDEOGEN_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
             or "WARNING",
+            input_dirs=read.folders("VIDEOGEN_INPUT_DIRS"),
+            spending=_spending(read),
         )
+
+
+def _spending(read: _Reader) -> Policy:
+    """The ``VIDEOGEN_LIMIT_*`` and ``VIDEOGEN_PRICES`` settings."""
+    limits = []
+    for name, (measure, period, per_owner) in LIMIT_VARIABLES.items():
+        if read.text(name) is not None:
+            value = read.number(name, 0, 0, 1e12)
+            limits.append(Limit(measure, period, per_owner, value))
+    raw = read.text("VIDEOGEN_PRICES")
+    prices: Prices | None = None
+    if raw is not None:
+        try:
+            prices = parse_prices(raw)
+        except ValueError as exc:
+            example = "e.g. volcengine:t2v_720p=0.07"
+            raise ConfigError(f"VIDEOGEN_PRICES: {exc}; {example}.") from None
+    spend = [lim.variable for lim in limits if lim.measure == "spend"]
+    if spend and prices is None:
+        raise ConfigError(
+            f"{spend[0]} is set but VIDEOGEN_PRICES is not: set the price per second of each "
+            "provider and mode, or unset the spend limit."
+        )
+    return Policy(tuple(limits), prices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +292,19 @@ class _Reader:
                               f"{high:g}, or unset it for the default ({default:g}).")  # fmt: skip
         return value
 
+    def tokens(self, name: str) -> tuple[str, ...]:
+        """Comma-separated secrets, each at least ``HTTP_TOKEN_MIN_CHARS`` long."""
+        tokens = tuple(t.strip() for t in (self.text(name) or "").split(",") if t.strip())
+        short = [t for t in tokens if len(t) < HTTP_TOKEN_MIN_CHARS]
+        if short:
+            raise ConfigError(
+                f"{name} holds a token of {len(short[0])} characters: each token must have at "
+                f"least {HTTP_TOKEN_MIN_CHARS}, or anyone who reaches the server could guess "
+                'it. Make one with: python -c "import secrets; '
+                'print(secrets.token_urlsafe(32))"'
+            )
+        return tokens
+
     def flag(self, name: str) -> bool:
         raw = (self.text(name) or "0").lower()
         if raw in ("1", "true", "yes", "on"):
@@ -240,6 +321,27 @@ class _Reader:
             if raw.lower() == choice.lower():
                 return choice
         raise ConfigError(f"{name}={raw!r} is not one of: {', '.join(choices)}.")
+
+    def folders(self, name: str) -> tuple[Path, ...]:
+        """Absolute folders separated by ``os.pathsep`` or commas (``~`` expanded)."""
+        raw = self.text(name) or ""
+        if "\x00" in raw:
+            raise ConfigError(f"{name} contains a NUL byte: give plain folder paths.")
+        folders = []
+        for part in raw.replace(os.pathsep, ",").split(","):
+            if not part.strip():
+                continue
+            try:
+                folder = Path(part.strip()).expanduser()
+            except RuntimeError:
+                folder = Path(part.strip())  # ~name of an unknown user: not absolute, refused
+            if not folder.is_absolute():
+                raise ConfigError(
+                    f"{name} names {part.strip()!r}, which is not an absolute path: give each "
+                    f"folder's full path, separated by {os.pathsep!r} or ','."
+                )
+            folders.append(folder)
+        return tuple(folders)
 
     def path(self, name: str, default: Path) -> Path:
         raw = self.text(name)

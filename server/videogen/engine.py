@@ -43,8 +43,10 @@ step (``Ledger.record_new``), after every await that reads the inputs and before
 identical requests at once, from any number of processes, send one submit. A duplicate that
 arrives while this engine's own submit is in flight waits for that submit, never for the
 "another process may be submitting" grace period. The data dir's room is checked before
-billing; an accepted submit whose ledger write fails is retried (bounded) and otherwise reported
-with the provider's task id (``LedgerError``), so nothing billed goes untraceable.
+billing, and so are the spending limits (``videogen.spending``), inside the transaction that
+records the task: a request past a limit is refused with nothing sent or recorded. An
+accepted submit whose ledger write fails is retried (bounded) and otherwise reported with the
+provider's task id (``LedgerError``), so nothing billed goes untraceable.
 
 Errors: ``submit`` raises what refused the request (``InputError``, ``OutputError``,
 ``CredentialsError``, ``ProviderError``...) after recording it; everything later is recorded on
@@ -70,7 +72,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from videogen.catalog import JIMENG_MODES, ProviderName, uploads_images
+from videogen.catalog import DURATIONS, JIMENG_MODES, ProviderName, uploads_images
 from videogen.config import Settings
 from videogen.destination import FIX, posters_folder, prepare_folder
 from videogen.errors import (
@@ -109,6 +111,17 @@ from videogen.providers.base import (
 )
 from videogen.report import SubjectReport, describe
 from videogen.retry import RetryPolicy, call_with_retries, wait_for
+from videogen.schedule import (
+    HISTORY_KEPT,
+    SLOW_POLL_SECONDS,
+    Expected,
+    accepted_at,
+    after_error,
+    expect,
+    next_delay,
+    same_clip,
+)
+from videogen.spending import Guard
 
 if TYPE_CHECKING:
     import httpx2
@@ -121,12 +134,12 @@ FIRST_POLL_SECONDS: Final = 1.0
 HEARTBEAT_SECONDS: Final = 5.0
 #: Downloads (and their media work) at once; the rest queue.
 CONCURRENT_FINISHES: Final = 8
-#: After this many polls without an end the watcher slows to one poll a minute ...
-SLOW_POLL_SECONDS: Final = 60.0
-#: ... and gives up after the providers' task retention (12–24 h): the task is kept as it is.
+#: The watcher gives up after the providers' task retention (12–24 h): the task is kept as it
+#: is. (When to poll until then: ``videogen.schedule``.)
 GIVE_UP_AFTER_SECONDS: Final = 24 * 3600.0
-#: A provider's poll hint is honoured within these bounds.
-POLL_HINT_BOUNDS: Final = (0.05, 600.0)
+#: What earlier tasks took is read from the ledger again after this long (sooner when one of
+#: this engine's tasks gets ready).
+HISTORY_FRESH_SECONDS: Final = 60.0
 #: Provider request ids kept per task (the submit's first, then the latest polls').
 REQUEST_IDS_KEPT: Final = 8
 #: A download URL this close to its expiry is refreshed (polled again) before use.
@@ -225,6 +238,8 @@ class _Watcher:
     changed: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
     last_poll: PollResult | None = None
+    #: When (``anyio.current_time()``) the watcher polls the provider next, while it waits.
+    next_poll: float | None = None
     #: A new output folder asked for while the watcher runs (a 1-tuple: the folder may be None).
     retarget: tuple[str | None] | None = None
 
@@ -293,6 +308,8 @@ class Engine:
         self._finishes = anyio.CapacityLimiter(CONCURRENT_FINISHES)
         #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
         self._conform = conform
+        #: What earlier tasks took, per (origin, mode, clip): (expectation, read at).
+        self._history: dict[tuple[str, str, int], tuple[Expected | None, float]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -377,20 +394,24 @@ class Engine:
         from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
 
         inputs = await prepare_inputs(
-            request, accepts_uploaded_images=provider.accepts_uploaded_images
+            request,
+            accepts_uploaded_images=provider.accepts_uploaded_images,
+            folders=self.settings.path_folders(),
         )
         # No await from here to the insert: finding a duplicate and recording this task are one
         # ledger transaction, so identical requests at once make one task (and one submit).
         self.ledger.check_room()
         task = self._new_task(request, owner)
         lease = Lease(self.holder, self._clock() + self._lease_seconds)
+        # The spending limits are checked in the transaction that records the task.
+        guard = Guard(self.settings.spending, now=task.created_at, owner=owner)
         if new:
-            self.ledger.insert(task, lease=lease)
+            self.ledger.insert(task, lease=lease, guard=guard)
         else:
             since = self._clock() - self.settings.dedupe_seconds
             sandbox = self.settings.sandbox  # a sandbox task never answers a real request
             earlier = self.ledger.record_new(
-                task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease
+                task, since=since, exclude=NOT_REUSED, sandbox=sandbox, lease=lease, guard=guard
             )
             if earlier is not None:
                 return self._reuse(earlier, request)
@@ -452,6 +473,15 @@ class Engine:
         waited.notes = notes
         return waited
 
+    def next_poll_in(self, task_id: str) -> float | None:
+        """Seconds until this engine next polls the provider for the task (0 when a poll is
+        due or under way); None when it is not polling it (done, foreign, or another process
+        holds it). A client asking for news more often than this learns nothing new."""
+        watcher = self._watchers.get(task_id)
+        if watcher is None or watcher.next_poll is None:
+            return None
+        return max(0.0, watcher.next_poll - anyio.current_time())
+
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
         """The task as the ledger has it (``TaskNotFound``)."""
         return self.ledger.get(task_id, owner=owner)
@@ -473,6 +503,7 @@ class Engine:
             image,
             allow_upload=adapter.accepts_uploaded_images and uploads_images("omnihuman"),
             label="portrait image",
+            folders=self.settings.path_folders(),
         )
         detection = await call_with_retries(
             lambda: adapter.detect_subjects(prepared), policy=self._retry
@@ -779,7 +810,10 @@ class Engine:
         if task.status == "submitting":
             task = await self._orphaned(task)
         if task.status in ("queued", "running"):
-            task = await self._poll_until_done(watcher, task)
+            try:
+                task = await self._poll_until_done(watcher, task)
+            finally:
+                watcher.next_poll = None
         while task.status == "ready":
             task = self._apply_retarget(watcher, task)
             task = await self._finish(watcher, task)
@@ -884,7 +918,7 @@ class Engine:
         delay = self._first_poll if self._clock() - task.updated_at < 5 else 0.0
         # The interval runs from one poll's start to the next one's, so the polls keep their
         # cadence instead of drifting later by a round trip each time.
-        next_poll = anyio.current_time() + delay
+        next_poll = watcher.next_poll = anyio.current_time() + delay
         while task.status in ("queued", "running"):
             if self._clock() - task.created_at > GIVE_UP_AFTER_SECONDS:
                 return self._stop(watcher, task, "gave up: the task outlived provider retention")
@@ -910,8 +944,8 @@ class Engine:
                 task.error = _task_error(exc)
                 task = self._save(task)
                 watcher.publish(task)
-                delay = min(SLOW_POLL_SECONDS, max(self.settings.poll_interval, delay) * 2)
-                next_poll = anyio.current_time() + delay
+                delay = after_error(delay, self.settings.poll_interval)
+                next_poll = watcher.next_poll = anyio.current_time() + delay
                 continue
             if result.status == "expired":
                 return self._forgotten(
@@ -920,9 +954,13 @@ class Engine:
             watcher.last_poll = result
             task = self._apply_poll(task, result)
             watcher.publish(task)
-            delay = self._next_delay(result, polls)
-            # A provider's hint counts from its answer; the plain interval from the poll's start.
+            if task.status not in ("queued", "running"):
+                self._history.pop(self._kind(task), None)  # learn from it next time
+                break
+            delay = self._next_delay(task, result, polls)
+            # A provider's hint counts from its answer; the schedule's gap from the poll's start.
             next_poll = (anyio.current_time() if result.poll_after is not None else sent) + delay
+            watcher.next_poll = next_poll
         return task
 
     def _forgotten(self, watcher: _Watcher, task: Task, message: str) -> Task:
@@ -945,14 +983,45 @@ class Engine:
         ref = _ref(task)
         return await call_with_retries(lambda: provider.poll(ref), policy=self._retry)
 
-    def _next_delay(self, result: PollResult, polls: int) -> float:
-        delay = self.settings.poll_interval
-        if result.poll_after is not None:
-            low, high = POLL_HINT_BOUNDS
-            delay = min(max(result.poll_after, low), high)
-        if polls >= self.settings.max_poll_attempts:
-            delay = max(delay, SLOW_POLL_SECONDS)
-        return delay
+    def _next_delay(self, task: Task, result: PollResult, polls: int) -> float:
+        """The gap to the next poll of an unfinished task (``videogen.schedule``), from what
+        earlier tasks of its kind took and the provider's progress and hint."""
+        return next_delay(
+            elapsed=self._clock() - accepted_at(task),
+            interval=self.settings.poll_interval,
+            expected=self._expected(task),
+            progress=result.progress,
+            poll_after=result.poll_after,
+            polls=polls,
+            max_polls=self.settings.max_poll_attempts,
+        )
+
+    def _kind(self, task: Task) -> tuple[str, str, int]:
+        return (task.origin or "", task.request.mode, task.request.provider_seconds)
+
+    def _expected(self, task: Task) -> Expected | None:
+        """What earlier finished tasks of the task's origin, mode and clip length took (read
+        from the ledger at most every ``HISTORY_FRESH_SECONDS``); None without enough."""
+        if task.origin is None:
+            return None
+        kind = self._kind(task)
+        now = anyio.current_time()
+        cached = self._history.get(kind)
+        if cached is not None and now - cached[1] < HISTORY_FRESH_SECONDS:
+            return cached[0]
+        try:
+            times = self.ledger.finish_times(
+                task.origin,
+                task.request.mode,
+                same_clip(DURATIONS, task.request.duration),
+                limit=HISTORY_KEPT,
+            )
+        except LedgerError:  # a busy ledger: the fixed schedule this time
+            log.warning("could not read earlier tasks' durations", exc_info=True)
+            return None
+        expected = expect(times)
+        self._history[kind] = (expected, now)
+        return expected
 
     def _apply_poll(self, task: Task, result: PollResult) -> Task:
         """Record one poll's answer; writes the ledger only when something changed."""
@@ -1262,6 +1331,9 @@ class Engine:
         provider works, and a ledger re-read while the video is being saved."""
         if task.status not in ("queued", "running"):
             return min(FOLLOWER_READ_SECONDS, self.settings.poll_interval)
+        learned = self.next_poll_in(task.id)  # this engine's own (learned) schedule
+        if learned is not None:
+            return max(learned, FOLLOWER_READ_SECONDS)
         age = self._clock() - task.created_at
         if age < self._first_poll:
             return self._first_poll

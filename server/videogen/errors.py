@@ -5,6 +5,7 @@ VideogenError                    base: ``message`` for people and models, ``exit
 ├── ConfigError                  a setting is wrong; names the variable and the fix        (exit 3)
 │   └── LedgerError              the data dir's task ledger is damaged, read-only or full  (exit 3)
 ├── InputError                   the request was refused before anything was billed        (exit 2)
+│   └── SpendingLimitReached     a VIDEOGEN_LIMIT_* would be passed: names it, spend, reset (exit 2)
 ├── OutputError                  the output directory or file name cannot be used          (exit 3)
 ├── CredentialsError             keys missing or rejected; names the environment variables (exit 4)
 ├── ProviderError                the provider answered with an error (carries its data)    (exit 1)
@@ -21,9 +22,18 @@ VideogenError                    base: ``message`` for people and models, ``exit
 
 ``ProviderError`` subclasses carry ``provider``, ``code`` (the provider's code), ``http_status``,
 ``request_id`` and ``provider_message`` (the provider's words, truncated).
+
+Foreign text enters this tree only through these constructors, so they are where it is
+scrubbed: every credential the program holds (``remember_secrets``) and every ``Bearer`` value
+is replaced by ``***`` before a message can reach a result, the ledger or a log.
 """
 
 from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Final
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -35,13 +45,40 @@ EXIT_FAILED = 6
 EXIT_PENDING = 7
 
 PROVIDER_TEXT_LIMIT = 300
+#: What replaces a secret in any text this module lets out.
+REDACTED: Final = "***"
+#: Shorter values are not scrubbed (they would mangle ordinary words; no real key is that short).
+SECRET_MIN_CHARS: Final = 8
+_BEARER: Final = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    """Add credential values (API keys, secret keys, session tokens) to those ``scrub`` removes.
+
+    Called for every configured provider endpoint, so a key the program holds never reaches an
+    error, the ledger or a log — even when a provider echoes it back in its answer.
+    """
+    with _secrets_lock:
+        _secrets.update(v for v in values if v and len(v) >= SECRET_MIN_CHARS)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every remembered secret and every ``Bearer <value>`` replaced by ``***``."""
+    with _secrets_lock:
+        known = sorted(_secrets, key=len, reverse=True)  # a key inside a longer one: longest first
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return _BEARER.sub(rf"\1 {REDACTED}", text)
 
 
 def provider_words(text: str | None) -> str:
     """The provider's own text, truncated and marked as theirs."""
     if not text:
         return ""
-    text = " ".join(text.split())
+    text = " ".join(scrub(text).split())
     if len(text) > PROVIDER_TEXT_LIMIT:
         text = text[: PROVIDER_TEXT_LIMIT - 1] + "…"
     return f' (provider said: "{text}")'
@@ -54,6 +91,7 @@ class VideogenError(Exception):
     kind = "error"
 
     def __init__(self, message: str) -> None:
+        message = scrub(message)  # provider text may echo a credential; none is ever kept
         super().__init__(message)
         self.message = message
 
@@ -82,6 +120,12 @@ class LedgerError(ConfigError):
 class InputError(VideogenError):
     exit_code = EXIT_USAGE
     kind = "input"
+
+
+class SpendingLimitReached(InputError):
+    """A spending limit (``VIDEOGEN_LIMIT_*``) would be passed: nothing was sent."""
+
+    kind = "spending_limit"
 
 
 class OutputError(VideogenError):
@@ -116,7 +160,7 @@ class ProviderError(VideogenError):
         self.code = code
         self.http_status = http_status
         self.request_id = request_id
-        self.provider_message = provider_message
+        self.provider_message = None if provider_message is None else scrub(provider_message)
 
 
 class ContentRejected(ProviderError):

@@ -9,13 +9,20 @@ they would refuse. Where a provider only takes URLs (Jenius images, OmniHuman po
 audio and masks) a local file is refused with a message saying a public URL is needed.
 
 Hostile references (NUL bytes, ``..``, FIFOs, devices, directories, symlinks to any of them,
-a private key named ``photo.png``) end in an ``InputError``, never a hang or a traceback.
+a private key named ``photo.png``, ``~nosuchuser/x.png``) end in an ``InputError``, never a hang
+or a traceback.
+
+Whose files: local paths are read on the user's own machine (the CLI, the stdio server). For
+clients over HTTP (``folders`` given) a path is refused, or — when the operator names input
+folders (``VIDEOGEN_INPUT_DIRS``) — read only if it lies in one of them once every symlink is
+resolved; anything else gets one neutral error that says nothing about what is at that path.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import re
 import stat
@@ -47,6 +54,9 @@ _DATA_URL: Final = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[
 _URL_ONLY_FIX: Final = (
     "upload it somewhere public and pass its http(s) URL instead of a local file or data URL"
 )
+#: Which local files may be read: None for any (the user's own machine), else only files in
+#: these folders (none at all when empty).
+Folders = tuple[Path, ...] | None
 
 
 def describe(ref: str) -> str:
@@ -87,10 +97,13 @@ def require_url(ref: str, *, label: str, why: str) -> str:
     return ref
 
 
-async def prepare_image(ref: str, *, allow_upload: bool, label: str = "image") -> PreparedImage:
+async def prepare_image(
+    ref: str, *, allow_upload: bool, label: str = "image", folders: Folders = None
+) -> PreparedImage:
     """A URL passed through, or a local/data image read, checked and base64-encoded.
 
-    ``allow_upload`` False refuses anything but a URL. Raises ``InputError`` naming ``label``.
+    ``allow_upload`` False refuses anything but a URL; ``folders`` confines local paths (see the
+    module docstring). Raises ``InputError`` naming ``label``.
     """
     kind = classify_ref(ref, label=label)
     if kind == "url":
@@ -103,7 +116,7 @@ async def prepare_image(ref: str, *, allow_upload: bool, label: str = "image") -
     if kind == "data":
         data = _decode_data_url(ref, label=label)
     else:
-        data = await anyio.to_thread.run_sync(_read_image_file, ref, label)
+        data = await anyio.to_thread.run_sync(_read_image_file, ref, label, folders)
         label = f"{label} {describe(ref)}"  # name the file: several may have been given
     mime, width, height = check_image_bytes(data, label=label)
     return PreparedImage(
@@ -112,20 +125,20 @@ async def prepare_image(ref: str, *, allow_upload: bool, label: str = "image") -
 
 
 async def prepare_inputs(
-    request: GenerationRequest, *, accepts_uploaded_images: bool
+    request: GenerationRequest, *, accepts_uploaded_images: bool, folders: Folders = None
 ) -> PreparedInputs:
     """Check and prepare every input of ``request`` for a provider.
 
     Images may be uploaded only when the provider accepts uploads and the mode does
     (``catalog.uploads_images``: OmniHuman and scenes take URLs). Audio and masks are always
     URLs. A tail frame must share the first frame's aspect ratio when both sizes are known
-    (i.e. both were uploaded).
+    (i.e. both were uploaded). Local paths are confined to ``folders`` unless it is None.
     """
     allow_upload = accepts_uploaded_images and uploads_images(request.mode)
     labels = _image_labels(request)
     images = tuple(
         [
-            await prepare_image(ref, allow_upload=allow_upload, label=label)
+            await prepare_image(ref, allow_upload=allow_upload, label=label, folders=folders)
             for ref, label in zip(request.images, labels, strict=True)
         ]
     )
@@ -231,11 +244,14 @@ def _decode_data_url(ref: str, *, label: str) -> bytes:
         ) from None
 
 
-def _read_image_file(ref: str, label: str) -> bytes:
+def _read_image_file(ref: str, label: str, folders: Folders = None) -> bytes:
     """Read a local image, refusing anything that is not a small regular file. Blocking."""
-    path = _checked_path(ref, label)
+    path = _checked_path(ref, label, folders)
     # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    if folders is not None:
+        # The path is resolved already: a symlink there now was swapped in after the check.
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -252,6 +268,8 @@ def _read_image_file(ref: str, label: str) -> bytes:
             "make it readable or pass a URL."
         ) from None
     except OSError as error:
+        if folders is not None and error.errno == errno.ELOOP:
+            raise _outside(label, ref, folders) from None
         raise InputError(
             f"The {label} file {describe(ref)} cannot be opened ({error.strerror}): "
             "pass a readable image file or a URL."
@@ -277,13 +295,52 @@ def _check_opened(info: os.stat_result, label: str, ref: str) -> None:
         raise _too_large(f"{label} {describe(ref)}", info.st_size)
 
 
-def _checked_path(ref: str, label: str) -> Path:
+def _checked_path(ref: str, label: str, folders: Folders = None) -> str:
+    """The path to open: ``~`` expanded, and with ``folders`` resolved and inside one of them."""
+    if folders is not None and not folders:
+        raise InputError(
+            f"The {label} {describe(ref)} is a path on the server, which does not read its own "
+            "files for clients over HTTP: pass an https URL or a data: URL of the image instead "
+            "(the server's operator can allow folders with VIDEOGEN_INPUT_DIRS)."
+        )
     if ".." in re.split(r"[\\/]", ref):
         raise InputError(
             f"The {label} path {describe(ref)} contains '..': give the file's full "
             "path without parent-directory steps."
         )
-    return Path(ref).expanduser()
+    try:
+        path = Path(ref).expanduser()
+    except RuntimeError:  # ~name of a user this system does not have
+        if folders is not None:
+            raise _outside(label, ref, folders) from None
+        user = re.split(r"[\\/]", ref[1:], maxsplit=1)[0]
+        raise InputError(
+            f"The {label} path {describe(ref)} starts with ~{user}, but this computer has no "
+            f"user {user!r}: give the file's full path."
+        ) from None
+    if folders is None:
+        return str(path)
+    real = os.path.realpath(path)  # every symlink resolved; a missing tail stays as written
+    if not any(_within(real, folder) for folder in folders):
+        raise _outside(label, ref, folders)
+    return real
+
+
+def _within(real: str, folder: Path) -> bool:
+    base = os.path.realpath(folder)
+    try:
+        return os.path.commonpath([real, base]) == base
+    except ValueError:  # different drives (Windows)
+        return False
+
+
+def _outside(label: str, ref: str, folders: tuple[Path, ...]) -> InputError:
+    """One answer for every path outside the input folders, whatever is (or is not) there."""
+    names = ", ".join(str(f) for f in folders)
+    return InputError(
+        f"The {label} {describe(ref)} is not a file in the server's input folders ({names}): "
+        "put the image in one of them and pass that path, or pass an https URL or a data: URL."
+    )
 
 
 def _not_a_file(label: str, ref: str, what: str) -> InputError:

@@ -21,6 +21,8 @@ for a row; see tests/engine/test_ledger.py), so the engine calls them inline on 
 **One request, one row.** ``record_new`` looks for a duplicate and inserts the new task in one
 ``BEGIN IMMEDIATE`` transaction: N identical requests at once, from any number of processes on
 the data dir, leave one row (and so one submit); the others get that row.
+With a spending ``Guard`` (``videogen.spending``), the limits are checked in that same
+transaction, against every billed task of the month: racing requests cannot overshoot a limit.
 
 **Private, and plain about failures.** The data dir is created 0700 and the ledger 0600 (SQLite
 gives its -wal and -shm files the ledger's mode): it holds prompts, local paths and signed URLs.
@@ -52,8 +54,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from videogen.catalog import provider_clip_seconds
 from videogen.errors import ConfigError, LedgerError, TaskNotFound
-from videogen.models import GenerationRequest, Task, TaskStatus
+from videogen.models import GenerationRequest, Task, TaskStatus, mode_label
+from videogen.spending import BILLED_WHERE, Billed, Guard
 
 log = logging.getLogger(__name__)
 
@@ -245,11 +249,11 @@ class Ledger:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def insert(self, task: Task, *, lease: Lease | None = None) -> None:
+    def insert(self, task: Task, *, lease: Lease | None = None, guard: Guard | None = None) -> None:
         """Write a new task, optionally leased at once (an existing id is an error: ids are
-        random, never reused)."""
-        with self._using() as db:
-            _insert(db, task, lease)
+        random, never reused); ``guard`` checks the spending limits in the same transaction."""
+        with self._transaction() as db:
+            _insert(db, self._guarded(db, task, guard), lease)
 
     def record_new(
         self,
@@ -259,13 +263,16 @@ class Ledger:
         exclude: Iterable[TaskStatus] = (),
         sandbox: bool | None = None,
         lease: Lease | None = None,
+        guard: Guard | None = None,
     ) -> Task | None:
         """Find a duplicate of ``task`` or record it, as one atomic step.
 
         Returns the newest task with ``task``'s dedupe key, owner and origin (see
         ``find_duplicate``) created at or after ``since``; when there is none, inserts ``task``
         (leased to ``lease``) and returns None. One ``BEGIN IMMEDIATE`` transaction: identical
-        requests racing from any number of processes record one task between them.
+        requests racing from any number of processes record one task between them. ``guard``
+        (when given) checks a new task against the spending limits in that transaction: it
+        raises (nothing recorded) or gives the task to insert. A duplicate is never checked.
         """
         key = task.dedupe_key or task.request.dedupe_key()
         with self._transaction() as db:
@@ -273,8 +280,13 @@ class Ledger:
                 db, key, task.owner, since, exclude, sandbox=sandbox, origin=task.origin
             )
             if found is None:
-                _insert(db, task, lease)
+                _insert(db, self._guarded(db, task, guard), lease)
         return found
+
+    def _guarded(self, db: sqlite3.Connection, task: Task, guard: Guard | None) -> Task:
+        if guard is None or not guard.policy.active:
+            return task
+        return guard(task, self._billed(db, guard.since, sandbox=task.sandbox))
 
     def save(self, task: Task) -> None:
         """Write the task as it now stands (insert or update); the lease is left as it is."""
@@ -365,6 +377,18 @@ class Ledger:
                               "ORDER BY created_at", wanted).fetchall()  # fmt: skip
         return self._read_all(rows)
 
+    def finish_times(
+        self, origin: str, mode: str, durations: Sequence[int], *, limit: int
+    ) -> list[float]:
+        """Seconds from accepted submit (first ``queued``) to ``ready`` of the latest ``limit``
+        tasks sent to ``origin`` in ``mode`` with one of the requested ``durations`` that got
+        to ``ready`` (what the poll schedule learns from, ``videogen.schedule``)."""
+        marks = ", ".join("?" * len(durations))
+        with self._using() as db:
+            rows = db.execute(_FINISH_TIMES.format(marks=marks),
+                              (origin, mode, *durations, limit)).fetchall()  # fmt: skip
+        return [float(r[0]) for r in rows if r[0] is not None]
+
     def find_duplicate(
         self,
         dedupe_key: str,
@@ -416,6 +440,28 @@ class Ledger:
                 return task
         return None
 
+    def billed_since(
+        self, since: float, *, sandbox: bool, owner: str | None = None
+    ) -> list[Billed]:
+        """Every billed task (``spending.BILLED_WHERE``) created at or after ``since`` with this
+        sandbox flag, oldest first; ``owner`` (when given) keeps that owner's alone."""
+        with self._using() as db:
+            billed = self._billed(db, since, sandbox=sandbox)
+        return billed if owner is None else [b for b in billed if b.owner == owner]
+
+    def _billed(self, db: sqlite3.Connection, since: float, *, sandbox: bool) -> list[Billed]:
+        rows = db.execute(
+            "SELECT created_at, owner, provider, json_extract(data, '$.request.mode'), "
+            "json_extract(data, '$.request.scene'), json_extract(data, '$.request.duration') "
+            f"FROM tasks WHERE created_at >= ? AND {BILLED_WHERE} "
+            "AND json_extract(data, '$.sandbox') = ? ORDER BY created_at",
+            (since, int(sandbox)),
+        )
+        return [
+            Billed(at, who, provider, mode_label(str(mode), scene), provider_clip_seconds(length))
+            for at, who, provider, mode, scene, length in rows
+        ]
+
     def _read_all(self, rows: Sequence[tuple[str, str]]) -> TaskRows:
         tasks = TaskRows()
         for task_id, data in rows:
@@ -448,6 +494,21 @@ class TaskRows(list[Task]):
     def __init__(self) -> None:
         super().__init__()
         self.skipped: list[str] = []
+
+
+#: ``Ledger.finish_times``: first ``ready`` minus first ``queued`` from each task's history.
+_FINISH_TIMES: Final = """
+    SELECT
+      (SELECT min(json_extract(e.value, '$.at')) FROM json_each(data, '$.history') AS e
+        WHERE json_extract(e.value, '$.status') = 'ready')
+      - (SELECT min(json_extract(e.value, '$.at')) FROM json_each(data, '$.history') AS e
+        WHERE json_extract(e.value, '$.status') = 'queued')
+    FROM tasks
+    WHERE origin = ? AND status IN ('ready', 'completed')
+      AND json_extract(data, '$.request.mode') = ?
+      AND json_extract(data, '$.request.duration') IN ({marks})
+    ORDER BY created_at DESC LIMIT ?
+"""
 
 
 def ledger_error(path: Path, exc: BaseException, *, before_billing: bool = False) -> LedgerError:

@@ -15,10 +15,20 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
 
+from videogen.catalog import IMAGE_MAX_BYTES
 from videogen.config import Settings
 from videogen.errors import ConfigError, InputError
 
 DEFAULT_HTTP_PORT: Final = 8000
+#: Most images one call may upload: a first and a tail frame (scenes and portraits take URLs).
+UPLOADED_IMAGES_MAX: Final = 2
+#: Largest HTTP request body: a generate_video call whose images are data URLs at the documented
+#: limit (4.7 MB each, 4/3 of that as base64, a little more if a client escapes '/' in JSON),
+#: plus 1 MiB for the rest of the JSON-RPC message. The SDK's default (4 MiB) answered 413 to a
+#: single image near the limit, so the documented limit and the transport's must be one.
+HTTP_MAX_BODY_BYTES: Final = UPLOADED_IMAGES_MAX * (IMAGE_MAX_BYTES * 4 // 3) * 102 // 100 + (
+    1 << 20
+)
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -70,8 +80,14 @@ class HttpPlan:
 
 
 def plan_http(settings: Settings, host: str, port: int) -> HttpPlan:
-    """Refuse (``ConfigError``) to serve off loopback without a token; keep Host/Origin checks
-    on for loopback binds."""
+    """Refuse (``ConfigError``) to serve off loopback without a token, or with an input folder
+    that is not a folder; keep Host/Origin checks on for loopback binds."""
+    for folder in settings.input_dirs:
+        if not folder.is_dir():
+            raise ConfigError(
+                f"VIDEOGEN_INPUT_DIRS names {str(folder)!r}, which is not a folder: create it, "
+                "or remove it from the list."
+            )
     loopback = _is_loopback(host)
     if not loopback and not settings.http_tokens:
         raise ConfigError(

@@ -1,9 +1,10 @@
-"""The MCP server: five tools and three resources over the engine. Thin on purpose.
+"""The MCP server: five tools and four resources over the engine. Thin on purpose.
 
 Tools: ``generate_video`` (billed; submits, then waits a bounded time), ``check_task`` (follows a
 task, from this server, an earlier run or the CLI), ``list_scenes``, ``detect_subjects``,
 ``list_tasks``. Resources: ``videogen://videos/{task_id}`` (the saved MP4),
-``videogen://tasks/{task_id}`` (the task as JSON), ``videogen://catalog``.
+``videogen://tasks/{task_id}`` (the task as JSON), ``videogen://catalog``, ``videogen://usage``
+(what was billed, the caller's alone over HTTP).
 
 Start-up: this module imports only the SDK, the settings and data modules. The engine, the
 provider adapters, the ledger, the sandbox and PyAV load when the first tool call needs them (or a
@@ -29,6 +30,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
@@ -45,6 +47,7 @@ from videogen.errors import EXIT_OK, VideogenError
 from videogen.mcp_apps import apps_extension
 from videogen.mcp_http import (
     DEFAULT_HTTP_PORT,
+    HTTP_MAX_BODY_BYTES,
     HttpPlan,
     StaticTokenVerifier,
     bind_listener,
@@ -214,9 +217,18 @@ def create_server(
 
 
 def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starlette:
-    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow)."""
+    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow).
+
+    Its clients are not on this machine: their local image paths are read only inside
+    ``settings.input_dirs`` (none by default).
+    """
+    settings = replace(settings, remote_clients=True)
     server = create_server(settings, http_tokens=plan.tokens, **server_options)
-    return server.streamable_http_app(host=plan.host, transport_security=plan.security)
+    return server.streamable_http_app(
+        host=plan.host,
+        transport_security=plan.security,
+        max_request_body_size=HTTP_MAX_BODY_BYTES,
+    )
 
 
 async def serve_http_async(

@@ -67,6 +67,8 @@ class LazyApp:
         self._sandbox_options = sandbox_options
         self._start: _Start | None = None
         self._closing = anyio.Event()
+        #: The pending warm-up, cancelled by ``close`` (a client that left needs no engine).
+        self._warm_up = anyio.CancelScope()
 
     async def get(self) -> App:
         """The running app; starts it if needed. Raises the start-up error, if any."""
@@ -80,15 +82,20 @@ class LazyApp:
         return start.app
 
     async def warm_up(self, delay: float) -> None:
-        """Start the app after ``delay`` s unless a tool call started it already."""
-        await anyio.sleep(delay)
-        try:
-            await self.get()
-        except Exception as error:
-            logger.warning("the engine could not start (%s); tool calls will retry", error)
+        """Start the app after ``delay`` s unless a tool call started it already; ``close``
+        (the client went away) cancels it, so the server exits at once."""
+        with self._warm_up:
+            await anyio.sleep(delay)
+            try:
+                await self.get()
+            except Exception as error:
+                logger.warning("the engine could not start (%s); tool calls will retry", error)
+        if self._warm_up.cancelled_caught:
+            logger.info("engine warm-up cancelled: the server is closing")
 
     def close(self) -> None:
         self._closing.set()
+        self._warm_up.cancel()
 
     async def _run(self, start: _Start) -> None:
         try:

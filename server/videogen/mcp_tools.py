@@ -8,6 +8,7 @@ import base64
 import inspect
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,6 +362,18 @@ async def task_json(task_id: str, ctx: Context) -> str:
     return task.model_dump_json(indent=2, exclude={"owner"})
 
 
+async def usage_json(ctx: Context, days: int = 30) -> str:
+    """What was billed over the last ``days`` days; over HTTP, the calling token's alone."""
+    from videogen.spending import ledger_usage
+
+    if not 1 <= days <= 3660:
+        raise ResourceError("days must be between 1 and 3660.")
+    app = await running_app(ctx)
+    report = ledger_usage(app.ledger, app.settings.spending, now=time.time(), days=days,
+                          sandbox=app.settings.sandbox, owner=caller())  # fmt: skip
+    return report.model_dump_json(indent=2)
+
+
 def catalog_json() -> str:
     """The catalogue, as ``list_scenes`` gives it."""
     return json.dumps(catalog().model_dump(mode="json"), indent=2, ensure_ascii=False)
@@ -411,6 +424,16 @@ RESOURCES: Final = (
         "A video task",
         "application/json",
         "One task as JSON: request, status history, paths, probed media facts.",
+    ),
+    ResourceEntry(
+        usage_json,
+        "videogen://usage{?days}",
+        "usage",
+        "What was billed",
+        "application/json",
+        "Videos, seconds and spend billed by UTC day, provider, mode and owner over the last "
+        "`days` days (default 30), and the spending limits in force. Over HTTP, the calling "
+        "token's tasks alone.",
     ),
     ResourceEntry(
         catalog_json,

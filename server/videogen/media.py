@@ -8,7 +8,11 @@
   atomically. The provider's own clip is kept untouched when it already has the asked frame rate
   and the asked frame count or one more: 121 frames at 24 fps *is* the provider's "5 s" clip
   (5.04 s), so (5 s, 24) and (10 s, 24) never re-encode. A clip is never padded: asked for more
-  than it holds, it yields the frames it covers, and the probe says so.
+  than it holds, it yields the frames it covers, and the probe says so. A trim of an H.264
+  clip at its own frame rate re-encodes only the few frames after the last point where the
+  copied part decodes on its own, and copies every other packet, audio included (the audio
+  then ends on its last whole frame within the asked length); see :class:`_SplicePlan`.
+  Retiming, and a clip that cannot be spliced, re-encodes every frame.
 - :func:`poster` writes a small JPEG of a frame about one second in (or the middle).
 
 PyAV is imported inside the functions (the MCP server must start without loading FFmpeg), and
@@ -23,12 +27,14 @@ import math
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
 
+from videogen import h264
 from videogen.errors import DownloadError, OutputError, VideogenError
 from videogen.files import create_locked, fsync_dir, sweep_orphans_now_and_then
 from videogen.models import MediaInfo
@@ -51,10 +57,12 @@ async def probe(path: Path) -> MediaInfo:
     return await anyio.to_thread.run_sync(probe_sync, Path(path))
 
 
-async def conform(path: Path, *, duration: float, fps: int) -> MediaInfo:
+async def conform(path: Path, *, duration: float, fps: int, reencode: bool = False) -> MediaInfo:
     """Make ``path`` hold ``round(duration * fps)`` frames at ``fps``, in place; see the module
-    docstring for the no-op and never-pad rules. Returns the probe of the result."""
-    return await anyio.to_thread.run_sync(_conform_sync, Path(path), duration, fps)
+    docstring for the no-op, never-pad and copy rules. Returns the probe of the result.
+    ``reencode=True`` re-encodes every frame even where a trim could copy them (the slow path
+    the copy is measured against in bench/bench_conform.py)."""
+    return await anyio.to_thread.run_sync(_conform_sync, Path(path), duration, fps, reencode)
 
 
 async def poster(path: Path, dest: Path, *, max_width: int = 320) -> Path:
@@ -135,7 +143,7 @@ def needs_conform(info: MediaInfo, *, duration: float, fps: int) -> bool:
     return not (same_rate and info.frames is not None and info.frames in {wanted, wanted + 1})
 
 
-def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
+def _conform_sync(path: Path, duration: float, fps: int, reencode: bool = False) -> MediaInfo:
     if duration <= 0 or fps <= 0:
         raise ValueError(f"duration and fps must be positive, not {duration!r} and {fps!r}")
     info = probe_sync(path)
@@ -154,7 +162,8 @@ def _conform_sync(path: Path, duration: float, fps: int) -> MediaInfo:
     except OSError as exc:
         raise _media_error("conform", path, exc) from exc
     try:
-        _transcode(path, temp, info, duration=duration, fps=fps)
+        if reencode or not _try_splice_trim(path, temp, info, duration=duration, fps=fps):
+            _transcode(path, temp, info, duration=duration, fps=fps)
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(temp, path)
@@ -193,6 +202,216 @@ def _transcode(source: Path, dest: Path, info: MediaInfo, *, duration: float, fp
             video.finish()
             if audio is not None:
                 audio.finish()
+        finally:
+            out.close()
+
+
+def _try_splice_trim(
+    source: Path, dest: Path, info: MediaInfo, *, duration: float, fps: int
+) -> bool:
+    """:func:`_splice_trim`, False also when FFmpeg or the bitstream refuse it half-way (the
+    caller then re-encodes every frame into ``dest``, which it truncates)."""
+    try:
+        return _splice_trim(source, dest, info, duration=duration, fps=fps)
+    except (h264.H264Error, _ffmpeg_error()):
+        return False
+
+
+def _splice_trim(source: Path, dest: Path, info: MediaInfo, *, duration: float, fps: int) -> bool:
+    """Trim an H.264 clip already at ``fps`` by copying what it keeps and re-encoding only the
+    frames that cannot be copied; False (``dest`` left as it was) when this clip cannot be
+    spliced and must be re-encoded. See :class:`_SplicePlan`."""
+    if abs(info.fps - fps) >= FPS_TOLERANCE or info.frames is None or info.codec != "h264":
+        return False
+    with _open_input(source) as src:
+        plan = _SplicePlan.make(src, target_frames(duration, fps), fps)
+        tail = plan.encode_tail() if plan is not None else None
+        if plan is None or tail is None:
+            return False
+        plan.write(src, dest, tail, duration)
+    return True
+
+
+@dataclass
+class _Tail:
+    """Re-encoded frames ready for the MP4 track: their SPS and PPS (under ids of their own)
+    and their packets (length-prefixed NAL units, source time base)."""
+
+    sps: bytes = b""
+    pps: bytes = b""
+    packets: list[Any] = field(default_factory=list)
+
+
+class _SplicePlan:
+    """A trim that copies packets ``[:keep]`` and re-encodes shown frames ``keep .. wanted-1``.
+
+    The packets copied are the longest run, in decoding order, that decodes on its own to
+    exactly the first frames shown: with B-frames such a run ends every few frames, without
+    them at every frame, so at most a few frames are re-encoded. Those are decoded (from the
+    last keyframe, skipping the pictures nothing predicts from) and encoded as a new
+    keyframe-led run whose SPS/PPS take ids the source does not use and are added to the
+    track's ``avcC``: one ``avc1`` track, each slice naming the parameter sets it was coded
+    with. The audio packets are copied too, up to the last whole audio frame within
+    ``duration`` (AAC: at most 1024 samples, 21 ms at 48 kHz, short of it).
+    """
+
+    def __init__(
+        self, stream: Any, avcc: h264.Avcc, packets: list[Any], keep: int, wanted: int, fps: int
+    ) -> None:
+        self.stream = stream
+        self.avcc = avcc
+        self.packets = packets
+        self.keep = keep
+        self.wanted = wanted
+        self.fps = fps
+        self.step = max(1, round(1 / (fps * stream.time_base)))  # one frame, in the time base
+        self.tail_pts = sorted(p.pts for p in packets)[keep:wanted]
+
+    @classmethod
+    def make(cls, src: InputContainer, wanted: int, fps: int) -> _SplicePlan | None:
+        stream = src.streams.video[0]
+        ctx = stream.codec_context
+        if ctx.pix_fmt not in {"yuv420p", "yuvj420p"} or not ctx.extradata or not stream.time_base:
+            return None
+        try:
+            avcc = h264.Avcc.parse(bytes(ctx.extradata))
+        except h264.H264Error:
+            return None
+        packets: list[Any] = [p for p in src.demux(stream) if p.size]
+        if not packets or any(p.pts is None or p.dts is None for p in packets):
+            return None
+        rank = {pts: i for i, pts in enumerate(sorted(p.pts for p in packets))}
+        if len(rank) != len(packets) or not packets[0].is_keyframe:
+            return None
+        wanted = min(wanted, len(packets))
+        keep, highest = 0, -1
+        for count, packet in enumerate(packets[:wanted], start=1):
+            highest = max(highest, rank[packet.pts])
+            # `count` packets showing ranks 0..count-1 decode alone. The re-encoded keyframe
+            # must not follow a copied one directly (two IDRs in a row need different
+            # idr_pic_id values, which the encoder cannot be told).
+            if highest == count - 1 and (count == wanted or not packet.is_keyframe):
+                keep = count
+        return cls(stream, avcc, packets, keep, wanted, fps) if keep else None
+
+    def encode_tail(self) -> _Tail | None:
+        """The re-encoded frames, or None when they cannot be made to fit the copied ones."""
+        if not self.tail_pts:
+            return _Tail()
+        frames = self._decode_tail()
+        return self._encode(frames) if frames is not None else None
+
+    def _decode_tail(self) -> list[Any] | None:
+        wanted = set(self.tail_pts)
+        last = max(i for i, p in enumerate(self.packets) if p.pts in wanted)
+        start = max(i for i, p in enumerate(self.packets[: self.keep + 1]) if p.is_keyframe)
+        decoder = self.stream.codec_context
+        decoder.thread_type = "AUTO"
+        frames: dict[int, Any] = {}
+        for packet in [*self.packets[start : last + 1], None]:
+            if packet is not None and packet.pts not in wanted and not self._reference(packet):
+                continue  # nothing shown from it, nothing predicts from it
+            frames.update((f.pts, f) for f in decoder.decode(packet) if f.pts in wanted)
+        if len(frames) != len(wanted):
+            return None
+        return [frames[pts] for pts in self.tail_pts]
+
+    def _reference(self, packet: Any) -> bool:
+        return h264.is_reference(bytes(packet), self.avcc.length_size)
+
+    def _encode(self, frames: list[Any]) -> _Tail | None:
+        free = [i for i in range(h264.MAX_SPS_ID + 1) if i not in self.avcc.ids()]
+        if not free:
+            return None
+        encoder = self._encoder(sps_id=free[0])
+        coded = []
+        for frame in frames:
+            frame.pict_type = _picture_type_none()
+            coded.extend(encoder.encode(frame))
+        coded.extend(encoder.encode(None))
+        if len(coded) != len(frames) or not coded[0].is_keyframe:
+            return None
+        try:
+            tail = self._repackage(coded, free[0])
+        except h264.H264Error:
+            return None
+        return tail
+
+    def _encoder(self, *, sps_id: int) -> Any:
+        """x264 as the full conform uses it, matching the source's size, pixel format, colour
+        description, level and time base; no B-frames, so decoding order is showing order."""
+        import av
+
+        source = self.stream.codec_context
+        encoder: Any = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = source.width, source.height
+        encoder.pix_fmt = source.pix_fmt
+        encoder.time_base = self.stream.time_base
+        encoder.framerate = Fraction(self.fps)
+        for name in ("color_range", "color_primaries", "color_trc", "colorspace"):
+            setattr(encoder, name, getattr(source, name))
+        if source.sample_aspect_ratio:
+            encoder.sample_aspect_ratio = source.sample_aspect_ratio
+        encoder.thread_count = ENCODER_THREADS
+        encoder.options = {
+            "preset": X264_PRESET,
+            "crf": X264_CRF,
+            "x264-params": f"sps-id={sps_id}:bframes=0:level={self.avcc.level}",
+        }
+        return encoder
+
+    def _repackage(self, coded: list[Any], sps_id: int) -> _Tail | None:
+        """Annex B packets to MP4 samples; the SPS/PPS go to the ``avcC``, timestamps continue
+        the copied run's decoding times."""
+        import av
+
+        tail = _Tail()
+        dts = self.packets[self.keep - 1].dts
+        for packet in coded:
+            units = []
+            for unit in h264.annexb_units(bytes(packet)):
+                kind = h264.nal_type(unit)
+                if kind == h264.NAL_SPS:
+                    tail.sps = unit
+                elif kind == h264.NAL_PPS:
+                    tail.pps = unit
+                elif kind != h264.NAL_AUD:
+                    units.append(unit)
+            sample = av.Packet(h264.length_prefixed(units, self.avcc.length_size))
+            if min(packet.pts, dts + self.step) <= dts:
+                return None
+            dts = min(packet.pts, dts + self.step)
+            sample.pts, sample.dts, sample.duration = packet.pts, dts, self.step
+            sample.time_base = self.stream.time_base
+            sample.is_keyframe = packet.is_keyframe
+            tail.packets.append(sample)
+        if not tail.sps or h264.sps_id(tail.sps) != sps_id or h264.pps_id(tail.pps) != sps_id:
+            return None
+        return tail
+
+    def write(self, src: InputContainer, dest: Path, tail: _Tail, duration: float) -> None:
+        import av
+
+        audio_in = src.streams.audio[0] if src.streams.audio else None
+        out = av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            video = out.add_stream_from_template(self.stream)
+            if tail.sps:
+                video.codec_context.extradata = self.avcc.adding(tail.sps, tail.pps)
+            audio = out.add_stream_from_template(audio_in) if audio_in is not None else None
+            for packet in [*self.packets[: self.keep], *tail.packets]:
+                packet.stream = video
+                out.mux(packet)
+            if audio is not None and audio_in is not None:
+                src.seek(0)
+                base = audio_in.time_base
+                end = duration / base if base else math.inf
+                for packet in src.demux(audio_in):
+                    if packet.size and packet.pts is not None:
+                        if packet.pts + (packet.duration or 0) > end:
+                            break
+                        packet.stream = audio
+                        out.mux(packet)
         finally:
             out.close()
 

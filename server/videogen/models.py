@@ -59,6 +59,11 @@ def abbreviate_data_url(reference: str) -> str:
     return f"data:{match['mime']}{match['b64'] or ''},… (sha256 {digest}…, {len(raw)} bytes)"
 
 
+def mode_label(mode: str, scene: str | None) -> str:
+    """A mode as results and usage name it: the mode, or ``scene:<scene>`` for a scene."""
+    return f"scene:{scene}" if mode == "scene" else mode
+
+
 class GenerationRequest(BaseModel):
     """What the caller asked for, normalised. Never holds credentials or file contents.
 
@@ -94,7 +99,7 @@ class GenerationRequest(BaseModel):
 
     @property
     def mode_label(self) -> str:
-        return f"scene:{self.scene}" if self.mode == "scene" else self.mode
+        return mode_label(self.mode, self.scene)
 
     def compact(self) -> GenerationRequest:
         """This request with its data URLs abbreviated: what the ledger keeps once the request
@@ -141,6 +146,25 @@ class TaskError(BaseModel):
     request_id: str | None = None
 
 
+class LimitUse(BaseModel):
+    """One spending limit as a generation left it (this generation included)."""
+
+    variable: str = Field(description="The VIDEOGEN_LIMIT_* setting.")
+    limit: float
+    spent: float = Field(description="Used in the limit's period, this generation included.")
+    resets_at: float = Field(description="Unix time the period ends (UTC day or month).")
+
+
+class Usage(BaseModel):
+    """What was billed when a generation was recorded, it included (see videogen.spending)."""
+
+    videos_today: int = Field(description="Videos billed today (UTC), this one included.")
+    seconds_today: int = Field(description="Requested provider clip seconds billed today.")
+    spend_today: float | None = Field(None, description="With VIDEOGEN_PRICES: money today.")
+    limits: list[LimitUse] = Field(default_factory=list)
+    summary: str = Field(description='e.g. "today: 3 videos, 15 s; limits: 3 of 20 videos today"')
+
+
 class Task(BaseModel):
     """One generation as the ledger keeps it."""
 
@@ -172,6 +196,8 @@ class Task(BaseModel):
     #: When a caller cancelled it (``Engine.cancel``). A task the provider could not stop keeps
     #: its status: it may still be billed, and its video is still saved.
     cancelled_at: float | None = None
+    #: Spend when the task was recorded (set when a spending limit or price is configured).
+    usage: Usage | None = None
     #: Notes for this one answer (e.g. "an identical request ... returned the first task");
     #: not stored in the ledger.
     notes: list[str] = Field(default_factory=list, exclude=True)

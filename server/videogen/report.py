@@ -28,7 +28,7 @@ from videogen.errors import (
     EXIT_REJECTED,
     VideogenError,
 )
-from videogen.models import Task, TaskStatus
+from videogen.models import Task, TaskStatus, Usage
 
 Interface = Literal["mcp", "cli"]
 M = TypeVar("M", bound=BaseModel)
@@ -79,6 +79,16 @@ class VideoResult(BaseModel):
     sandbox: bool = Field(description="True when made by the offline sandbox, not a provider.")
     notice: str | None = Field(None, description="Shown first, e.g. the sandbox notice.")
     notes: list[str] = Field(default_factory=list, description="Extra remarks for the user.")
+    usage: str | None = Field(
+        None,
+        description="What was billed today (UTC) when this task was recorded, it included, and "
+        "each spending limit's use; null when no VIDEOGEN_LIMIT_* or VIDEOGEN_PRICES is set.",
+    )
+    videos_today: int | None = Field(None, description="Videos billed today, this one included.")
+    seconds_today: int | None = Field(
+        None, description="Requested provider clip seconds billed today, this one included."
+    )
+    spend_today: float | None = Field(None, description="Spent today, with VIDEOGEN_PRICES.")
 
 
 def result_of(
@@ -120,7 +130,19 @@ def result_of(
         sandbox=task.sandbox,
         notice=notice,
         notes=[*task.notes, *notes],
+        **_usage(task.usage),
     )
+
+
+def _usage(usage: Usage | None) -> dict[str, object]:
+    if usage is None:
+        return {}
+    return {
+        "usage": usage.summary,
+        "videos_today": usage.videos_today,
+        "seconds_today": usage.seconds_today,
+        "spend_today": usage.spend_today,
+    }
 
 
 class SubjectReport(BaseModel):
@@ -192,6 +214,8 @@ def render_markdown(result: VideoResult) -> str:
     else:
         lines += _status_block(result)
     lines += [f"- Note: {note}" for note in result.notes]
+    if result.usage is not None:
+        lines.append(f"- Usage: {result.usage}")
     return "\n".join(lines)
 
 

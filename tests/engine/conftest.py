@@ -166,6 +166,7 @@ async def running_engine(
     configure: Callable[[Engine], None] | None = None,
     lease_seconds: float = 45.0,
     conform: Conform | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[Engine]:
     ledger = Ledger.in_dir(settings.data_dir)
     client = client or cdn_client(b"")
@@ -178,6 +179,7 @@ async def running_engine(
         heartbeat_seconds=0.2,
         lease_seconds=lease_seconds,
         conform=conform,
+        **({} if clock is None else {"clock": clock}),
     )
     if configure is not None:
         configure(engine)

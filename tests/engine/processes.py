@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import multiprocessing.queues
 import multiprocessing.synchronize
+import os
 from pathlib import Path
 
 import anyio
 
 from videogen.app import open_app
 from videogen.config import Settings
+from videogen.errors import VideogenError
 from videogen.models import GenerationRequest
 from videogen.sandbox import SandboxOptions
 
@@ -48,3 +50,48 @@ async def _submit_rounds(
             )
             ids.append((await app.engine.submit(request)).id)
     return ids
+
+
+def submit_at_once(
+    home: str,
+    env: dict[str, str],
+    count: int,
+    barrier: multiprocessing.synchronize.Barrier,
+    results: multiprocessing.queues.Queue[list[str]],
+) -> None:
+    """Submit ``count`` different text-only requests at once through a sandboxed app on
+    ``home``'s data dir (``env`` added to its settings), released by ``barrier`` together
+    with the other process's; put each answer: a task id, or the error's kind."""
+    results.put(anyio.run(_submit_at_once, Path(home), env, count, barrier))
+
+
+async def _submit_at_once(
+    home: Path, env: dict[str, str], count: int, barrier: multiprocessing.synchronize.Barrier
+) -> list[str]:
+    settings = Settings.from_env(
+        {
+            "HOME": str(home),
+            "VIDEOGEN_OUTPUT_DIR": str(home / "out"),
+            "VIDEOGEN_DATA_DIR": str(home / "data"),
+            **env,
+        }
+    )
+    answers: list[str] = []
+    async with open_app(
+        settings, track=False, sandbox_options=SandboxOptions(job_seconds=60)
+    ) as app:
+
+        async def one(n: int) -> None:
+            request = GenerationRequest(
+                provider="volcengine", mode="t2v_720p", prompt=f"kite {os.getpid()} {n}"
+            )
+            try:
+                answers.append((await app.engine.submit(request)).id)
+            except VideogenError as exc:
+                answers.append(exc.kind)
+
+        await anyio.to_thread.run_sync(barrier.wait)
+        async with anyio.create_task_group() as group:
+            for n in range(count):
+                group.start_soon(one, n)
+    return answers

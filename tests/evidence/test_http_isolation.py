@@ -25,7 +25,7 @@ from .evidence_helpers import clean_env
 
 pytestmark = pytest.mark.anyio
 
-TOKENS = ("tok-alice-evidence", "tok-bob-evidence")
+TOKENS = ("tok-alice-evidence".ljust(32, "a"), "tok-bob-evidence".ljust(32, "b"))
 
 
 def _free_port() -> int:

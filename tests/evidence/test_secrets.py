@@ -147,3 +147,99 @@ async def _run(env: dict[str, str], args: list[str]) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(
         args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode("utf-8")
     )
+
+
+# -- a provider that echoes the credentials it was sent (issue 14 item 11) --------------------
+
+ECHO_KEY = "sk-echoed-" + secrets.token_hex(16)
+ECHO_SECRET = "volc-echoed-" + secrets.token_hex(16)
+ECHO_SESSION = "STS-echoed-" + secrets.token_hex(16)
+ECHO_BEARER = "Bearer unconfigured-" + secrets.token_hex(8)
+
+
+def _echo(words: str) -> str:
+    """Provider text quoting every credential back, plus a bearer value it saw elsewhere."""
+    return f"{words}: key {ECHO_KEY}, secret {ECHO_SECRET}, token {ECHO_SESSION}, {ECHO_BEARER}"
+
+
+def _echo_leaks(where: str, blob: str | bytes) -> list[str]:
+    text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
+    values = (ECHO_KEY, ECHO_SECRET, ECHO_SESSION, ECHO_BEARER.split()[1])
+    return [f"{where}: {value[:14]}..." for value in values if value in text]
+
+
+@pytest.mark.parametrize("provider", ["volcengine", "tokenops", "jenius"])
+async def test_a_provider_error_echoing_a_secret_is_raised_without_it(provider: str) -> None:
+    """A 400 whose text quotes the key keeps the provider's words but never the credentials."""
+    import httpx2
+
+    from videogen import providers
+    from videogen.config import ProviderEndpoint
+    from videogen.errors import ProviderError
+    from videogen.intake import build_request
+    from videogen.providers.base import PreparedImage, PreparedInputs
+
+    endpoint = ProviderEndpoint(
+        "https://api.example", api_key=ECHO_KEY, access_key="AKechoed",
+        secret_key=ECHO_SECRET, session_token=ECHO_SESSION,
+    )  # fmt: skip
+    answer = httpx2.Response(400, text=_echo("invalid request"))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(lambda _: answer))
+    request = build_request(**{"provider": provider, **REQUESTS[provider]}).request  # type: ignore[arg-type]
+    inputs = PreparedInputs(images=tuple(PreparedImage(url=url) for url in request.images))
+    async with client:
+        adapter = providers.create(provider, endpoint, client)  # type: ignore[arg-type]
+        with pytest.raises(ProviderError) as raised:
+            await adapter.submit(request, inputs)
+    error = raised.value
+    assert "invalid request" in error.message, error.message  # the provider's words are kept
+    shown = f"{error.message} {error.provider_message} {error!r} {error.args}"
+    assert not _echo_leaks(provider, shown), shown
+
+
+async def test_a_failed_poll_echoing_the_key_reaches_no_ledger_log_or_listing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TokenOps fails a task with a message quoting the key: the task's error in the ledger, the
+    engine's log and ``videogen tasks --json`` keep the failure but not the key."""
+    import anyio
+    import httpx2
+
+    from videogen.config import ProviderEndpoint, Settings
+    from videogen.engine import Engine
+    from videogen.intake import build_request
+    from videogen.ledger import Ledger
+    from videogen.providers.tokenops import TokenOpsProvider
+
+    caplog.set_level(logging.DEBUG)
+    task_json = {"id": "echo-1", "object": "video"}
+    answers = [
+        httpx2.Response(200, json={**task_json, "status": "in_queue"}),
+        httpx2.Response(
+            200, json={**task_json, "status": "failed", "error": _echo("the GPU caught fire")}
+        ),
+    ]
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(lambda _: answers.pop(0)))
+    endpoint = ProviderEndpoint("https://api.example/v1", api_key=ECHO_KEY)
+    settings = Settings(
+        volcengine=ProviderEndpoint("https://volc.example"), tokenops=endpoint,
+        jenius=ProviderEndpoint("https://jenius.example"), provider="tokenops", sandbox=False,
+        poll_interval=0.05, output_dir=tmp_path / "out", data_dir=tmp_path / "data",
+    )  # fmt: skip
+    adapter = TokenOpsProvider(endpoint, client)
+    ledger = Ledger.in_dir(settings.data_dir)
+    engine = Engine(settings, ledger, providers=lambda _: adapter, clients=lambda _: client)
+    request = build_request(provider="tokenops", prompt="a paper boat").request
+    async with client, anyio.create_task_group() as group:
+        engine.attach(group, resume=False)
+        task = await engine.generate(request, wait_seconds=10)
+        group.cancel_scope.cancel()
+    ledger.close()
+    assert task.status == "failed" and task.error is not None
+    assert "GPU caught fire" in task.error.message
+    listing = await _run(clean_env(tmp_path), ["tasks", "--json"])
+    assert "GPU caught fire" in listing.stdout, listing.stderr
+    found = _echo_leaks("ledger", ledger_bytes(tmp_path / "data"))
+    found += _echo_leaks("log", caplog.text) + _echo_leaks("tasks --json", listing.stdout)
+    found += _echo_leaks("result", task.error.message)
+    assert not found, found

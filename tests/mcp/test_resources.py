@@ -62,7 +62,11 @@ async def test_templates_are_listed(client: Client) -> None:
     templates = {
         t.uri_template for t in (await client.list_resource_templates()).resource_templates
     }
-    assert templates == {"videogen://videos/{task_id}", "videogen://tasks/{task_id}"}
+    assert templates == {
+        "videogen://videos/{task_id}",
+        "videogen://tasks/{task_id}",
+        "videogen://usage{?days}",
+    }
 
 
 @pytest.mark.parametrize("uri", ["videogen://videos/vg_000000000000", "videogen://tasks/vg_nope"])

@@ -41,7 +41,7 @@ from videogen.sandbox import RunningSandbox, SandboxOptions, serve_in_thread
 pytestmark = pytest.mark.anyio
 
 PROMPT = {"prompt": "a paper boat on a pond", "provider": "volcengine"}
-TOKENS = ("tok-tasks-alice", "tok-tasks-bob")
+TOKENS = ("tok-tasks-alice-0123456789abcdefghijkl", "tok-tasks-bob-0123456789abcdefghijklmn")
 UNKNOWN_TASK = -32602
 MISSING_CAPABILITY = -32021
 METHOD_NOT_FOUND = -32601
@@ -153,7 +153,7 @@ async def test_a_tasks_client_gets_a_task_at_once_and_the_saved_video_block_when
     connect: Connect, sandbox: RunningSandbox, transport: str
 ) -> None:
     async with connect(transport) as client:
-        assert client.server_capabilities.extensions == {"io.modelcontextprotocol/tasks": {}}
+        assert client.server_capabilities.extensions["io.modelcontextprotocol/tasks"] == {}
         created = await _created(client)
         received = time.time()
         [submitted] = [e for e in sandbox.log.entries if e.operation == "submit"]

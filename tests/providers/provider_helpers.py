@@ -48,9 +48,8 @@ PNG_640x480 = "/assets/image/640x480.png"
 
 
 async def fetch(client: httpx2.AsyncClient, source: Any) -> httpx2.Response:
-    """GET a DownloadSource the way the downloader does: credentials only for their own host."""
-    url = httpx2.URL(source.url)
-    headers = dict(source.headers) if url.host == source.credential_host else {}
+    """GET a DownloadSource the way the downloader does: credentials only for their own origin."""
+    headers = dict(source.headers) if source.trusts(source.url) else {}
     return await client.get(source.url, headers=headers)
 
 
@@ -83,7 +82,7 @@ class Sandboxed:
         return classes[name](endpoint, self.client, clock=self.clock)
 
     def asset(self, path: str) -> str:
-        return self.sb.url + path
+        return str(self.sb.asset_url(path))
 
     async def sleep(self, seconds: float) -> None:
         """call_with_retries' sleep: the sandbox clock moves, the test does not wait."""

@@ -134,6 +134,14 @@ async def test_both_status_vocabularies_map(raw: str, mapped: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_the_percentage_progress_becomes_the_fraction_every_layer_reads() -> None:
+    """The API says 0-100; reports, progress notifications and the poll schedule read 0-1."""
+    for given, fraction in ((0, 0.0), (25, 0.25), (100, 1.0), (250, 1.0)):
+        result = await provider(Recorder([status(status="in_progress", progress=given)])).poll(REF)
+        assert result.progress == fraction
+
+
+@pytest.mark.anyio
 async def test_unknown_or_missing_statuses_are_pending_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -174,7 +182,7 @@ async def test_content_bytes_point_the_downloader_at_the_content_url_with_creden
     source = await provider(rec).download_source(REF, DONE)
     assert source.url == f"{BASE}/videos/{REF.provider_task_id}/content"
     assert source.headers == {"Authorization": "Bearer tok-test"}
-    assert source.credential_host == "gateway.test"
+    assert source.credential_origin == "http://gateway.test:8000"
 
 
 @pytest.mark.anyio
@@ -183,7 +191,9 @@ async def test_a_redirect_is_not_followed_and_its_target_is_returned() -> None:
     rec = Recorder([answer])
     source = await provider(rec).download_source(REF, DONE)
     assert source.url == "https://cdn.test/v.mp4?sig=1"
-    assert source.credential_host == "gateway.test"  # the downloader drops them for the CDN
+    assert (
+        source.credential_origin == "http://gateway.test:8000"
+    )  # the downloader drops them for the CDN
     assert len(rec.requests) == 1
 
 
@@ -193,6 +203,26 @@ async def test_a_relative_redirect_is_resolved_against_the_api() -> None:
     assert (
         await provider(rec).download_source(REF, DONE)
     ).url == "http://gateway.test:8000/files/v.mp4"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["http://gateway.test:9999/v.mp4", "https://gateway.test/v.mp4", "http://gateway.test/v.mp4"],
+)
+async def test_the_key_is_not_trusted_to_another_port_or_scheme_of_the_api_host(
+    elsewhere: str,
+) -> None:
+    """A content redirect or a JSON ``video_url`` to the API host on another port must not
+    receive ``Authorization: Bearer <key>``: only the configured origin does."""
+    for answer in (
+        httpx2.Response(302, headers={"location": elsewhere}),
+        httpx2.Response(200, json={"video_url": elsewhere}),
+    ):
+        source = await provider(Recorder([answer])).download_source(REF, DONE)
+        assert source.url == elsewhere
+        assert not source.trusts(elsewhere)
+        assert source.trusts(f"{BASE}/videos/{REF.provider_task_id}/content")
 
 
 @pytest.mark.anyio

@@ -12,7 +12,7 @@ from videogen.catalog import JIMENG_MODES
 from videogen.errors import ContentRejected, CredentialsError, GenerationFailed, RateLimited
 from videogen.inputs import prepare_inputs
 from videogen.intake import build_request
-from videogen.providers.base import PreparedImage, TaskRef
+from videogen.providers.base import PreparedImage, TaskRef, origin
 
 PROMPT = "a paper boat on a pond"
 IMAGE_COUNT = {
@@ -72,7 +72,7 @@ async def test_every_content_answer_leads_to_the_video(content: str) -> None:
     async with open_sandbox(tokenops_content=content) as env:
         adapter, submitted, poll = await env.generate("tokenops", prompt=PROMPT)
         source = await adapter.download_source(submitted.ref, poll)
-        assert source.credential_host == "127.0.0.1"
+        assert source.credential_origin == origin(env.sb.tokenops_url)
         if content == "bytes":
             assert source.url.endswith(f"/videos/{submitted.ref.provider_task_id}/content")
         else:

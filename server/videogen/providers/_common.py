@@ -27,6 +27,7 @@ from videogen.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    scrub,
 )
 
 logger = logging.getLogger("videogen.providers")
@@ -218,7 +219,7 @@ class Once:
     def warn(self, key: str, message: str) -> None:
         if key not in self._seen:
             self._seen.add(key)
-            logger.warning(message)
+            logger.warning(scrub(message))
 
 
 async def read_bounded(response: httpx2.Response, limit: int = ERROR_BODY_LIMIT) -> bytes:

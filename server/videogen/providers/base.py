@@ -77,14 +77,29 @@ class PollResult:
     poll_after: float | None = None
 
 
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, the port always explicit (80/443 when omitted), as
+    the HTTP client parses it: the unit credentials are trusted to."""
+    import httpx2  # loaded with the adapters, not with the server
+
+    parsed = httpx2.URL(url)
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
+    return f"{parsed.scheme}://{parsed.host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadSource:
     """Where to fetch a finished video. ``headers`` (credentials) belong to the provider's own
-    API host only: the downloader must drop them for any other host (a CDN, a redirect)."""
+    API origin only (scheme, host and port, see ``origin``): the downloader must drop them for
+    any other (a CDN, a redirect, another port or a plain-HTTP URL on the same host)."""
 
     url: str
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    credential_host: str | None = None
+    credential_origin: str | None = None
+
+    def trusts(self, url: str) -> bool:
+        """Whether ``headers`` may be sent to ``url``: only to exactly ``credential_origin``."""
+        return self.credential_origin is not None and origin(url) == self.credential_origin
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from videogen.providers.base import (
     SubjectDetection,
     Submitted,
     TaskRef,
+    origin,
 )
 
 PROVIDER: Final = "tokenops"
@@ -234,10 +235,10 @@ class TokenOpsProvider:
     async def _content_source(
         self, url: str, headers: dict[str, str], response: httpx2.Response
     ) -> DownloadSource:
-        api_host = httpx2.URL(url).host
+        api = origin(url)
         if response.has_redirect_location:
             target = str(response.url.join(response.headers["location"]))
-            return DownloadSource(target, headers, credential_host=api_host)
+            return DownloadSource(target, headers, credential_origin=api)
         if response.status_code >= 300:
             # Read at most a bounded error body, into a copy the translator can read.
             head = await read_bounded(response)
@@ -248,10 +249,10 @@ class TokenOpsProvider:
             raise _translate(read, "GET content")
         content_type = response.headers.get("content-type", "").lower()
         if "json" not in content_type:
-            return DownloadSource(url, headers, credential_host=api_host)  # the bytes themselves
+            return DownloadSource(url, headers, credential_origin=api)  # the bytes themselves
         raw = await read_bounded(response, CONTENT_JSON_LIMIT)
         answer = parse(_ContentJson, _loads(raw), PROVIDER, "content", response)
-        return DownloadSource(answer.video_url, headers, credential_host=api_host)
+        return DownloadSource(answer.video_url, headers, credential_origin=api)
 
 
 # -- request bodies ----------------------------------------------------------------------------

@@ -4,12 +4,19 @@
 is one flat colour (subject detection finds nobody), any other variant draws one to three
 "people". ``GET /assets/audio/<seconds>s.wav`` — a mono tone of that length (OmniHuman refuses
 60 s or more at poll time, like the real service).
+
+Over HTTP an asset is served only with ``?key=<ASSET_KEY>``, a secret made per process: drawing
+one costs up to seconds of CPU, so only this process's own code (its tests, its adapters, via
+``RunningSandbox.asset_url``) may ask for one. An asset URL given as a provider input is
+resolved in-process, with or without the key.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
+import secrets
 import wave
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,6 +32,8 @@ _IMAGE: Final = re.compile(
 )
 _AUDIO: Final = re.compile(r"/assets/audio/(\d{1,3}(?:\.\d{1,3})?)s\.wav")
 MAX_ASSET_SIDE: Final = 4096
+#: The per-process secret an HTTP asset request must carry as ``?key=``.
+ASSET_KEY: Final = secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,7 @@ def audio_seconds(path: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
+@functools.lru_cache(maxsize=8)  # bounded: a few recent assets, each drawn once
 def asset(path: str) -> Asset | None:
     """The bytes of a sandbox asset path, or None when no asset has that path."""
     if (m := _IMAGE.fullmatch(path)) is not None:

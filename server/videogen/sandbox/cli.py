@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  volcengine  {sb.volcengine_url}  (POST /?Action=...&Version=...)")
         print(f"  tokenops    {sb.tokenops_url}")
         print(f"  jenius      {sb.jenius_url}")
+        print(f"  assets      {sb.asset_url('/assets/image/640x480.png')}  (this run's key)")
         print("environment (fake sandbox credentials):")
         for name, value in sb.env().items():
             print(f"  export {name}={value}")

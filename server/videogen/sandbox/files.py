@@ -5,7 +5,8 @@
   (like a presigned CDN URL).
 - ``GET /files/bench-<N>.bin``: N bytes of deterministic content (byte i is
   ``PATTERN[i % len(PATTERN)]``), streamed, never stored; for the download benchmark. No expiry.
-- ``GET /assets/...``: see ``videogen.sandbox.assets``.
+- ``GET /assets/...?key=<ASSET_KEY>``: see ``videogen.sandbox.assets``; drawn in the bounded
+  render pool, never on the event loop. Without the process's key: 403.
 
 Every file answer has ``Content-Length``, ``Accept-Ranges: bytes`` and honours one
 ``Range: bytes=a-b`` / ``a-`` / ``-n`` (206 + ``Content-Range``; 416 when unsatisfiable).
@@ -16,6 +17,7 @@ Download faults apply here: ``drop:download``, ``server_error:download``,
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,8 +28,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from videogen.catalog import ProviderName
-from videogen.sandbox.assets import asset
+from videogen.sandbox.assets import ASSET_KEY, asset
 from videogen.sandbox.core import JSONResponse, Sandbox
+from videogen.sandbox.render import off_loop
 from videogen.sandbox.state import FileGrant
 
 CHUNK: Final = 256 * 1024
@@ -147,7 +150,12 @@ class Files:
 
     async def asset(self, request: Request) -> Response:
         self.sb.note(request, operation="asset")
-        found = asset(request.url.path)
+        if not hmac.compare_digest(request.query_params.get("key", ""), ASSET_KEY):
+            return JSONResponse(
+                {"Code": "AccessDenied", "Message": "assets are served to this process only"},
+                status_code=403,
+            )
+        found = await off_loop(asset, request.url.path)
         if found is None:
             return JSONResponse({"Code": "NoSuchKey", "Message": "no such asset"}, status_code=404)
         data = found.data

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import anyio.to_thread
-
 from videogen import catalog
 from videogen.catalog import AspectRatio, JimengMode
 from videogen.sandbox.assets import asset, audio_seconds
 from videogen.sandbox.images import ImageInfo, image_info, png
-from videogen.sandbox.render import RenderSpec, placeholder_ref, store_image
+from videogen.sandbox.render import RenderSpec, off_loop, placeholder_ref, store_image
 from videogen.sandbox.state import SandboxState
 
 MESSAGES: Final[dict[int, str]] = {
@@ -391,7 +389,7 @@ async def subject_count(state: SandboxState, image: Image, url: str) -> int:
         return 1 + int(hashlib.sha256(url.encode()).hexdigest()[:2], 16) % 3
     path = on_sandbox(state, url)
     data = local_bytes(state, path) if path is not None else None
-    if data is None or await anyio.to_thread.run_sync(_looks_uniform, data):
+    if data is None or await off_loop(_looks_uniform, data):
         return 0
     return 1 + int(hashlib.sha256(data).hexdigest()[:2], 16) % 3
 

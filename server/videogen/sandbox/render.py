@@ -7,12 +7,21 @@ and at what size/length. Frames are synthetic numpy arrays encoded with libx264 
 spec (a per-user temp directory shared by every process, or ``<state_dir>/renders`` for a
 persistent sandbox), and concurrent requests for one spec wait for the first. The cache is
 bounded: past ``CACHE_MAX_BYTES`` the least recently used renders (by mtime, refreshed on every
-use) are deleted, at start and after each new render. ``render`` runs the work in a worker
-thread, never on the event loop.
+use) are deleted, at start and after each new render.
+
+Off the loop, bounded: ``render`` (and ``off_loop`` for the sandbox's other heavy work) runs in
+this module's own pool of ``RENDER_WORKERS`` threads — never on the event loop, and never in the
+process-wide anyio thread pool that the program embedding the sandbox (the MCP server) needs
+for its own work. So at most ``RENDER_WORKERS`` encodes hold frames in memory at once however
+many tasks finish together, and the embedding program's loop keeps most of the CPU. A caller
+waiting for a render already under way holds no thread: it awaits that render's future.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import hashlib
 import io
 import math
@@ -21,13 +30,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
-import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
@@ -40,8 +48,48 @@ RENDERS_DIRNAME: Final = "renders"
 CACHE_MAX_BYTES: Final = 1 << 30
 #: Temp files older than this are left by a killed process and are deleted by ``evict``.
 STALE_TEMP_SECONDS: Final = 3600.0
+#: Threads that encode videos (and draw assets) at once, process-wide: at most two (libx264 and
+#: numpy release the GIL, so the embedding program's loop still runs; more would only add
+#: frames in memory and GIL contention).
+RENDER_WORKERS: Final = max(1, min(2, os.cpu_count() or 2))
 RenderKind = Literal["text", "first", "first_tail", "camera", "portrait", "scene"]
 Frame = npt.NDArray[np.uint8]
+T = TypeVar("T")
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _POOL  # one bounded pool per process, shared by every sandbox and event loop
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(
+                RENDER_WORKERS, thread_name_prefix="videogen-sandbox-render"
+            )
+        return _POOL
+
+
+async def _await(future: concurrent.futures.Future[T]) -> T:
+    """Wait for a pool job without holding a thread. A cancelled waiter leaves the job running
+    for the others (it is shared); a job that ends after its waiter's loop has closed wakes
+    nobody (and logs nothing)."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def wake(_: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(done.set)
+
+    future.add_done_callback(wake)
+    await done.wait()
+    return future.result()
+
+
+async def off_loop(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in the sandbox's bounded render pool (for CPU-heavy work)."""
+    return await _await(_pool().submit(function, *args))
+
 
 #: Image bytes by sha256, so specs stay small and hashable (a process-wide content store).
 _IMAGES: dict[str, bytes] = {}
@@ -100,19 +148,36 @@ class Renderer:
         self.max_bytes = max_bytes
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        #: Renders under way or queued, by spec key: later callers wait for the same future.
+        self._pending: dict[str, concurrent.futures.Future[Path]] = {}
         self.renders = 0  # how many encodes this renderer actually ran (cache misses)
         self.evicted = 0  # how many renders the size cap has deleted
+        self.encoding = 0  # encodes running right now (across this renderer's threads)
+        self.peak_encoding = 0  # the most that ever ran at once
         self.evict()
 
     def path_of(self, spec: RenderSpec) -> Path:
         return self.directory / f"{spec.key()}.mp4"
 
     async def render(self, spec: RenderSpec) -> Path:
-        """The spec's MP4, rendered in a worker thread if it is not cached yet."""
+        """The spec's MP4, rendered in the bounded render pool if it is not cached yet; callers
+        asking for a spec already being rendered share that render."""
         path = self.path_of(spec)
         if _touch(path):
             return path
-        return await anyio.to_thread.run_sync(self.render_sync, spec)
+        key = spec.key()
+        with self._guard:
+            future = self._pending.get(key)
+            fresh = future is None
+            if future is None:
+                future = self._pending[key] = _pool().submit(self.render_sync, spec)
+        if fresh:  # outside the guard: a job already done runs the callback at once
+            future.add_done_callback(lambda _: self._forget(key))
+        return await _await(future)
+
+    def _forget(self, key: str) -> None:
+        with self._guard:
+            self._pending.pop(key, None)
 
     def evict(self, keep: Path | None = None) -> None:
         """Delete the least recently used renders until the cache fits ``max_bytes`` (never
@@ -153,11 +218,16 @@ class Renderer:
             self.directory.mkdir(parents=True, exist_ok=True)
             if not _copy_from_sibling(path):
                 tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+                with self._guard:
+                    self.encoding += 1
+                    self.peak_encoding = max(self.peak_encoding, self.encoding)
                 try:
                     encode(spec, tmp)
                     os.replace(tmp, path)  # atomic: other processes see all or nothing
                 finally:
                     tmp.unlink(missing_ok=True)
+                    with self._guard:
+                        self.encoding -= 1
                 self.renders += 1
         self.evict(keep=path)
         return path

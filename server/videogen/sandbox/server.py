@@ -22,6 +22,7 @@ from anyio.from_thread import start_blocking_portal
 from videogen.catalog import ProviderName
 from videogen.config import ProviderEndpoint
 from videogen.sandbox.app import build_app
+from videogen.sandbox.assets import ASSET_KEY
 from videogen.sandbox.core import Sandbox
 from videogen.sandbox.jenius import SANDBOX_JENIUS_KEY
 from videogen.sandbox.render import RENDERS_DIRNAME, Renderer, default_renderer, renderer_for
@@ -107,6 +108,10 @@ class RunningSandbox:
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
+
+    def asset_url(self, path: str) -> str:
+        """The URL of a test asset (``/assets/image/640x480.png``), with this process's key."""
+        return f"{self.url}{path}?key={ASSET_KEY}"
 
     def history(self) -> RequestLog:
         """Every request answered by every sandbox on this ``state_dir`` (earlier processes and

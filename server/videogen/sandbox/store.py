@@ -37,7 +37,9 @@ from videogen.sandbox.render import RenderSpec, image_bytes, store_image
 from videogen.sandbox.state import LogEntry, SandboxTask
 
 STORE_FILENAME: Final = "sandbox.sqlite3"
-BUSY_TIMEOUT_MS: Final = 5000
+# Generous: every process of the embedded sandbox shares this file, and a loaded machine can hold
+# a write lock for seconds; waiting is harmless, failing to open the store is not.
+BUSY_TIMEOUT_MS: Final = 30_000
 #: Providers keep tasks 12-24 h; the sandbox keeps them a week, then they poll as unknown.
 TASK_RETENTION_SECONDS: Final = 7 * 24 * 3600.0
 LOG_ROWS_KEPT: Final = 20_000
