@@ -1,6 +1,7 @@
 """The command line: ``videogen generate|check|tasks|usage|scenes|detect|serve|sandbox|skill``.
 
-Thin over the engine: it parses arguments, reads the settings once, opens the app, calls one
+Thin over the engine (on cyclopts: the options come from the type hints and, for ``generate``,
+from ``request.VideoAsk``): it parses arguments, reads the settings once, opens the app, calls one
 engine method and prints the result. The contract a script or an agent can rely on:
 
 - stdout carries only the result: seed 002's markdown block, or with ``--json`` only the
@@ -23,26 +24,25 @@ engine method and prints the result. The contract a script or an agent can rely 
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import filecmp
+import inspect
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
-import typing
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 import anyio
+from cyclopts import App as Cli
+from cyclopts import CycloptsError, Parameter
+from cyclopts.help import DefaultFormatter, PanelSpec
+from rich.box import SIMPLE
+from rich.console import Console
 
-from videogen import catalog
 from videogen.config import VARIABLES, Settings
 from videogen.errors import (
     EXIT_CONFIG,
@@ -54,23 +54,34 @@ from videogen.errors import (
     EXIT_REJECTED,
     EXIT_USAGE,
     InputError,
-    OutputError,
     VideogenError,
 )
+from videogen.report import (
+    exit_code_for,
+    leaf_error,
+    printable,
+    render_markdown,
+    render_subjects,
+    result_of,
+    scenes_markdown,
+    task_line,
+)
+from videogen.request import VideoAsk, ask_parameters, cli_flag, pick_ask
+from videogen.skill import DEFAULT_SKILL_DIR, SKILL_NAME, install_skill, skill_source
 
 if TYPE_CHECKING:
     from videogen.app import App
     from videogen.engine import Progress
     from videogen.models import GenerationRequest, Task
-    from videogen.report import SubjectReport, VideoResult
+    from videogen.report import SubjectReport
+
+__all__ = ["EXIT_CODES_HELP", "exit_code_for", "install_skill", "main", "skill_source"]
 
 log = logging.getLogger("videogen.cli")
 
 T = TypeVar("T")
 
 PROG: Final = "videogen"
-SKILL_NAME: Final = "videogen"
-DEFAULT_SKILL_DIR: Final = Path("~/.claude/skills")
 
 EXIT_CODES_HELP: Final = f"""\
 exit codes:
@@ -83,8 +94,7 @@ exit codes:
   {EXIT_FAILED}  failed: the task failed or expired, or its submit outcome is unknown
   {EXIT_PENDING}  still running: the wait ended first; run `videogen check TASK_ID` later
 """
-
-PENDING_STATUSES: Final = frozenset({"submitting", "queued", "running"})
+EXIT_INTERRUPTED: Final = 130
 
 
 def _variables_help() -> str:
@@ -101,254 +111,30 @@ EPILOG: Final = (
     "\nresult says so on its first line."
 )
 
+# --- the command line ---------------------------------------------------------------------------
 
-# --- argument parsing -------------------------------------------------------------------------
+app = Cli(
+    name=PROG,
+    help="Turn a prompt (and images, audio or a scene) into a saved MP4 through "
+    "Volcengine Jimeng/OmniHuman, TokenOps or Jenius.",
+    help_epilogue=EPILOG,
+    help_format="plaintext",
+    help_formatter=DefaultFormatter(
+        panel_spec=PanelSpec(box=SIMPLE, border_style="none", padding=0, expand=False)
+    ),
+    console=Console(width=120, highlight=False),
+    default_parameter=Parameter(negative=()),
+    print_error=False,
+    exit_on_error=False,
+    suppress_keyboard_interrupt=False,
+    result_action="return_value",
+    version_flags=[],
+)
+#: Subcommands show their own options; the exit codes and variables once, on ``videogen --help``.
+_SUB: Final[dict[str, Any]] = {"help_epilogue": ""}
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser; with ``--json`` a usage error is also a JSON object on stdout."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        if _RUN.as_json:
-            _print_error_object("usage", message, EXIT_USAGE)
-        super().error(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line. Usage errors exit with status 2 (argparse's own)."""
-    parser = _Parser(
-        prog=PROG,
-        description="Turn a prompt (and images, audio or a scene) into a saved MP4 through "
-        "Volcengine Jimeng/OmniHuman, TokenOps or Jenius.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_generate(sub)
-    _add_check(sub)
-    _add_tasks(sub)
-    _add_usage(sub)
-    _add_scenes(sub)
-    _add_detect(sub)
-    _add_serve(sub)
-    # `videogen sandbox ...` is handed to the sandbox's own parser (see main); listed for --help.
-    sub.add_parser(
-        "sandbox",
-        help="run the offline sandbox of all three provider APIs (see `videogen sandbox --help`)",
-        add_help=False,
-    )
-    _add_skill(sub)
-    return parser
-
-
-def _subparser(sub: Any, name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=help_text,
-        description=help_text[0].upper() + help_text[1:] + ".",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        **kwargs,
-    )
-    return parser
-
-
-def _add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", help="print only the structured result as JSON on stdout"
-    )
-
-
-def _add_generate(sub: Any) -> None:
-    p = _subparser(sub, "generate", "generate a video and save it (billed on real providers)")
-    p.add_argument("prompt", nargs="?", default="", metavar="PROMPT", help="text prompt")
-    p.add_argument(
-        "--mode",
-        choices=catalog.MODES,
-        metavar="MODE",
-        help="generation mode (default t2v_720p; inferred from the inputs when omitted): "
-        + ", ".join(catalog.MODES),
-    )
-    p.add_argument("--provider", choices=catalog.PROVIDERS, help="provider to use")
-    p.add_argument(
-        "--duration",
-        type=int,
-        choices=catalog.DURATIONS,
-        default=catalog.DEFAULT_DURATION,
-        metavar="SECS",
-        help="video duration: 4, 5, 6, 8, 10 (default: 5)",
-    )
-    p.add_argument(
-        "--fps",
-        type=int,
-        choices=catalog.FPS_CHOICES,
-        default=catalog.DEFAULT_FPS,
-        metavar="FPS",
-        help="frames per second: 24, 25, 30 (default: 24)",
-    )
-    p.add_argument(
-        "--image",
-        metavar="URL|PATH",
-        help=f"first-frame image or omnihuman portrait: {catalog.image_help()}",
-    )
-    p.add_argument(
-        "--tail-image", metavar="URL|PATH", help=f"last-frame image: {catalog.ANY_IMAGE_FORM}"
-    )
-    p.add_argument(
-        "--images",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="URL|PATH",
-        help="several images, in order (scene photos, or first and last frame); give PROMPT "
-        "before this option; same forms as --image",
-    )
-    p.add_argument("--audio", metavar="URL", help="speech audio for omnihuman (under 60 s)")
-    p.add_argument(
-        "--mask",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="omnihuman: mask of the subject who speaks (from `videogen detect`); repeatable",
-    )
-    p.add_argument(
-        "--scene",
-        metavar="NAME",
-        help="Jenius scene (see `videogen scenes`; another name is sent to Jenius as given)",
-    )
-    p.add_argument("--aspect-ratio", choices=catalog.ASPECT_RATIOS, help="text-to-video only")
-    p.add_argument(
-        "--camera",
-        choices=catalog.CAMERA_MOVES,
-        metavar="MOVE",
-        help="i2v_recamera_720p camera move (see `videogen scenes`)",
-    )
-    p.add_argument("--camera-strength", choices=catalog.CAMERA_STRENGTHS)
-    p.add_argument("--resolution", type=int, choices=(720, 1080), help="omnihuman output")
-    p.add_argument("--fast", action="store_true", help="omnihuman fast mode")
-    p.add_argument("--seed", type=int, default=-1, help="random seed (default: -1, random)")
-    p.add_argument(
-        "--output",
-        metavar="PATH",
-        help="a folder to save into, or a file path ending in .mp4 (folder + file name)",
-    )
-    wait = p.add_mutually_exclusive_group()
-    wait.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="submit, print the task id and exit 7; `videogen check ID` later",
-    )
-    wait.add_argument(
-        "--wait",
-        type=float,
-        metavar="SECONDS",
-        help="wait at most this long (default: poll interval x max poll attempts)",
-    )
-    p.add_argument(
-        "--new",
-        action="store_true",
-        help="submit again even if an identical "
-        "request was submitted recently (each submit is billed)",
-    )
-    p.add_argument("--sandbox", action="store_true", help="use the offline sandbox")
-    _add_json(p)
-    p.set_defaults(handler=_generate)
-
-
-def _add_check(sub: Any) -> None:
-    p = _subparser(
-        sub,
-        "check",
-        "check a task, optionally waiting for it; saves the video when it is ready (not billed)",
-    )
-    p.add_argument("task_id", metavar="TASK_ID")
-    p.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait at most this long for it to finish (default: 0, one look)",
-    )
-    p.add_argument(
-        "--output",
-        metavar="FOLDER",
-        help="save the video in this folder instead (e.g. after a save failed; created if missing)",
-    )
-    p.add_argument("--sandbox", action="store_true", help="use the offline sandbox")
-    _add_json(p)
-    p.set_defaults(handler=_check)
-
-
-def _add_tasks(sub: Any) -> None:
-    p = _subparser(sub, "tasks", "list recent tasks, newest first")
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20)")
-    _add_json(p)
-    p.set_defaults(handler=_tasks)
-
-
-def _add_usage(sub: Any) -> None:
-    p = _subparser(sub, "usage", "show what was billed by UTC day, provider, mode and owner")
-    p.add_argument("--days", type=int, default=30, metavar="N", help="the last N days (default 30)")
-    _add_json(p)
-    p.set_defaults(handler=_usage)
-
-
-def _add_scenes(sub: Any) -> None:
-    p = _subparser(sub, "scenes", "list the Jenius scenes and the camera moves")
-    _add_json(p)
-    p.set_defaults(handler=_scenes)
-
-
-def _add_detect(sub: Any) -> None:
-    p = _subparser(
-        sub,
-        "detect",
-        "find the subjects in a portrait (OmniHuman); prints masks to pass to `generate --mask`",
-    )
-    p.add_argument("image", metavar="URL", help=f"the portrait: {catalog.URL_IMAGE_FORM}")
-    p.add_argument("--provider", choices=("volcengine", "tokenops"))
-    p.add_argument(
-        "--wait",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long to wait for recognition (default 30)",
-    )
-    p.add_argument("--sandbox", action="store_true", help="use the offline sandbox")
-    _add_json(p)
-    p.set_defaults(handler=_detect)
-
-
-def _add_serve(sub: Any) -> None:
-    p = _subparser(sub, "serve", "run the MCP server (stdio by default)")
-    p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="HTTP bind address (default 127.0.0.1; anything else requires VIDEOGEN_HTTP_TOKEN)",
-    )
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.set_defaults(handler=_serve)
-
-
-def _add_skill(sub: Any) -> None:
-    p = _subparser(sub, "skill", "manage the agent skill")
-    skill_sub = p.add_subparsers(dest="skill_command", required=True, metavar="COMMAND")
-    install = _subparser(skill_sub, "install", "copy the agent skill into DIR/videogen/")
-    install.add_argument(
-        "--dir",
-        type=Path,
-        default=DEFAULT_SKILL_DIR,
-        help=f"skills folder (default {DEFAULT_SKILL_DIR})",
-    )
-    install.add_argument("--force", action="store_true", help="replace a different copy")
-    install.set_defaults(handler=_skill_install)
-
-
-# --- entry point --------------------------------------------------------------------------------
-
-
-EXIT_INTERRUPTED: Final = 130
+Json = Annotated[bool, Parameter(help="print only the structured result as JSON on stdout")]
+Sandbox = Annotated[bool, Parameter(help="use the offline sandbox")]
 
 
 @dataclass
@@ -369,15 +155,20 @@ _RUN = _Run()
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (the console script does ``sys.exit(main())``)."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
-    if args_list[:1] == ["sandbox"]:
-        return _run_guarded(partial(_sandbox, args_list[1:]))
+    if args[:1] == ["sandbox"]:  # the sandbox has its own parser (its options, its --help)
+        return _run_guarded(partial(_sandbox, args[1:]))
     global _RUN
-    _RUN = _Run(as_json="--json" in args_list)  # nothing carries over from an earlier command
-    args = build_parser().parse_args(args_list)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return _run_guarded(partial(handler, args))
+    _RUN = _Run(as_json="--json" in args)  # nothing carries over from an earlier command
+    return _run_guarded(partial(_dispatch, args))
+
+
+def _dispatch(args: list[str]) -> int:
+    if not args:
+        raise CycloptsError(msg="give a command (see `videogen --help`).")
+    code = app(args)
+    return EXIT_OK if code is None else int(code)  # None: --help was shown
 
 
 def _run_guarded(run: Callable[[], int]) -> int:
@@ -388,9 +179,11 @@ def _run_guarded(run: Callable[[], int]) -> int:
     try:
         return run()
     except BaseException as exc:  # the one place every error becomes an exit code
-        inner = _single_leaf(exc)
+        inner = leaf_error(exc)
         if isinstance(inner, VideogenError):
             return _fail(inner.kind, inner.message, inner.exit_code)
+        if isinstance(inner, CycloptsError):
+            return _fail("usage", str(inner).strip(), EXIT_USAGE)
         if isinstance(inner, BrokenPipeError):
             # The reader of stdout went away (e.g. `| head`): nothing to say, and nowhere to say it.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -413,6 +206,325 @@ def _fail(kind: str, message: str, exit_code: int) -> int:
     if _RUN.as_json:
         _print_error_object(kind, message, exit_code)
     return exit_code
+
+
+# --- generate / check ---------------------------------------------------------------------------
+
+
+def generate(
+    prompt: Annotated[str, Parameter(name="PROMPT", help="text prompt")] = "",
+    /,
+    *,
+    output: Annotated[
+        str | None,
+        Parameter(help="a folder to save into, or a file path ending in .mp4 (folder + file name)"),
+    ] = None,
+    no_wait: Annotated[
+        bool,
+        Parameter(
+            name="--no-wait", help="submit, print the task id and exit 7; `videogen check ID` later"
+        ),
+    ] = False,
+    wait: Annotated[
+        float | None,
+        Parameter(help="wait at most this long (default: poll interval x max poll attempts)"),
+    ] = None,
+    new: Annotated[
+        bool,
+        Parameter(
+            help="submit again even if an identical request was submitted recently (each "
+            "submit is billed)"
+        ),
+    ] = False,
+    sandbox: Sandbox = False,
+    json: Json = False,
+    **ask: Any,
+) -> int:
+    """Generate a video and save it (billed on real providers)."""
+    from videogen.intake import build_request, choose_provider
+
+    asked = pick_ask({**ask, "prompt": prompt})
+    settings = load_settings(sandbox=sandbox, output=output)
+    wait_for = _generate_wait(no_wait, wait, settings)
+    if output:
+        asked = asked.model_copy(update={"filename": output_target(output)[1]})
+    provider = choose_provider(
+        explicit=asked.provider, mode=asked.mode, scene=asked.scene, default=settings.provider
+    )
+    intake = build_request(asked, provider=provider)
+    request = intake.request
+    if output:  # the task remembers its folder, so a later `check` saves there too
+        request = request.model_copy(update={"output_dir": str(settings.output_dir)})
+    _RUN.request, _RUN.settings, _RUN.started = request, settings, time.time()
+
+    def submitted(task: Task) -> None:
+        _RUN.task_id = task.id
+
+    async def body(app: App, on_progress: Callable[[Progress], Awaitable[None]]) -> Task:
+        return await app.engine.generate(
+            request, wait_seconds=wait_for, on_progress=on_progress, new=new, on_submitted=submitted
+        )
+
+    task = _run_app(settings, partial(_with_progress, body))
+    return _report(task, settings, json, notes=intake.notes)
+
+
+def _cli_parameter(parameter: inspect.Parameter) -> inspect.Parameter | None:
+    """A ``VideoAsk`` field as a ``generate`` option: ``--fast``, a repeatable ``--mask``,
+    ``--images`` taking several. ``PROMPT`` is ``generate``'s own positional argument and the
+    file name comes from ``--output``."""
+    info = VideoAsk.model_fields[parameter.name]
+    flag = cli_flag(parameter.name)
+    hint: Any = info.annotation
+    options: dict[str, Any] = {"help": info.description}
+    match parameter.name:
+        case "filename" | "prompt":
+            return None
+        case "mask":
+            hint = list[str] | None
+        case "images":
+            options["consume_multiple"] = True
+        case _:
+            options["name"] = flag
+    return parameter.replace(annotation=Annotated[hint, Parameter(**options)])
+
+
+def _publish_ask(fn: Callable[..., Any]) -> None:
+    """Give ``generate`` (whose ``**ask`` takes them) ``VideoAsk``'s fields as options."""
+    signature = inspect.signature(fn, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    derived = [p for p in map(_cli_parameter, ask_parameters()) if p is not None]
+    parameters = [own[0], *derived, *own[1:]]
+    fn.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    fn.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": int}
+
+
+_publish_ask(generate)
+
+
+async def _with_progress(
+    body: Callable[[App, Callable[[Progress], Awaitable[None]]], Awaitable[T]], app: App
+) -> T:
+    progress = ProgressLine(sys.stderr)
+    try:
+        return await progress.run(partial(body, app, progress.update))
+    finally:
+        progress.close()
+
+
+def _generate_wait(no_wait: bool, wait: float | None, settings: Settings) -> float:
+    """Seconds to wait: 0 for --no-wait, --wait, else poll interval x max attempts (seed 002)."""
+    if no_wait and wait is not None:
+        raise CycloptsError(msg="--no-wait and --wait cannot be given together: choose one.")
+    if no_wait:
+        return 0.0
+    if wait is not None:
+        if wait < 0:
+            raise InputError("--wait must be 0 or more seconds.")
+        return float(wait)
+    return settings.poll_interval * settings.max_poll_attempts
+
+
+def check(
+    task_id: Annotated[str, Parameter(name="TASK_ID")],
+    /,
+    *,
+    wait: Annotated[
+        float, Parameter(help="wait at most this long for it to finish (default: 0, one look)")
+    ] = 0.0,
+    output: Annotated[
+        str | None,
+        Parameter(
+            help="save the video in this folder instead (e.g. after a save failed; created if "
+            "missing)"
+        ),
+    ] = None,
+    sandbox: Sandbox = False,
+    json: Json = False,
+) -> int:
+    """Check a task, optionally waiting for it; saves the video when it is ready (not billed)."""
+    if wait < 0:
+        raise InputError("--wait must be 0 or more seconds.")
+    _RUN.task_id = task_id
+    settings = load_settings(sandbox=sandbox)
+    folder = check_folder(output)
+
+    async def body(app: App, on_progress: Callable[[Progress], Awaitable[None]]) -> Task:
+        return await app.engine.check(
+            task_id, wait_seconds=wait, on_progress=on_progress, output_dir=folder
+        )
+
+    task = _run_app(settings, partial(_with_progress, body))
+    return _report(task, settings, json)
+
+
+def _report(task: Task, settings: Settings, as_json: bool, notes: Sequence[str] = ()) -> int:
+    result = result_of(task, notice=settings.notice, notes=notes, interface="cli")
+    print(result.model_dump_json(indent=2) if as_json else render_markdown(result))
+    return exit_code_for(task)
+
+
+# --- tasks / scenes / detect --------------------------------------------------------------------
+
+
+def tasks(
+    *,
+    limit: Annotated[int, Parameter(help="at most N (default 20)")] = 20,
+    json: Json = False,
+) -> int:
+    """List recent tasks, newest first."""
+    if limit < 1:
+        raise InputError("--limit must be 1 or more.")
+    found = read_tasks(load_settings(), limit)
+    if json:
+        items = [result_of(t, notice=None, interface="cli").model_dump(mode="json") for t in found]
+        print(_json_text(items))
+        return EXIT_OK
+    skipped = getattr(found, "skipped", [])
+    if not found and not skipped:
+        print("No tasks yet. Start one with `videogen generate PROMPT`.")
+    for task in found:
+        print(task_line(task))
+    if skipped:
+        print(f"{len(skipped)} task(s) recorded by a newer videogen cannot be read by this one "
+              f"and are not listed: {', '.join(skipped)}.")  # fmt: skip
+    return EXIT_OK
+
+
+def usage(
+    *,
+    days: Annotated[int, Parameter(help="the last N days (default 30)")] = 30,
+    json: Json = False,
+) -> int:
+    """Show what was billed by UTC day, provider, mode and owner."""
+    from videogen.ledger import LEDGER_FILENAME, Ledger
+    from videogen.spending import ledger_usage, render_usage
+
+    if not 1 <= days <= 3660:
+        raise InputError("--days must be between 1 and 3660.")
+    settings = load_settings()
+    exists = (settings.data_dir / LEDGER_FILENAME).is_file()
+    ledger = Ledger.in_dir(settings.data_dir) if exists else None
+    try:
+        report = ledger_usage(ledger, settings.spending, now=time.time(), days=days,
+                              sandbox=settings.sandbox)  # fmt: skip
+    finally:
+        if ledger is not None:
+            ledger.close()
+    print(report.model_dump_json(indent=2) if json else render_usage(report))
+    return EXIT_OK
+
+
+def _json_text(data: object) -> str:
+    import json
+
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def scenes(*, json: Json = False) -> int:
+    """List the Jenius scenes and the camera moves."""
+    import dataclasses
+
+    from videogen import catalog
+
+    if json:
+        data = {
+            "scenes": [dataclasses.asdict(s) for s in catalog.SCENES.values()],
+            "camera_moves": list(catalog.CAMERA_MOVES),
+            "camera_strengths": list(catalog.CAMERA_STRENGTHS),
+        }
+        print(_json_text(data))
+    else:
+        print(scenes_markdown())
+    return EXIT_OK
+
+
+def detect(
+    image: Annotated[str, Parameter(name="URL", help="the portrait: a public http(s) URL only")],
+    /,
+    *,
+    provider: Annotated[Literal["volcengine", "tokenops"] | None, Parameter()] = None,
+    wait: Annotated[float, Parameter(help="how long to wait for recognition (default 30)")] = 30.0,
+    sandbox: Sandbox = False,
+    json: Json = False,
+) -> int:
+    """Find the subjects in a portrait (OmniHuman); prints masks to pass to `generate --mask`."""
+    if wait < 0:
+        raise InputError("--wait must be 0 or more seconds.")
+    settings = load_settings(sandbox=sandbox)
+
+    async def body(app: App) -> SubjectReport:
+        return await app.engine.detect_subjects(image, provider=provider, wait_seconds=wait)
+
+    report = _run_app(settings, body)
+    if json:
+        print(report.model_dump_json(indent=2))
+        return EXIT_OK
+    lines = [settings.notice] if settings.notice else []
+    lines.append(render_subjects(report))
+    if report.mask_urls:
+        lines.append("- Pass one mask to `videogen generate --mask URL` to choose who speaks.")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+# --- serve / sandbox / skill --------------------------------------------------------------------
+
+
+def serve(
+    *,
+    http: Annotated[bool, Parameter(help="serve streamable HTTP instead of stdio")] = False,
+    host: Annotated[
+        str,
+        Parameter(
+            help="HTTP bind address (default 127.0.0.1; anything else requires VIDEOGEN_HTTP_TOKEN)"
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, Parameter(help="HTTP port (default 8000)")] = 8000,
+) -> int:
+    """Run the MCP server (stdio by default)."""
+    from videogen import mcp_server
+
+    if http:
+        mcp_server.serve(transport="streamable-http", host=host, port=port)
+    else:
+        mcp_server.serve(transport="stdio")
+    return EXIT_OK
+
+
+def sandbox(*args: str) -> int:
+    """Run the offline sandbox of all three provider APIs (see `videogen sandbox --help`)."""
+    return _sandbox(args)
+
+
+def _sandbox(argv: Sequence[str]) -> int:
+    from videogen import sandbox
+
+    code = sandbox.main(list(argv))
+    return int(code or 0)
+
+
+def install(
+    *,
+    dir: Annotated[Path, Parameter(help=f"skills folder (default {DEFAULT_SKILL_DIR})")] = (
+        DEFAULT_SKILL_DIR
+    ),
+    force: Annotated[bool, Parameter(help="replace a different copy")] = False,
+) -> int:
+    """Copy the agent skill into DIR/videogen/."""
+    dest = install_skill(dir, force=force)
+    print(f"Installed the {SKILL_NAME} skill in {dest}")
+    return EXIT_OK
+
+
+for _command in (generate, check, tasks, usage, scenes, detect, serve, sandbox):
+    app.command(_command, **_SUB)
+skill = Cli(name="skill", help="Manage the agent skill.", **_SUB)
+skill.command(install, **_SUB)
+app.command(skill)
+
+
+# --- what every command shares ------------------------------------------------------------------
 
 
 def error_object(kind: str, message: str, exit_code: int, task_id: str | None) -> dict[str, Any]:
@@ -456,17 +568,6 @@ def _submitted_task() -> str | None:
     return None
 
 
-def _single_leaf(exc: BaseException) -> BaseException:
-    """The one error inside nested exception groups (task groups wrap what they raise)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = [e for e in exc.exceptions if isinstance(e, VideogenError)]
-        if leaves:
-            return leaves[0]
-    return exc
-
-
 _SECRETS: list[str] = []
 
 
@@ -477,13 +578,11 @@ def _scrub(message: str) -> str:
 
 
 def _error(message: str) -> None:
-    from videogen.report import printable
 
     print(f"{PROG}: error: {printable(_scrub(message))}", file=sys.stderr)
 
 
 def _note(message: str) -> None:
-    from videogen.report import printable
 
     print(f"{PROG}: {printable(message)}", file=sys.stderr)
 
@@ -506,7 +605,7 @@ def load_settings(*, sandbox: bool = False, output: str | None = None) -> Settin
     _SECRETS[:] = [s for s in settings.secrets() if len(s) >= 4]
     if output is not None:
         folder = output_target(output)[0]
-        settings = dataclasses.replace(settings, output_dir=folder)
+        settings = replace(settings, output_dir=folder)
     return settings
 
 
@@ -533,108 +632,7 @@ def _run_app(settings: Settings, body: Callable[[App], Awaitable[T]]) -> T:
     return anyio.run(run)
 
 
-# --- generate / check ---------------------------------------------------------------------------
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from videogen.intake import build_request, choose_provider
-
-    settings = load_settings(sandbox=args.sandbox, output=args.output)
-    provider = choose_provider(
-        explicit=args.provider, mode=args.mode, scene=args.scene, default=settings.provider
-    )
-    intake = build_request(
-        prompt=args.prompt,
-        provider=provider,
-        mode=args.mode,
-        image=args.image,
-        tail_image=args.tail_image,
-        images=args.images,
-        audio=args.audio,
-        mask=args.mask or None,
-        duration=args.duration,
-        fps=args.fps,
-        aspect_ratio=args.aspect_ratio,
-        seed=args.seed,
-        camera=args.camera,
-        camera_strength=args.camera_strength,
-        resolution=args.resolution,
-        fast_mode=args.fast,
-        scene=args.scene,
-        filename=output_target(args.output)[1] if args.output else None,
-    )
-    wait = _generate_wait(args, settings)
-    request = intake.request
-    if args.output:  # the task remembers its folder, so a later `check` saves there too
-        request = request.model_copy(update={"output_dir": str(settings.output_dir)})
-
-    _RUN.request, _RUN.settings, _RUN.started = request, settings, time.time()
-
-    async def body(app: App) -> Task:
-        progress = ProgressLine(sys.stderr)
-        try:
-            return await progress.run(
-                partial(_submit_and_wait, app, request, wait, args.new, progress)
-            )
-        finally:
-            progress.close()
-
-    task = _run_app(settings, body)
-    return _report(task, settings, args.json, notes=intake.notes)
-
-
-async def _submit_and_wait(
-    app: App, request: GenerationRequest, wait: float, new: bool, progress: ProgressLine
-) -> Task:
-    """``Engine.generate``, noting the task id once it is submitted (an interrupted wait
-    names it)."""
-
-    def submitted(task: Task) -> None:
-        _RUN.task_id = task.id
-
-    return await app.engine.generate(
-        request, wait_seconds=wait, on_progress=progress.update, new=new, on_submitted=submitted
-    )
-
-
-def _generate_wait(args: argparse.Namespace, settings: Settings) -> float:
-    """Seconds to wait: 0 for --no-wait, --wait, else poll interval x max attempts (seed 002)."""
-    if args.no_wait:
-        return 0.0
-    if args.wait is not None:
-        if args.wait < 0:
-            raise InputError("--wait must be 0 or more seconds.")
-        return float(args.wait)
-    return settings.poll_interval * settings.max_poll_attempts
-
-
-def _check(args: argparse.Namespace) -> int:
-    if args.wait < 0:
-        raise InputError("--wait must be 0 or more seconds.")
-    _RUN.task_id = args.task_id
-    settings = load_settings(sandbox=args.sandbox)
-    folder = _check_folder(args.output)
-
-    async def body(app: App) -> Task:
-        progress = ProgressLine(sys.stderr)
-        try:
-            return await progress.run(
-                partial(
-                    app.engine.check,
-                    args.task_id,
-                    wait_seconds=args.wait,
-                    on_progress=progress.update,
-                    output_dir=folder,
-                )
-            )
-        finally:
-            progress.close()
-
-    task = _run_app(settings, body)
-    return _report(task, settings, args.json)
-
-
-def _check_folder(raw: str | None) -> str | None:
+def check_folder(raw: str | None) -> str | None:
     """``check --output``: a folder (the file name was chosen when the task was generated)."""
     if raw is None:
         return None
@@ -645,41 +643,6 @@ def _check_folder(raw: str | None) -> str | None:
             "when the task was generated. Give the folder to save into."
         )
     return str(folder)
-
-
-def _report(task: Task, settings: Settings, as_json: bool, notes: Sequence[str] = ()) -> int:
-    from videogen.report import result_of
-
-    result = result_of(task, notice=settings.notice, notes=notes, interface="cli")
-    _print_result(result, as_json)
-    return exit_code_for(task)
-
-
-def _print_result(result: VideoResult, as_json: bool) -> None:
-    from videogen.report import render_markdown
-
-    if as_json:
-        print(result.model_dump_json(indent=2))
-    else:
-        print(render_markdown(result))
-
-
-def exit_code_for(task: Task) -> int:
-    """The exit code a task's state means (see ``EXIT_CODES_HELP``)."""
-    if task.status == "completed" and task.error is None:
-        return EXIT_OK
-    if task.status in PENDING_STATUSES or (task.status == "ready" and task.error is None):
-        return EXIT_PENDING
-    kind = task.error.kind if task.error else "failed"
-    if kind == "output":  # the output folder or file name cannot be used (OutputError)
-        return EXIT_CONFIG
-    if task.status in ("ready", "completed"):  # not saved yet, or not made as asked
-        return EXIT_ERROR
-    if kind == "rejected":
-        return EXIT_REJECTED
-    if kind in ("credentials", "not_enabled"):
-        return EXIT_CREDENTIALS
-    return EXIT_FAILED
 
 
 class ProgressLine:
@@ -715,7 +678,6 @@ class ProgressLine:
         return result[0]
 
     def draw(self) -> None:
-        from videogen.report import printable
 
         if not self.active:
             return
@@ -734,49 +696,6 @@ class ProgressLine:
             self.stream.flush()
 
 
-# --- tasks / scenes / detect --------------------------------------------------------------------
-
-
-def _tasks(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        raise InputError("--limit must be 1 or more.")
-    tasks = read_tasks(load_settings(), args.limit)
-    if args.json:
-        from videogen.report import result_of
-
-        items = [result_of(t, notice=None, interface="cli").model_dump(mode="json") for t in tasks]
-        print(json.dumps(items, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    skipped = getattr(tasks, "skipped", [])
-    if not tasks and not skipped:
-        print("No tasks yet. Start one with `videogen generate PROMPT`.")
-    for task in tasks:
-        print(_task_line(task))
-    if skipped:
-        print(f"{len(skipped)} task(s) recorded by a newer videogen cannot be read by this one "
-              f"and are not listed: {', '.join(skipped)}.")  # fmt: skip
-    return EXIT_OK
-
-
-def _usage(args: argparse.Namespace) -> int:
-    from videogen.ledger import LEDGER_FILENAME, Ledger
-    from videogen.spending import ledger_usage, render_usage
-
-    if not 1 <= args.days <= 3660:
-        raise InputError("--days must be between 1 and 3660.")
-    settings = load_settings()
-    exists = (settings.data_dir / LEDGER_FILENAME).is_file()
-    ledger = Ledger.in_dir(settings.data_dir) if exists else None
-    try:
-        report = ledger_usage(ledger, settings.spending, now=time.time(), days=args.days,
-                              sandbox=settings.sandbox)  # fmt: skip
-    finally:
-        if ledger is not None:
-            ledger.close()
-    print(report.model_dump_json(indent=2) if args.json else render_usage(report))
-    return EXIT_OK
-
-
 def read_tasks(settings: Settings, limit: int) -> list[Task]:
     """The newest tasks, read from the ledger alone: listing starts no sandbox, no HTTP client
     and no engine (none of which it needs, and any of which could fail)."""
@@ -789,157 +708,6 @@ def read_tasks(settings: Settings, limit: int) -> list[Task]:
         return ledger.recent(limit=limit)
     finally:
         ledger.close()
-
-
-def _task_line(task: Task) -> str:
-    from videogen.report import printable
-
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(task.created_at))
-    prompt = task.request.prompt if len(task.request.prompt) <= 40 else task.request.prompt[:39]
-    prompt = prompt + ("…" if prompt != task.request.prompt else "")
-    where = task.local_path or (task.error.message if task.error else "")
-    provider = f"{task.provider} (sandbox)" if task.sandbox else task.provider
-    return printable(
-        f"{task.id}  {task.status:<9}  {when}  {provider:<20}  "
-        f'{task.request.mode_label:<20}  "{prompt}"  {where}'
-    ).rstrip()
-
-
-def _scenes(args: argparse.Namespace) -> int:
-    scenes = [dataclasses.asdict(s) for s in catalog.SCENES.values()]
-    if args.json:
-        data = {
-            "scenes": scenes,
-            "camera_moves": list(catalog.CAMERA_MOVES),
-            "camera_strengths": list(catalog.CAMERA_STRENGTHS),
-        }
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    lines = ["**Jenius scenes** (`videogen generate --scene NAME --images ...`):"]
-    for s in catalog.SCENES.values():
-        count = (
-            str(s.min_images) if s.min_images == s.max_images else f"{s.min_images}-{s.max_images}"
-        )
-        lines.append(f"- {s.name}: {s.title}. {s.summary} Images: {count}. {s.photo_advice}")
-    lines.append("")
-    lines.append("**Camera moves** (`--mode i2v_recamera_720p --camera MOVE --camera-strength S`):")
-    lines.append("- " + ", ".join(catalog.CAMERA_MOVES))
-    lines.append("- strengths: " + ", ".join(catalog.CAMERA_STRENGTHS))
-    print("\n".join(lines))
-    return EXIT_OK
-
-
-def _detect(args: argparse.Namespace) -> int:
-    from videogen.report import render_subjects
-
-    if args.wait < 0:
-        raise InputError("--wait must be 0 or more seconds.")
-    settings = load_settings(sandbox=args.sandbox)
-
-    async def body(app: App) -> SubjectReport:
-        return await app.engine.detect_subjects(
-            args.image, provider=args.provider, wait_seconds=args.wait
-        )
-
-    report = _run_app(settings, body)
-    if args.json:
-        print(report.model_dump_json(indent=2))
-        return EXIT_OK
-    lines = [settings.notice] if settings.notice else []
-    lines.append(render_subjects(report))
-    if report.mask_urls:
-        lines.append("- Pass one mask to `videogen generate --mask URL` to choose who speaks.")
-    print("\n".join(lines))
-    return EXIT_OK
-
-
-# --- serve / sandbox ------------------------------------------------------------------------------
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from videogen import mcp_server
-
-    if args.http:
-        mcp_server.serve(transport="streamable-http", host=args.host, port=args.port)
-    else:
-        mcp_server.serve(transport="stdio")
-    return EXIT_OK
-
-
-def _sandbox(argv: Sequence[str]) -> int:
-    from videogen import sandbox
-
-    code = sandbox.main(list(argv))
-    return int(code or 0)
-
-
-# --- skill install --------------------------------------------------------------------------------
-
-
-def skill_source() -> Path:
-    """The skill folder: ``videogen/_skill`` in a wheel, or ``skill/`` in a checkout."""
-    packaged = Path(__file__).resolve().parent / "_skill"
-    checkout = Path(__file__).resolve().parents[2] / "skill"
-    for candidate in (packaged, checkout):
-        if (candidate / "SKILL.md").is_file():
-            return candidate
-    raise OutputError(
-        "The skill files are missing from this installation (looked in "
-        f"{packaged} and {checkout}): reinstall jimeng-videogen-mcp."
-    )
-
-
-def _skill_install(args: argparse.Namespace) -> int:
-    dest = install_skill(args.dir, force=args.force)
-    print(f"Installed the {SKILL_NAME} skill in {dest}")
-    return EXIT_OK
-
-
-def install_skill(skills_dir: Path, *, force: bool = False) -> Path:
-    """Copy the skill into ``skills_dir/<name>/`` (the folder name must equal the skill name).
-
-    An identical copy is left as is; a different one is replaced only with ``force``. The new
-    copy is assembled next to the target and moved into place, so a failure leaves no half copy.
-    """
-    source = skill_source()
-    dest = skills_dir.expanduser().resolve() / SKILL_NAME
-    if dest.exists() or dest.is_symlink():
-        if dest.is_dir() and not dest.is_symlink() and _same_tree(source, dest):
-            return dest
-        if not force:
-            raise OutputError(
-                f"{dest} already exists and differs from this version's skill: "
-                "add --force to replace it."
-            )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{SKILL_NAME}-", dir=dest.parent))
-    try:
-        shutil.copytree(source, staging / SKILL_NAME, ignore=_IGNORED)
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        elif dest.exists() or dest.is_symlink():
-            dest.unlink()
-        (staging / SKILL_NAME).rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dest
-
-
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
-
-
-def _same_tree(a: Path, b: Path) -> bool:
-    def files(root: Path) -> set[Path]:
-        return {
-            p.relative_to(root)
-            for p in root.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-        }
-
-    names = files(a)
-    if names != files(b):
-        return False
-    return all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, get_args
+from typing import Any, Final, get_args
 
 from pydantic import ValidationError
 
@@ -41,6 +41,7 @@ from videogen.errors import InputError
 from videogen.files import check_name
 from videogen.inputs import classify_ref, describe
 from videogen.models import GenerationRequest
+from videogen.request import VideoAsk, option
 
 #: Which modes each provider runs (contracts.md: Jenius only scenes; the others all but scenes).
 PROVIDER_MODES: Final[dict[ProviderName, frozenset[Mode]]] = {
@@ -57,17 +58,6 @@ SEED_MAX: Final = 2**32 - 1
 #: A scene name not in the catalogue is passed to Jenius when it looks like one (contracts.md §3:
 #: the scene list is unknown and grows; the provider's own error speaks for names it rejects).
 SCENE_NAME: Final = re.compile(r"[a-z0-9_-]{1,64}")
-#: Command-line flags whose name is not ``--`` + the parameter name with dashes.
-_FLAGS: Final[dict[str, str]] = {"fast_mode": "--fast", "prompt": "PROMPT"}
-
-
-def option(name: str) -> str:
-    """A parameter as both interfaces name it, e.g. ``tail_image / --tail-image``.
-
-    Intake's messages reach the model (MCP: ``tail_image=``) and people at a shell (CLI:
-    ``--tail-image``) alike, so they name both spellings.
-    """
-    return f"{name} / {_FLAGS.get(name, '--' + name.replace('_', '-'))}"
 
 
 def choose_provider(
@@ -89,6 +79,15 @@ def choose_provider(
     return default
 
 
+#: The fields the request takes as the caller gave them (checked, never rewritten here): a new
+#: ``VideoAsk`` field that ``GenerationRequest`` also has arrives without a line in this module.
+_SHARED: Final = VideoAsk.model_fields.keys() & GenerationRequest.model_fields.keys()
+_AS_GIVEN: Final = frozenset(_SHARED) - {
+    "provider", "mode", "prompt", "images", "audio", "aspect_ratio", "camera", "camera_strength",
+    "scene", "filename",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Intake:
     """The checked request, and what was decided for the caller (e.g. the inferred mode)."""
@@ -98,25 +97,7 @@ class Intake:
 
 
 def build_request(
-    *,
-    prompt: str = "",
-    provider: ProviderName,
-    mode: Mode | None = None,
-    image: str | None = None,
-    tail_image: str | None = None,
-    images: Sequence[str] = (),
-    audio: str | None = None,
-    mask: str | Sequence[str] | None = None,
-    duration: int = 5,
-    fps: int = 24,
-    aspect_ratio: str | None = None,
-    seed: int = -1,
-    camera: str | None = None,
-    camera_strength: str | None = None,
-    resolution: int | None = None,
-    fast_mode: bool = False,
-    scene: str | None = None,
-    filename: str | None = None,
+    ask: VideoAsk | None = None, /, *, provider: ProviderName, **params: Any
 ) -> Intake:
     """Check the caller's parameters and build the request; raise ``InputError`` naming the fix.
 
@@ -124,7 +105,27 @@ def build_request(
     is last). Empty strings count as not given. With ``mode`` None the mode is inferred: a scene
     -> ``scene``; audio -> ``omnihuman``; a camera move with one image -> ``i2v_recamera_720p``;
     two images -> ``i2v_first_tail_720p``; one image -> ``i2v_first_720p``; else ``t2v_720p``.
+
+    The parameters are a ``VideoAsk`` (its ``provider`` is ignored: ``provider`` is the one
+    chosen, see ``choose_provider``), or the same fields as keywords.
     """
+    if ask is None:
+        unknown = params.keys() - VideoAsk.model_fields.keys()
+        if unknown:
+            raise TypeError(f"build_request() got unexpected parameters: {sorted(unknown)}")
+        ask = VideoAsk.model_construct(**params)
+    return _build(ask, provider)
+
+
+def _build(ask: VideoAsk, provider: ProviderName) -> Intake:
+    prompt, mode, image, tail_image = ask.prompt, ask.mode, ask.image, ask.tail_image
+    images, audio, duration, fps = ask.images or (), ask.audio, ask.duration, ask.fps
+    aspect_ratio: str | None
+    aspect_ratio, seed, camera, camera_strength = (
+        ask.aspect_ratio, ask.seed, ask.camera, ask.camera_strength,
+    )  # fmt: skip
+    resolution, fast_mode, scene, filename = ask.resolution, ask.fast_mode, ask.scene, ask.filename
+    mask: str | Sequence[str] | None = ask.mask
     notes: list[str] = []
     texts = [prompt, image, tail_image, *images, audio, camera, camera_strength, scene, filename]
     masks = _as_tuple(mask)
@@ -156,20 +157,16 @@ def build_request(
     filename = check_name(filename) if filename else None
     try:
         request = GenerationRequest(
+            **{name: getattr(ask, name) for name in _AS_GIVEN},
             provider=provider,
             mode=mode,
             prompt=prompt,
             images=refs,
             audio=audio,
             masks=masks,
-            duration=duration,
-            fps=fps,
             aspect_ratio=aspect_ratio,
-            seed=seed,
             camera=camera or None,
             camera_strength=camera_strength or None,
-            resolution=resolution,
-            fast_mode=fast_mode,
             scene=scene,
             filename=filename,
         )

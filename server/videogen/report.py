@@ -17,7 +17,17 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from videogen.catalog import ProviderName
+from videogen.catalog import CAMERA_MOVES, CAMERA_STRENGTHS, JIMENG, SCENES, ProviderName
+from videogen.errors import (
+    EXIT_CONFIG,
+    EXIT_CREDENTIALS,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_REJECTED,
+    VideogenError,
+)
 from videogen.models import Task, TaskStatus, Usage
 
 Interface = Literal["mcp", "cli"]
@@ -368,3 +378,166 @@ def _file_url(path: str) -> str:
     """``path`` as a ``file://`` URI, percent-encoded (spaces and the like)."""
     local = Path(path)
     return local.as_uri() if local.is_absolute() else "file://" + quote(path)
+
+
+# --- the catalogue, task lists, errors: what both interfaces show ------------------------------
+
+
+class SceneInfo(BaseModel):
+    name: str = Field(description="Pass as scene= (with mode=scene).")
+    title: str
+    summary: str
+    min_images: int = Field(description="Fewest photos the scene needs.")
+    max_images: int = Field(description="Most photos the scene takes.")
+    photo_advice: str
+
+
+class ModeInfo(BaseModel):
+    name: str
+    summary: str
+    images: str = Field(description="How many images the mode takes.")
+
+
+class Catalog(BaseModel):
+    """What can be asked for: modes, scenes and camera moves."""
+
+    modes: list[ModeInfo]
+    scenes: list[SceneInfo]
+    camera_moves: list[str] = Field(description="camera= values for i2v_recamera_720p.")
+    camera_strengths: list[str] = Field(description="camera_strength= values.")
+
+
+class TaskList(BaseModel):
+    tasks: list[VideoResult]
+    notice: str | None = None
+
+
+def catalog() -> Catalog:
+    """The catalogue as served by ``list_scenes`` and ``videogen://catalog``."""
+    modes = [
+        ModeInfo(name=s.name, summary=s.summary, images=_count(s.min_images, s.max_images))
+        for s in JIMENG.values()
+    ]
+    modes.append(
+        ModeInfo(
+            name="omnihuman",
+            images="1 portrait + audio",
+            summary="A portrait speaks or sings an audio track (OmniHuman 1.5).",
+        )
+    )
+    modes.append(
+        ModeInfo(
+            name="scene",
+            images="see scenes",
+            summary="A Jenius scene effect built from personal photos.",
+        )
+    )
+    scenes = [
+        SceneInfo(
+            name=s.name,
+            title=s.title,
+            summary=s.summary,
+            min_images=s.min_images,
+            max_images=s.max_images,
+            photo_advice=s.photo_advice,
+        )
+        for s in SCENES.values()
+    ]
+    return Catalog(
+        modes=modes,
+        scenes=scenes,
+        camera_moves=list(CAMERA_MOVES),
+        camera_strengths=list(CAMERA_STRENGTHS),
+    )
+
+
+def _count(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def catalog_markdown(cat: Catalog) -> str:
+    lines = ["**Scenes** (mode=scene, provider jenius):"]
+    lines += [
+        f"- `{s.name}` — {s.title}: {s.summary} Needs {_count(s.min_images, s.max_images)} "
+        f"photo(s). {s.photo_advice}"
+        for s in cat.scenes
+    ]
+    lines.append("**Modes:**")
+    lines += [f"- `{m.name}` ({m.images} image(s)): {m.summary}" for m in cat.modes]
+    lines.append(
+        "**Camera moves** (mode i2v_recamera_720p, camera=): "
+        + ", ".join(f"`{c}`" for c in cat.camera_moves)
+    )
+    lines.append("**Camera strengths** (camera_strength=): " + ", ".join(cat.camera_strengths))
+    return "\n".join(lines)
+
+
+def with_notice(notice: str | None, text: str) -> str:
+    return f"{notice}\n{text}" if notice else text
+
+
+def tasks_markdown(listing: TaskList) -> str:
+    lines = [listing.notice] if listing.notice else []
+    if not listing.tasks:
+        return "\n".join([*lines, "No video tasks yet."])
+    lines.append("**Recent video tasks** (newest first):")
+    for r in map(printable_model, listing.tasks):
+        where = r.local_path or r.video_url or r.next_step or r.message
+        lines.append(f"- `{r.task_id}` — {r.status} — {r.mode} — {r.prompt[:60]!r} — {where}")
+    return "\n".join(lines)
+
+
+def leaf_error(error: BaseException) -> BaseException:
+    """The error that matters inside task-group wrappers: the first ``VideogenError``, else the
+    only one, else the group itself."""
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    leaves = [leaf_error(e) for e in error.exceptions]
+    ours = [e for e in leaves if isinstance(e, VideogenError)]
+    if ours:
+        return ours[0]
+    return leaves[0] if len(leaves) == 1 else error
+
+
+def exit_code_for(task: Task) -> int:
+    """The exit code a task's state means (the CLI's exit-code table)."""
+    if task.status == "completed" and task.error is None:
+        return EXIT_OK
+    if task.status in PENDING_STATUSES or (task.status == "ready" and task.error is None):
+        return EXIT_PENDING
+    kind = task.error.kind if task.error else "failed"
+    if kind == "output":  # the output folder or file name cannot be used (OutputError)
+        return EXIT_CONFIG
+    if task.status in ("ready", "completed"):  # not saved yet, or not made as asked
+        return EXIT_ERROR
+    if kind == "rejected":
+        return EXIT_REJECTED
+    if kind in ("credentials", "not_enabled"):
+        return EXIT_CREDENTIALS
+    return EXIT_FAILED
+
+
+def task_line(task: Task) -> str:
+    """One line of ``videogen tasks``: id, status, date, provider, mode, prompt, where."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(task.created_at))
+    prompt = task.request.prompt if len(task.request.prompt) <= 40 else task.request.prompt[:39]
+    prompt = prompt + ("…" if prompt != task.request.prompt else "")
+    where = task.local_path or (task.error.message if task.error else "")
+    provider = f"{task.provider} (sandbox)" if task.sandbox else task.provider
+    return printable(
+        f"{task.id}  {task.status:<9}  {when}  {provider:<20}  "
+        f'{task.request.mode_label:<20}  "{prompt}"  {where}'
+    ).rstrip()
+
+
+def scenes_markdown() -> str:
+    """``videogen scenes``: the Jenius scenes and the camera moves, in command-line words."""
+    lines = ["**Jenius scenes** (`videogen generate --scene NAME --images ...`):"]
+    for s in SCENES.values():
+        count = _count(s.min_images, s.max_images)
+        lines.append(f"- {s.name}: {s.title}. {s.summary} Images: {count}. {s.photo_advice}")
+    lines.append("")
+    lines.append("**Camera moves** (`--mode i2v_recamera_720p --camera MOVE --camera-strength S`):")
+    lines.append("- " + ", ".join(CAMERA_MOVES))
+    lines.append("- strengths: " + ", ".join(CAMERA_STRENGTHS))
+    return "\n".join(lines)

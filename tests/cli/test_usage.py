@@ -21,7 +21,7 @@ def test_a_limit_refuses_the_next_generate_and_usage_json_shows_the_spend(cli: C
     assert first["usage"] == "today: 1 video, 5 s; limits: 1 of 2 videos today"
     assert first["videos_today"] == 1
     assert refused.returncode == EXIT_USAGE
-    assert json.loads(refused.stdout)["kind"] == "spending_limit"  # --json: one error object
+    assert json.loads(refused.stdout)["kind"] == "spending_limit"  # --json: the error object
     assert "VIDEOGEN_LIMIT_VIDEOS_PER_DAY=2" in refused.stderr
     assert "2 videos already billed today" in refused.stderr
     assert "resets at" in refused.stderr and "nothing was billed" in refused.stderr

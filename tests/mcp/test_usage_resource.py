@@ -17,10 +17,11 @@ from mcp_helpers import text_of
 
 from videogen.mcp_server import owner_of
 
-pytestmark = pytest.mark.anyio
+#: Two clients, each with its own token (tokens have at least 32 characters).
+ALICE = "tok-a-0123456789abcdefghijklmnopqrstu"
+BOB = "tok-b-0123456789abcdefghijklmnopqrstu"
 
-TOKEN_A = "tok-a-" + "a" * 32
-TOKEN_B = "tok-b-" + "b" * 32
+pytestmark = pytest.mark.anyio
 
 
 async def usage_of(client: Client, uri: str = "videogen://usage") -> dict[str, Any]:
@@ -34,7 +35,7 @@ async def usage_of(client: Client, uri: str = "videogen://usage") -> dict[str, A
 async def test_each_token_has_its_own_limit_and_sees_only_its_own_usage(spawn_http: Any) -> None:
     port, _ = spawn_http(
         "0.0.0.0",
-        VIDEOGEN_HTTP_TOKEN=f"{TOKEN_A},{TOKEN_B}",
+        VIDEOGEN_HTTP_TOKEN=f"{ALICE},{BOB}",
         VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY="1",
     )
     url = f"http://127.0.0.1:{port}/mcp"
@@ -48,13 +49,13 @@ async def test_each_token_has_its_own_limit_and_sees_only_its_own_usage(spawn_ht
         ):
             yield client
 
-    async with connect(TOKEN_A) as alice:
+    async with connect(ALICE) as alice:
         made = await alice.call_tool(
             "generate_video", {"prompt": "alice's boat", "wait_seconds": 0}
         )
         refused = await alice.call_tool("generate_video", {"prompt": "another", "wait_seconds": 0})
         alices = await usage_of(alice, "videogen://usage?days=2")
-    async with connect(TOKEN_B) as bob:
+    async with connect(BOB) as bob:
         allowed = await bob.call_tool("generate_video", {"prompt": "bob's boat", "wait_seconds": 0})
         bobs = await usage_of(bob)
 
@@ -64,6 +65,6 @@ async def test_each_token_has_its_own_limit_and_sees_only_its_own_usage(spawn_ht
     assert "VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY=1" in text_of(refused)
     assert "for this token; 1 video already billed today" in text_of(refused)
     assert alices["days"] == 2 and alices["videos"] == 1
-    assert [r["owner"] for r in alices["rows"]] == [owner_of(TOKEN_A)]
-    assert bobs["videos"] == 1 and [r["owner"] for r in bobs["rows"]] == [owner_of(TOKEN_B)]
+    assert [r["owner"] for r in alices["rows"]] == [owner_of(ALICE)]
+    assert bobs["videos"] == 1 and [r["owner"] for r in bobs["rows"]] == [owner_of(BOB)]
     assert bobs["limits"] == {"VIDEOGEN_LIMIT_OWNER_VIDEOS_PER_DAY": 1}

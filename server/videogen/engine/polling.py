@@ -244,8 +244,8 @@ class Poller:
         if task.status not in ("queued", "running"):
             return min(FOLLOWER_READ_SECONDS, settings.poll_interval)
         learned = self.next_poll_in(task.id)  # this engine's own (learned) schedule
-        if learned is not None:
-            return max(learned, FOLLOWER_READ_SECONDS)
+        if learned is not None and learned > settings.poll_interval:
+            return learned  # nothing new until then
         age = self._ctx.clock() - task.created_at
         if age < self._ctx.first_poll:
             return self._ctx.first_poll
