@@ -103,7 +103,8 @@ def _finish_cell(
     if reported is not None and task is not None:
         if reported.get("task_id") != task.id:
             cell.problems.append("reported task id is not the ledger's")
-        elif reported.get("status") != task.status:
+        elif reported.get("error") is not True and reported.get("status") != task.status:
+            # (an error object -- ``--json`` on a failure -- names the task, not its status)
             cell.problems.append(f"reported {reported.get('status')}, ledger {task.status}")
     cell.status = task.status if task else (reported or {}).get("status", "-")
     videos = root / "videos"
@@ -124,7 +125,9 @@ def _finish_cell(
         cell.problems.append(f"files saved without a completed task: {[p.name for p in saved]}")
     message = error or (task.error.message if task and task.error else None)
     if message is None and reported is not None:
-        message = reported.get("error") or None
+        # ``--json`` on a failure prints an error object: {"error": true, "message": ...}
+        said = reported.get("message") if reported.get("error") is True else reported.get("error")
+        message = said or None
     cell.detail = message or ""
     if readable(message) and (task is None or task.status != "completed"):
         cell.outcome = "error"
