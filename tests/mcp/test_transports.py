@@ -22,6 +22,7 @@ from mcp_helpers import child_env, free_port, text_of, write_png
 from videogen.catalog import IMAGE_MAX_BYTES
 from videogen.config import SANDBOX_NOTICE, Settings
 from videogen.errors import ConfigError
+from videogen.inputs import describe
 from videogen.mcp_server import owner_of, plan_http
 
 pytestmark = pytest.mark.anyio
@@ -249,7 +250,7 @@ async def test_http_clients_cannot_make_the_server_read_its_own_files(
     for ref in (str(private), str(inside / "escape.png"), str(tmp_path / "missing.png")):
         refused, text, tasks = await call(confined, "generate_video", ref)
         assert refused and tasks == [], text
-        refusals.add(text.replace(repr(ref), "<ref>"))
+        refusals.add(text.replace(describe(ref), "<ref>"))
     assert len(refusals) == 1 and "input folders" in refusals.pop()
     refused, text, tasks = await call(confined, "generate_video", str(shared))
     assert not refused and len(tasks) == 1, text
