@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from mcp_helpers import child_env, free_port, settings_env, wait_for_port
+from mcp_helpers import child_env, free_port, settings_env, stop, wait_for_port
 
 from videogen.config import Settings
 from videogen.mcp_server import create_server
@@ -63,11 +63,4 @@ def spawn_http(tmp_path: Path) -> Iterator[SpawnHttp]:
 
     yield spawn
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        stop(process)

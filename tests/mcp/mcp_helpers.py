@@ -89,3 +89,15 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listening on {port} after {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server process started by a test: terminate, then kill if it lingers; close stderr."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr:
+        process.stderr.close()

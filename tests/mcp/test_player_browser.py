@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mcp_helpers import child_env, free_port, wait_for_port
+from mcp_helpers import child_env, free_port, stop, wait_for_port
 
 ROOT = Path(__file__).parents[2]
 UI = ROOT / "ui"
@@ -73,14 +73,7 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        stop(process)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import httpx2
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import check_output, child_env, free_port, text_of, wait_for_port
+from mcp_helpers import check_output, child_env, free_port, stop, text_of, wait_for_port
 from mcp_types import CallToolResult, ImageContent, ResourceLink
 from tasks_client import (
     CreatedTask,
@@ -72,14 +72,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        stop(process)
 
 
 @pytest.fixture
