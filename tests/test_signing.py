@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from videogen.providers.signing import Credentials, VerifyError, sign, verify
+from videogen.providers.signing import Credentials, sign
+from videogen.sandbox.signature import VerifyError, verify
 
 FROZEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CREDS = Credentials("AKLTtest", "secret")

@@ -24,8 +24,8 @@ from videogen.errors import (
 )
 from videogen.intake import build_request
 from videogen.providers.base import PollResult, PreparedImage, PreparedInputs, TaskRef
-from videogen.providers.signing import verify
 from videogen.providers.volcengine import VolcengineProvider
+from videogen.sandbox.signature import verify
 
 ENDPOINT = ProviderEndpoint("http://127.0.0.1:8080", access_key="AKtest", secret_key="sktest")
 NOW = 1_767_323_045.0  # 2026-01-02T03:04:05Z

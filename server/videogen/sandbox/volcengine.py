@@ -23,17 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from videogen import catalog
-from videogen.providers.signing import (
-    REGION,
-    SERVICE,
-    X_DATE_FORMAT,
-    VerifyError,
-    parse_authorization,
-    verify,
-)
+from videogen.providers.signing import REGION, SERVICE, X_DATE_FORMAT
 from videogen.sandbox import jobs
 from videogen.sandbox.core import JSONResponse, Sandbox, read_json
 from videogen.sandbox.jobs import Invalid, field_error
+from videogen.sandbox.signature import VerifyError, parse_authorization, verify
 from videogen.sandbox.state import Operation, SandboxTask
 
 SANDBOX_ACCESS_KEY: Final = "AKLTsandbox0000000000000000000000"
