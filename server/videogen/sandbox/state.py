@@ -16,13 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from videogen.catalog import ProviderName
 from videogen.sandbox.faults import FaultBook, parse_faults
-
-if TYPE_CHECKING:
-    from videogen.sandbox.store import TaskStore
 
 Clock = Callable[[], float]
 Operation = Literal[
@@ -183,6 +180,17 @@ class FileGrant:
     data: bytes | None = None  # small files (masks)
     provider: ProviderName | None = None
     task_id: str | None = None
+
+
+class TaskStore(Protocol):
+    """Where a persistent sandbox keeps its tasks and request log (``sandbox.store.TaskStore``
+    is the one implementation); this module does not import it, so the two stay acyclic."""
+
+    def save(self, task: SandboxTask, *, now: float) -> None: ...
+    def load(self, provider: ProviderName, task_id: str) -> SandboxTask | None: ...
+    def in_flight(self, owner: str, now: float) -> int: ...
+    def log(self, entry: LogEntry) -> None: ...
+    def log_entries(self) -> list[LogEntry]: ...
 
 
 class SandboxState:
