@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from videogen.errors import ContentRejected, InputError, ProviderUnavailable, RateLimited
-from videogen.retry import RetryPolicy, call_with_retries
+from videogen.retry import RETRY_AFTER_CAP, RetryPolicy, call_with_retries, honouring, retry_after
 
 
 @pytest.fixture
@@ -129,3 +129,18 @@ async def test_on_retry_hears_each_error_and_its_wait() -> None:
 async def test_the_default_sleep_really_waits_briefly() -> None:
     policy = RetryPolicy(wait_initial=0.01, wait_max=0.01)
     assert await call_with_retries(failing([unavailable()]), policy=policy) == "ok"
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    assert retry_after({"retry-after": "7"}) == 7.0
+    assert retry_after({"retry-after": "-3"}) == 0.0
+    assert retry_after({"retry-after": "Thu, 01 Jan 1970 00:01:40 GMT"}, clock=40.0) == 60.0
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
+
+
+def test_a_hint_raises_a_wait_but_never_past_the_one_cap() -> None:
+    assert honouring(2.0, None) == 2.0
+    assert honouring(2.0, 1.0) == 2.0
+    assert honouring(2.0, 9.0) == 9.0
+    assert honouring(2.0, 86_400.0) == RETRY_AFTER_CAP

@@ -58,7 +58,7 @@ from videogen.files import (
 )
 from videogen.files import safe_filename as safe_filename  # where callers long found it
 from videogen.providers.base import DownloadSource
-from videogen.retry import RetryPolicy
+from videogen.retry import RetryPolicy, honouring, retry_after
 
 #: Bytes handed to the disk per write: large enough that thread hops cost little, small enough
 #: that a block is still in the CPU cache when it is copied to the page cache (that copy is the
@@ -82,8 +82,6 @@ MAX_ATTEMPTS: Final = 40
 MAX_FAILED_ATTEMPTS: Final = 6
 #: Waits between failed attempts: capped, jittered exponential backoff (videogen.retry's).
 RETRY_POLICY: Final = RetryPolicy(attempts=MAX_FAILED_ATTEMPTS, wait_initial=0.25, wait_max=8.0)
-#: The longest ``Retry-After`` honoured, in seconds: the deadline bounds the whole anyway.
-RETRY_AFTER_CAP: Final = 30.0
 
 _OUTPUT_HINT: Final = FIX
 _KEEPS_URL: Final = "the task keeps its video URL, so the download can be tried again"
@@ -467,7 +465,7 @@ class _Transfer:
         if status == 416 and self.received:
             return  # maybe the last attempt got every byte: see _already_complete
         if status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status}", after=_retry_after(response))
+            raise _Retry(f"HTTP {status}", after=retry_after(response.headers))
         raise DownloadError(
             f"The video URL answered HTTP {status}; {_KEEPS_URL}.", retryable=status == 404
         )
@@ -558,21 +556,10 @@ def _too_big(limit: int, announced: int | None = None) -> str:
     )
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _backoff(failures: int, retry_after: float | None) -> float:
     # Not call_with_retries itself: here a failure that still moved bytes resets the count,
     # and the resume after such a drop starts at once.
-    wait = RETRY_POLICY.backoff(failures) if failures else 0.0
-    if retry_after is not None:
-        wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
-    return wait
+    return honouring(RETRY_POLICY.backoff(failures) if failures else 0.0, retry_after)
 
 
 # ------------------------------------------------------------------------------------- entry

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Final, TypeVar
 
 import anyio
@@ -53,12 +54,32 @@ class RetryPolicy:
         return full / 2 + jitter
 
 
+def retry_after(headers: Mapping[str, str], clock: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if clock is None else clock))
+
+
+def honouring(wait: float, hint: float | None) -> float:
+    """``wait`` raised to a ``Retry-After`` hint (capped at ``RETRY_AFTER_CAP``): the one rule
+    every retry loop (calls here, the download's resumes) applies to a hint."""
+    return wait if hint is None else max(wait, min(hint, RETRY_AFTER_CAP))
+
+
 def wait_for(error: BaseException, attempt: int, policy: RetryPolicy) -> float:
     """Seconds to wait after ``error`` on ``attempt``: the backoff, raised to any Retry-After."""
-    wait = policy.backoff(attempt)
-    if isinstance(error, RateLimited) and error.retry_after is not None:
-        wait = max(wait, min(error.retry_after, RETRY_AFTER_CAP))
-    return wait
+    hint = error.retry_after if isinstance(error, RateLimited) else None
+    return honouring(policy.backoff(attempt), hint)
 
 
 async def call_with_retries(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, Final, TypeVar
 
 import httpx2
@@ -29,6 +27,7 @@ from videogen.errors import (
     RateLimited,
     scrub,
 )
+from videogen.retry import retry_after
 
 logger = logging.getLogger("videogen.providers")
 M = TypeVar("M", bound=BaseModel)
@@ -115,22 +114,6 @@ async def send(
             provider=provider,
             provider_message=type(error).__name__,
         ) from None
-
-
-def retry_after(headers: Mapping[str, str], clock: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when - (time.time() if clock is None else clock))
 
 
 def body_text(response: httpx2.Response) -> str:
