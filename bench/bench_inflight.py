@@ -5,16 +5,22 @@ process's GIL or memory); the engine runs here. Each poll interval is measured i
 runs, each with a fresh sandbox and folders; the figures are medians:
 
 - baseline: one task alone, submit to saved file, in this same run;
+- the floor: a **bare loop** over the same adapter, HTTP client and sandbox (submit, poll at the
+  interval, stream the video to a file; no ledger, fsync, probe or leases), N tasks at once, in
+  a process of its own: the ratios ``engine / bare`` for wall time, CPU per task and peak RSS;
 - in flight: N tasks submitted at once, time until every one is saved (and until every one is
   ``ready``, i.e. tracked to the provider's end, before the downloads);
-- the target: every task finishes, wall time within job time + two poll intervals, peak RSS
-  under 200 MB.
+- the targets: every task saved once; wall time within job time + two poll intervals; against
+  the bare loop, wall within 1.3x and CPU per task within 1.5x; peak RSS under 150 MB.
+
+Each measurement (bare loop or engine) runs in a fresh child process, so CPU and peak RSS are
+that measurement's own.
 
 Intervals: the product's default (5 s, seed 002's loop) and a 1 s stress case, where the
 engine sends five times the polls and has a third of the time to save everything.
 
 Run: ``uv run --group dev python bench/bench_inflight.py [--tasks 500] [--job-seconds 5] [--runs 3]
-[--poll-intervals 5,1]``.
+[--poll-intervals 5,1] [--no-bare]``.
 """
 
 from __future__ import annotations
@@ -35,12 +41,16 @@ from pathlib import Path
 from typing import cast
 
 import anyio
+import httpx2
 import psutil
 
+from videogen import providers
 from videogen.app import open_app
 from videogen.config import Settings
 from videogen.engine import Engine
+from videogen.httpclient import create_client
 from videogen.models import GenerationRequest, Task
+from videogen.providers.base import PreparedInputs
 
 SANDBOX_CHILD = """
 import json, sys
@@ -195,10 +205,74 @@ async def bench(count: int, job_seconds: float, poll_interval: float) -> dict[st
             "process_cpu_s": round(
                 cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system, 2
             ),
+            "cpu_ms_per_task": round(
+                (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system)
+                * 1000
+                / count,
+                2,
+            ),
             "peak_rss_mb": round(rss.peak / 1e6, 1),
-            "rss_under_200mb": rss.peak < 200e6,
+            "rss_under_150mb": rss.peak < 150e6,
             "cpus": os.cpu_count(),
         }
+
+
+async def bare_loop(count: int, poll_interval: float, settings: Settings, out: Path) -> int:
+    """The floor: submit ``count`` at once, poll each every ``poll_interval`` (seed 002's loop),
+    stream each video to a file. Returns how many files were written."""
+    endpoint = settings.require_credentials("volcengine")
+    async with create_client(httpx2.Timeout(settings.request_timeout, connect=10.0)) as client:
+        adapter = providers.create("volcengine", endpoint, client)
+        await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+        saved = 0
+
+        async def one(n: int) -> None:
+            nonlocal saved
+            submitted = await adapter.submit(request(n, "many"), PreparedInputs())
+            while True:
+                await anyio.sleep(poll_interval)
+                poll = await adapter.poll(submitted.ref)
+                if poll.status not in ("queued", "running"):
+                    break
+            if poll.status != "succeeded":
+                return
+            source = await adapter.download_source(submitted.ref, poll)
+            async with client.stream("GET", source.url, headers=dict(source.headers)) as reply:
+                with (out / f"{n}.mp4").open("wb") as file:
+                    async for chunk in reply.aiter_raw():
+                        file.write(chunk)
+            saved += 1
+
+        async with anyio.create_task_group() as group:
+            for n in range(count):
+                group.start_soon(one, n)
+    return saved
+
+
+async def bench_bare(count: int, job_seconds: float, poll_interval: float) -> dict[str, object]:
+    with sandbox_process(job_seconds) as env, tempfile.TemporaryDirectory() as tmp:
+        settings = settings_for(env, Path(tmp), poll_interval)
+        cpu_before = psutil.Process().cpu_times()
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            saved = await bare_loop(count, poll_interval, settings, Path(tmp) / "bare")
+            wall = time.perf_counter() - started
+        cpu_after = psutil.Process().cpu_times()
+    cpu = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+    return {
+        "bare_all_saved_s": round(wall, 2),
+        "bare_files": saved,
+        "bare_cpu_ms_per_task": round(cpu * 1000 / count, 2),
+        "bare_peak_rss_mb": round(rss.peak / 1e6, 1),
+    }
+
+
+def in_child(kind: str, count: int, job_seconds: float, poll_interval: float) -> dict[str, object]:
+    """One measurement in a fresh process of its own (so CPU and peak RSS are its own)."""
+    command = [sys.executable, __file__, "--child", kind, "--tasks", str(count)]
+    command += ["--job-seconds", str(job_seconds), "--poll-intervals", str(poll_interval)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return cast(dict[str, object], json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def summary(runs: list[dict[str, object]]) -> dict[str, object]:
@@ -210,6 +284,18 @@ def summary(runs: list[dict[str, object]]) -> dict[str, object]:
     first = runs[0]
     all_saved, all_ready, target = median("all_saved_s"), median("all_ready_s"), first["target_s"]
     completed = min(cast(dict[str, int], r["statuses"]).get("completed", 0) for r in runs)
+    bare: dict[str, object] = {}
+    if all("bare_all_saved_s" in r for r in runs):
+        bare_saved, bare_cpu = median("bare_all_saved_s"), median("bare_cpu_ms_per_task")
+        bare = {
+            "bare_all_saved_s": bare_saved,
+            "bare_cpu_ms_per_task": bare_cpu,
+            "bare_peak_rss_mb": median("bare_peak_rss_mb"),
+            "saved_vs_bare": round(all_saved / bare_saved, 2),
+            "cpu_per_task_vs_bare": round(median("cpu_ms_per_task") / bare_cpu, 2),
+            "within_1_3x_bare_wall": all_saved <= 1.3 * bare_saved,
+            "within_1_5x_bare_cpu": median("cpu_ms_per_task") <= 1.5 * bare_cpu,
+        }
     default = next(f.default for f in dataclasses.fields(Settings) if f.name == "poll_interval")
     return {
         "poll_interval": first["poll_interval"],
@@ -227,8 +313,10 @@ def summary(runs: list[dict[str, object]]) -> dict[str, object]:
         "submit_wave_s": median("submit_wave_s"),
         "ready_to_saved_p50_s": median("ready_to_saved_p50_s"),
         "process_cpu_s": median("process_cpu_s"),
+        "cpu_ms_per_task": median("cpu_ms_per_task"),
         "completed_min": completed,
         "peak_rss_mb_max": max(cast(float, r["peak_rss_mb"]) for r in runs),
+        **bare,
     }
 
 
@@ -242,13 +330,21 @@ def main() -> None:
         default="5,1",
         help="comma-separated poll intervals in seconds, each measured --runs times",
     )
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare-loop floor")
+    parser.add_argument("--child", choices=("engine", "bare"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     intervals = [float(v) for v in args.poll_intervals.split(",") if v.strip()]
+    if args.child:
+        measure = bench if args.child == "engine" else bench_bare
+        print(json.dumps(anyio.run(measure, args.tasks, args.job_seconds, intervals[0])))
+        return
     summaries = []
     for interval in intervals:
         runs = []
         for n in range(args.runs):
-            figures = anyio.run(bench, args.tasks, args.job_seconds, interval)
+            figures = in_child("engine", args.tasks, args.job_seconds, interval)
+            if not args.no_bare:
+                figures |= in_child("bare", args.tasks, args.job_seconds, interval)
             runs.append(figures)
             print(f"poll {interval:g} s, run {n + 1}: " + json.dumps(figures), flush=True)
         summaries.append(summary(runs))
