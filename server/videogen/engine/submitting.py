@@ -111,7 +111,7 @@ class Submitter:
             with self._leases.working_on(task.id):
                 budget = _retry_budget(wait_seconds)
                 task = await self._send(task, provider, request, inputs, budget)
-                watched = not task.terminal and self._tracker.watch(task) is not None
+                watched = not task.terminal and self._tracker.watch(task, fresh=True) is not None
         finally:
             del self._tracker.sending[task.id]
             sent.set()
