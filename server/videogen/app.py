@@ -25,7 +25,7 @@ import anyio
 from videogen.catalog import ProviderName
 from videogen.config import Settings
 from videogen.engine import Engine
-from videogen.ledger import Ledger
+from videogen.ledger import Ledger, open_ledger, private_dir
 
 if TYPE_CHECKING:
     import httpx2
@@ -88,8 +88,9 @@ async def open_app(
 ) -> AsyncIterator[App]:
     """The engine, ledger and (when ``settings.sandbox``) the sandbox, for one run or server."""
     async with AsyncExitStack() as stack:
-        # The ledger first: it creates the data dir (private) the sandbox keeps its state in.
-        ledger = Ledger.in_dir(settings.data_dir)
+        # The data dir first (private): the SQLite ledger and the sandbox keep their state in it.
+        private_dir(settings.data_dir)
+        ledger = open_ledger(settings)
         stack.callback(ledger.close)
         sandbox: RunningSandbox | None = None
         if settings.sandbox:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from videogen import ledger as ledger_module
@@ -27,6 +28,9 @@ from videogen.ledger import (
     holder_is_dead,
     new_holder,
 )
+from videogen.ledger import postgres as postgres_ledger
+from videogen.ledger import sqlite as sqlite_ledger
+from videogen.ledger.postgres import PostgresLedger
 from videogen.models import GenerationRequest, Task, TaskStatus, abbreviate_data_url
 
 
@@ -43,11 +47,6 @@ def make_task(
     return Task(
         id=task_id, request=request, status=status, created_at=now, updated_at=now, owner=owner
     )
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger.in_dir(tmp_path)
 
 
 def test_a_saved_task_reads_back_equal(ledger: Ledger) -> None:
@@ -107,12 +106,15 @@ def test_find_duplicate_respects_window_owner_and_excluded_states(ledger: Ledger
     assert ledger.find_duplicate(other, owner=None, since=0.0) is None
 
 
-def test_the_schema_is_versioned_and_reopening_keeps_the_data(tmp_path: Path) -> None:
-    first = Ledger.in_dir(tmp_path)
+def test_the_schema_is_versioned_and_reopening_keeps_the_data(
+    open_ledger_here: Callable[[], Ledger], ledger_backend: str
+) -> None:
+    first = open_ledger_here()
     first.insert(make_task("vg_1"))
     first.close()
-    again = Ledger.in_dir(tmp_path)
-    assert again.schema_version == SCHEMA_VERSION
+    again = open_ledger_here()
+    known = SCHEMA_VERSION if ledger_backend == "sqlite" else postgres_ledger.SCHEMA_VERSION
+    assert again.schema_version == known
     assert again.get("vg_1").id == "vg_1"
 
 
@@ -131,14 +133,17 @@ def test_an_unusable_data_directory_is_a_config_error(tmp_path: Path) -> None:
         Ledger.in_dir(blocker / "data")
 
 
-def test_the_ledger_is_in_wal_mode(ledger: Ledger) -> None:
+def test_the_ledger_is_in_wal_mode(tmp_path: Path) -> None:
+    ledger = Ledger.in_dir(tmp_path)
     with sqlite3.connect(ledger.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_two_processes_worth_of_connections_read_and_write_at_once(tmp_path: Path) -> None:
-    """A CLI and a server sharing one file: writes from both land, no 'database is locked'."""
-    server, cli = Ledger.in_dir(tmp_path), Ledger.in_dir(tmp_path)
+def test_two_processes_worth_of_connections_read_and_write_at_once(
+    open_ledger_here: Callable[[], Ledger],
+) -> None:
+    """A CLI and a server sharing one store: writes from both land, no 'database is locked'."""
+    server, cli = open_ledger_here(), open_ledger_here()
     errors: list[BaseException] = []
 
     def write(ledger: Ledger, prefix: str) -> None:
@@ -161,11 +166,12 @@ def test_two_processes_worth_of_connections_read_and_write_at_once(tmp_path: Pat
 
 
 def test_a_ledger_write_is_one_statement_and_fast_enough_for_the_event_loop(
-    ledger: Ledger,
+    tmp_path: Path,
 ) -> None:
     """The engine calls the ledger inline. A save is one short statement (counted, which load
     cannot disturb), and the median of many timed batches stays far under a blocking write (an
     fsync per save on a real disk is several milliseconds; a typical save is ~0.05 ms)."""
+    ledger = Ledger.in_dir(tmp_path)
     task = make_task("vg_1")
     ledger.insert(task)
     statements: list[str] = []
@@ -359,12 +365,15 @@ def test_a_ledger_left_world_readable_is_made_private_when_opened(
 def write_raw(ledger: Ledger, task_id: str, change: Callable[[dict[str, Any]], None]) -> None:
     """Store a task as a newer videogen might have written it."""
     ledger.insert(make_task(task_id))
-    with sqlite3.connect(ledger.path) as db:
-        (data,) = db.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        stored = json.loads(data)
-        change(stored)
-        db.execute("UPDATE tasks SET data = ?, status = ? WHERE id = ?",
-                   (json.dumps(stored), stored["status"], task_id))  # fmt: skip
+    stored = json.loads(ledger.get(task_id).model_dump_json())
+    change(stored)
+    values = (json.dumps(stored), stored["status"], task_id)
+    if isinstance(ledger, PostgresLedger):
+        with psycopg.connect(ledger._url) as pg:
+            pg.execute("UPDATE tasks SET data = %s::jsonb, status = %s WHERE id = %s", values)
+    else:
+        with sqlite3.connect(ledger.where) as db:
+            db.execute("UPDATE tasks SET data = ?, status = ? WHERE id = ?", values)
 
 
 def test_unknown_fields_a_newer_version_wrote_are_ignored(ledger: Ledger) -> None:
@@ -446,8 +455,8 @@ def test_a_failed_migration_reports_its_real_cause(
     Ledger.in_dir(tmp_path).close()
     failing = "CREATE TABLE probe (x UNIQUE); INSERT INTO probe VALUES (1); " \
               "INSERT OR ROLLBACK INTO probe VALUES (1)"  # fmt: skip
-    monkeypatch.setattr(ledger_module, "MIGRATIONS", (*ledger_module.MIGRATIONS, failing))
-    monkeypatch.setattr(ledger_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(sqlite_ledger, "MIGRATIONS", (*sqlite_ledger.MIGRATIONS, failing))
+    monkeypatch.setattr(sqlite_ledger, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(VideogenError, match="UNIQUE constraint failed") as raised:
         Ledger.in_dir(tmp_path)
     assert str(tmp_path) in raised.value.message
