@@ -462,3 +462,46 @@ def test_a_failed_migration_reports_its_real_cause(
     assert str(tmp_path) in raised.value.message
     with sqlite3.connect(tmp_path / "tasks.sqlite3") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# -- replicas: claiming due work, waiting for changes --------------------------------------------
+
+
+def test_claim_due_leases_free_and_expired_unfinished_tasks_oldest_first(ledger: Ledger) -> None:
+    ledger.insert(make_task("vg_new", status="running", created_at=3.0))
+    ledger.insert(make_task("vg_old", status="queued", created_at=1.0))
+    ledger.insert(make_task("vg_expired", status="running", created_at=2.0), lease=Lease("x", 5.0))
+    ledger.insert(make_task("vg_held", status="running", created_at=0.5), lease=Lease("y", 99.0))
+    ledger.insert(make_task("vg_done", status="completed", created_at=0.1))
+    due = ledger.claim_due("a", until=50.0, now=10.0, statuses=("queued", "running"), limit=10)
+    assert [t.id for t in due] == ["vg_old", "vg_expired", "vg_new"]
+    assert ledger.lease("vg_expired") == Lease("a", 50.0)
+    assert ledger.lease("vg_held") == Lease("y", 99.0)
+    again = ledger.claim_due("b", until=50.0, now=10.0, statuses=("queued", "running"))
+    assert again == []  # all taken: nothing for a second holder
+
+
+def test_claim_due_keeps_to_the_origin_and_the_limit(ledger: Ledger) -> None:
+    for n in range(4):
+        task = make_task(f"vg_{n}", status="queued", created_at=float(n))
+        task.origin = "here" if n % 2 else "elsewhere"
+        ledger.insert(task)
+    due = ledger.claim_due("a", until=9.0, now=1.0, statuses=("queued",), origin="here", limit=1)
+    assert [t.id for t in due] == ["vg_1"]
+    rest = ledger.claim_due("a", until=9.0, now=1.0, statuses=("queued",), origin="here")
+    assert [t.id for t in rest] == ["vg_3"]
+
+
+def test_claim_due_never_leases_a_row_this_version_cannot_read(ledger: Ledger) -> None:
+    write_raw(ledger, "vg_newer", lambda t: t.update(status="paused"))
+    write_raw(ledger, "vg_mode", lambda t: t["request"].update(mode="t2v_4k"))
+    due = ledger.claim_due("a", until=9.0, now=1.0, statuses=("queued", "paused"))  # type: ignore[arg-type]
+    assert due == [] and sorted(due.skipped) == ["vg_mode", "vg_newer"]
+    assert ledger.lease("vg_mode") == ledger.lease("vg_newer") == Lease(None, None)
+
+
+def test_a_change_feed_times_out_when_nothing_changes(ledger: Ledger) -> None:
+    with ledger.changes() as feed:
+        started = time.monotonic()
+        assert feed.wait(0.2) == set()
+    assert time.monotonic() - started >= 0.19
