@@ -113,7 +113,12 @@ def start_cluster(binaries: Path) -> Cluster:
     password_file = root / "password"
     password_file.write_text(PASSWORD)
     if os.geteuid() == 0:
-        owner = pwd.getpwnam("postgres")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            unavailable(
+                f"running as root needs a 'postgres' user to run the server: {INSTALL_HINT}"
+            )
         for path in (root, password_file):
             os.chown(path, owner.pw_uid, owner.pw_gid)
         root.chmod(0o700)
