@@ -208,3 +208,20 @@ def test_a_read_only_database_is_named_as_such(postgres_url: str) -> None:
     finally:
         ledger.close()
     assert "is read-only" in raised.value.message and "primary" in raised.value.message
+
+
+def test_a_statement_held_up_past_its_timeout_fails_as_busy_instead_of_hanging(
+    postgres_url: str,
+) -> None:
+    """Another session holds the task's row: a claim waits, then gives up with a clear error
+    (after 0.2 s here; 10 s by default)."""
+    ledger = PostgresLedger(postgres_url, statement_timeout=0.2)
+    try:
+        ledger.insert(make_task("vg_1"))
+        with psycopg.connect(postgres_url) as other:
+            other.execute("SELECT 1 FROM tasks WHERE id = 'vg_1' FOR UPDATE")
+            with pytest.raises(LedgerError) as raised:
+                ledger.claim("vg_1", "a", until=9.0, now=1.0)
+    finally:
+        ledger.close()
+    assert "busy" in raised.value.message and "try again" in raised.value.message

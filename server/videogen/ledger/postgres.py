@@ -10,7 +10,8 @@ a LAN. psycopg 3 has one API for sync and async (the change feed could move to i
 ``AsyncConnection`` without a second driver), a maintained pool, and ``LISTEN``/``NOTIFY``;
 asyncpg is async only, so it would need a second interface or a thread hop on every call. The
 price, said plainly: a slow or stalled database blocks the event loop for that call, bounded by
-the pool's wait (``POOL_WAIT_SECONDS``) and the connect timeout.
+the pool's wait (``POOL_WAIT_SECONDS``), the connect timeout and the statement timeout
+(``STATEMENT_TIMEOUT_SECONDS``).
 
 **Across replicas.** ``record_new`` takes ``pg_advisory_xact_lock`` on the request's dedupe key
 (and, with a spending ``Guard``, one lock for all guarded writes) before it looks for a duplicate
@@ -36,6 +37,7 @@ refused, no such database, read-only, not permitted, disk full, busy) and the fi
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -65,6 +67,9 @@ CHANNEL: Final = "videogen_tasks"
 CONNECT_TIMEOUT_SECONDS: Final = 5
 #: How long a call waits for a pooled connection before it fails (the database is unreachable).
 POOL_WAIT_SECONDS: Final = 5.0
+#: The longest one statement may run (a lock wait included) before it fails as busy: what
+#: bounds how long a stalled database can hold the event loop.
+STATEMENT_TIMEOUT_SECONDS: Final = 10
 POOL_SIZE: Final = 4
 #: How often the change listener looks up from its socket (to stop when the ledger closes).
 LISTEN_TICK_SECONDS: Final = 0.1
@@ -142,7 +147,13 @@ _FINISH_TIMES: Final = """
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (see the module docstring)."""
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
+    ) -> None:
         self._url = url
         try:
             params = conninfo_to_dict(url)
@@ -165,6 +176,7 @@ class PostgresLedger(Ledger):
             max_size=pool_size,
             open=True,
             check=ConnectionPool.check_connection,
+            configure=functools.partial(_configure, statement_timeout=statement_timeout),
             timeout=POOL_WAIT_SECONDS,
             num_workers=1,
             name="videogen-ledger",
@@ -413,6 +425,13 @@ class PostgresLedger(Ledger):
         return self._listener.subscribe()
 
 
+def _configure(conn: psycopg.Connection, *, statement_timeout: float) -> None:
+    """Every pooled connection: statements bounded in time."""
+    conn.autocommit = True
+    conn.execute(f"SET statement_timeout = {round(statement_timeout * 1000)}")
+    conn.autocommit = False
+
+
 def _stored_version(conn: psycopg.Connection) -> int | None:
     """The schema version kept in the database, or None before the first migration."""
     exists = conn.execute("SELECT to_regclass('videogen_schema') IS NOT NULL").fetchone()
@@ -460,9 +479,11 @@ class _Listener:
 
     def subscribe(self) -> _Feed:
         feed = _Feed(self)
+        if self._stopping.is_set():
+            return feed  # the ledger is closed: a feed that never fires
         with self._lock:
             self._feeds.add(feed)
-            if self._thread is None and not self._stopping.is_set():
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="videogen-ledger-listen", daemon=True
                 )
