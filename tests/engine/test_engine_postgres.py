@@ -36,3 +36,4 @@ async def test_the_engine_generates_and_saves_a_video_with_the_postgresql_ledger
     finally:
         stored.close()
     assert not (settings.data_dir / LEDGER_FILENAME).exists()
+    assert settings.data_dir.stat().st_mode & 0o777 == 0o700  # the sandbox's state: private
