@@ -25,7 +25,8 @@ import anyio
 from videogen.catalog import ProviderName
 from videogen.config import Settings
 from videogen.engine import Engine
-from videogen.ledger import Ledger
+from videogen.errors import ConfigError
+from videogen.ledger import Ledger, open_ledger, private_dir
 
 if TYPE_CHECKING:
     import httpx2
@@ -88,11 +89,13 @@ async def open_app(
 ) -> AsyncIterator[App]:
     """The engine, ledger and (when ``settings.sandbox``) the sandbox, for one run or server."""
     async with AsyncExitStack() as stack:
-        # The ledger first: it creates the data dir (private) the sandbox keeps its state in.
-        ledger = Ledger.in_dir(settings.data_dir)
+        # The ledger first: the SQLite one creates the data dir (private) the sandbox keeps its
+        # state in.
+        ledger = open_ledger(settings)
         stack.callback(ledger.close)
         sandbox: RunningSandbox | None = None
         if settings.sandbox:
+            _private_data_dir(settings)
             from videogen.sandbox import SandboxOptions, serve
 
             options = sandbox_options or SandboxOptions(job_seconds=settings.sandbox_job_seconds)
@@ -110,3 +113,15 @@ async def open_app(
                 yield App(settings, engine, ledger, settings.notice, sandbox, resumed)
             finally:
                 group.cancel_scope.cancel()
+
+
+def _private_data_dir(settings: Settings) -> None:
+    """The data dir, private, for the sandbox's state (already made by a SQLite ledger; a
+    PostgreSQL one leaves it to us)."""
+    try:
+        private_dir(settings.data_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"The data dir {settings.data_dir} cannot be created ({exc.strerror or exc}): set "
+            "VIDEOGEN_DATA_DIR to a folder this user can write."
+        ) from exc

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, get_args
+from urllib.parse import unquote, urlsplit
 
 from videogen.catalog import PROVIDERS, ProviderName
 from videogen.errors import ConfigError, CredentialsError, remember_secrets
@@ -53,6 +54,9 @@ VARIABLES: Final[dict[str, str]] = {
     "VIDEOGEN_OUTPUT_DIR": "where videos are saved (default ~/Videos/videogen; ~/Movies/videogen "
     "on macOS)",
     "VIDEOGEN_DATA_DIR": "where the task ledger lives (default ~/.local/state/videogen)",
+    "VIDEOGEN_DATABASE_URL": "postgresql://user:password@host:5432/dbname: keep the task ledger "
+    "in PostgreSQL, shared by replicas (needs the postgres extra; default: none, a SQLite file in "
+    "VIDEOGEN_DATA_DIR)",
     "VIDEOGEN_WAIT_SECONDS": "how long one MCP tool call waits before answering (default 45)",
     "VIDEOGEN_DEDUPE_SECONDS": "window in which an identical request returns the first task "
     "(default 600)",
@@ -142,6 +146,9 @@ class Settings:
     remote_clients: bool = False
     #: Spending limits and prices (``VIDEOGEN_LIMIT_*``, ``VIDEOGEN_PRICES``); none by default.
     spending: Policy = field(default_factory=Policy)
+    #: ``VIDEOGEN_DATABASE_URL``: the PostgreSQL ledger's URL (it may hold a password), or None
+    #: for the SQLite file in ``data_dir``.
+    database_url: str | None = field(default=None, repr=False)
 
     @property
     def notice(self) -> str | None:
@@ -228,6 +235,7 @@ class Settings:
             or "WARNING",
             input_dirs=read.folders("VIDEOGEN_INPUT_DIRS"),
             spending=_spending(read),
+            database_url=read.database_url("VIDEOGEN_DATABASE_URL"),
         )
 
 
@@ -298,6 +306,21 @@ class _Reader:
                 'print(secrets.token_urlsafe(32))"'
             )
         return tokens
+
+    def database_url(self, name: str) -> str | None:
+        """A ``postgresql://`` URL; its password is scrubbed from every message from now on."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parts = urlsplit(raw)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ConfigError(
+                f"{name} is not a PostgreSQL URL: give it as "
+                "postgresql://user:password@host:5432/dbname, or unset it to keep the ledger in "
+                "VIDEOGEN_DATA_DIR."
+            )
+        remember_secrets([parts.password, unquote(parts.password or "")])
+        return raw
 
     def flag(self, name: str) -> bool:
         raw = (self.text(name) or "0").lower()
