@@ -10,8 +10,10 @@ none, and a task's ``origin`` is a hash of where it was sent, never a key.
 tracker, two hosts on one data dir). Only the process holding the task's lease
 (``lease_holder``, ``lease_until``) polls, downloads and writes it; the others read. A lease is
 taken with one conditional ``UPDATE`` (free, already ours, expired, or replacing a holder the
-caller proved dead), renewed while the holder works and released when it stops. ``save`` never
-touches the lease columns.
+caller proved dead), renewed while the holder works and released when it stops (``release_all``
+when the holder stops altogether). ``save`` never touches the lease columns. ``claim_due`` takes
+the leases of unfinished tasks nobody holds (or whose holder's lease ran out) in one ``BEGIN
+IMMEDIATE`` transaction: replicas share out a dead replica's tasks without two taking the same.
 
 The CLI and the server may open the same file at once: WAL lets readers and one writer work
 together, ``busy_timeout`` makes a writer wait for the other instead of failing, and every
@@ -49,7 +51,7 @@ import shutil
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -321,6 +323,48 @@ class Ledger:
                 (holder, until, task_id, holder, now, replacing),
             )
             return cursor.rowcount == 1
+
+    def claim_due(
+        self,
+        holder: str,
+        *,
+        until: float,
+        now: float,
+        statuses: Collection[TaskStatus],
+        origin: str | None = None,
+        limit: int = 20,
+    ) -> TaskRows:
+        """Lease to ``holder`` (until ``until``) up to ``limit`` tasks in one of ``statuses``
+        (sent to ``origin``, when given) whose lease is free or ran out before ``now``, oldest
+        first, and return them. One ``BEGIN IMMEDIATE`` transaction: holders racing (in any
+        process) never take the same task. A row this version cannot read is not leased
+        (``.skipped`` names it)."""
+        wanted = tuple(statuses)
+        if not wanted or limit <= 0:
+            return TaskRows()
+        marks = ", ".join("?" * len(wanted))
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT id, data FROM tasks WHERE status IN ({marks}) "
+                "AND (? IS NULL OR origin = ?) "
+                "AND (lease_holder IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?",
+                (*wanted, origin, origin, now, limit),
+            ).fetchall()
+            due = self._read_all(rows)
+            ids = [task.id for task in due]
+            if ids:
+                db.execute(f"UPDATE tasks SET lease_holder = ?, lease_until = ? "
+                           f"WHERE id IN ({', '.join('?' * len(ids))})",
+                           (holder, until, *ids))  # fmt: skip
+        return due
+
+    def release_all(self, holder: str) -> int:
+        """Give up every lease ``holder`` has (a process that stops hands its tasks to the
+        others at once, instead of after their leases run out); returns how many."""
+        with self._using() as db:
+            cursor = db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
+                                "WHERE lease_holder = ?", (holder,))  # fmt: skip
+            return cursor.rowcount
 
     def lease(self, task_id: str) -> Lease:
         """The task's lease as stored (it may have run out)."""

@@ -278,6 +278,33 @@ def test_saving_a_task_keeps_its_lease_and_renew_extends_only_the_named_ones(
     assert ledger.lease("vg_1") == Lease("a", 50.0)
 
 
+def test_claim_due_leases_the_oldest_unheld_tasks_of_an_origin_once(ledger: Ledger) -> None:
+    """Free or run-out leases of the statuses and origin asked, oldest first, up to the limit;
+    a second holder asking at the same moment gets none of them."""
+    for number, status in enumerate(("queued", "running", "ready", "completed", "queued")):
+        task = make_task(f"vg_{number}", status=status, created_at=100.0 + number)
+        task.origin = "b" * 32 if number == 4 else "a" * 32
+        ledger.insert(task)
+    ledger.claim("vg_1", "live", until=200.0, now=100.0)
+    ledger.claim("vg_2", "dead", until=140.0, now=100.0)
+    active: tuple[TaskStatus, ...] = ("queued", "running", "ready")
+
+    due = ledger.claim_due("me", until=190.0, now=150.0, statuses=active, origin="a" * 32)
+    assert [t.id for t in due] == ["vg_0", "vg_2"]  # vg_1 is held, vg_3 done, vg_4 elsewhere
+    assert ledger.lease("vg_2") == Lease("me", 190.0)
+    assert ledger.claim_due("you", until=190.0, now=150.0, statuses=active, origin="a" * 32) == []
+    some = ledger.claim_due("you", until=190.0, now=150.0, statuses=active, limit=1)
+    assert [t.id for t in some] == ["vg_4"]  # no origin given: any
+
+
+def test_release_all_hands_back_every_lease_of_one_holder(ledger: Ledger) -> None:
+    for name, holder in (("vg_1", "me"), ("vg_2", "me"), ("vg_3", "you")):
+        ledger.insert(make_task(name), lease=Lease(holder, 50.0))
+    assert ledger.release_all("me") == 2
+    assert ledger.lease("vg_1") == ledger.lease("vg_2") == Lease(None, None)
+    assert ledger.lease("vg_3") == Lease("you", 50.0)
+
+
 def test_a_holder_is_dead_only_when_provably_gone(tmp_path: Path) -> None:
     import socket
     import subprocess

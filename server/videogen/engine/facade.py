@@ -25,7 +25,6 @@ from .book import TaskBook
 from .context import (
     FIRST_POLL_SECONDS,
     HEARTBEAT_SECONDS,
-    LEASE_SECONDS,
     ClientFactory,
     Conform,
     Context,
@@ -71,7 +70,7 @@ class Engine:
         retry_policy: RetryPolicy | None = None,
         first_poll_seconds: float = FIRST_POLL_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         conform: Conform | None = None,
     ) -> None:
         self.settings = settings
@@ -84,7 +83,7 @@ class Engine:
             retry=retry_policy,
             first_poll=first_poll_seconds,
             heartbeat=heartbeat_seconds,
-            lease_seconds=lease_seconds,
+            lease_seconds=settings.lease_seconds if lease_seconds is None else lease_seconds,
             conform=conform,
         )
         book = self._book = TaskBook(ledger, clock)
