@@ -116,6 +116,16 @@ class Engine:
         """How many tasks are being polled or finished right now."""
         return self._book.watching
 
+    def stop_waiting(self) -> None:
+        """Graceful shutdown, first step: every caller waiting on a task gets it now as it
+        stands (a pending task to check later), and later waits return at once."""
+        self._tracker.stop_waiting()
+
+    def hand_back(self) -> None:
+        """Graceful shutdown, last step (the watchers are cancelled): release every lease this
+        engine holds, so other processes take its tasks over at once."""
+        self._leases.release_all()
+
     async def wait_idle(self) -> None:
         """Return when no task is being watched (graceful shutdown, tests, benchmarks)."""
         await self._book.wait_idle()
