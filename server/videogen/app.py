@@ -7,9 +7,11 @@ sandbox when ``settings.sandbox`` (and points every provider at it) with its sta
 ledger, builds one ``httpx2.AsyncClient`` per provider lazily on first use (start-up stays fast:
 no adapter module is imported until a provider is needed), and owns the task group the engine's
 watchers run in.
-With ``track`` the engine resumes every unfinished task in the ledger at start. On exit the
-watchers are cancelled (their tasks stay in the ledger, resumed by the next start), then the
-clients, the ledger and the sandbox are closed.
+With ``track`` the engine resumes every unfinished task in the ledger at start, and takes over
+those another process stopped working on while it runs. On exit the watchers are cancelled (their
+tasks stay in the ledger), every lease the engine holds is handed back (another process, or the
+next start, takes the tasks over at once), then the clients, the ledger and the sandbox are
+closed.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ async def open_app(
         clients = ProviderClients(settings)
         stack.push_async_callback(clients.aclose)
         engine = Engine(settings, ledger, providers=clients.provider, clients=clients.client)
+        stack.callback(engine.hand_back)  # after the watchers, before the ledger closes
         async with anyio.create_task_group() as group:
             resumed = engine.attach(group, resume=track)
             try:

@@ -24,6 +24,9 @@ SANDBOX_NOTICE: Final = "sandbox: offline preview, no credentials configured"
 #: Shortest accepted ``VIDEOGEN_HTTP_TOKEN`` (each token): a bearer token is a password that
 #: anyone who reaches the port may guess, so it must be long and random.
 HTTP_TOKEN_MIN_CHARS: Final = 32
+#: A task's lease runs this long past its holder's last renewal (``VIDEOGEN_LEASE_SECONDS``): a
+#: holder that vanished without releasing it (killed, or on another host) is replaced after this.
+LEASE_SECONDS: Final = 45.0
 
 #: Each provider's credential variables, for messages that name the fix.
 CREDENTIAL_VARIABLES: Final[dict[ProviderName, tuple[str, ...]]] = {
@@ -68,6 +71,8 @@ VARIABLES: Final[dict[str, str]] = {
     "commas or the path separator, : (; on Windows) (default none: HTTP clients pass URLs or "
     "data URLs)",
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
+    "VIDEOGEN_LEASE_SECONDS": "how long a task stays with a process that stopped renewing it "
+    "before another process (a replica) takes it over (default 45)",
 }
 
 # -- spending limits (README "Spending limits"; the rules are in videogen.spending) -------------
@@ -144,6 +149,8 @@ class Settings:
     #: True in a server for clients over HTTP: they are not on this machine, so their local
     #: paths are read only inside ``input_dirs``. The CLI and stdio read any path.
     remote_clients: bool = False
+    #: How long a task's lease outlives its holder's last renewal (``VIDEOGEN_LEASE_SECONDS``).
+    lease_seconds: float = LEASE_SECONDS
     #: Spending limits and prices (``VIDEOGEN_LIMIT_*``, ``VIDEOGEN_PRICES``); none by default.
     spending: Policy = field(default_factory=Policy)
     #: ``VIDEOGEN_DATABASE_URL``: the PostgreSQL ledger's URL (it may hold a password), or None
@@ -234,6 +241,7 @@ class Settings:
             log_level=read.choice("VIDEOGEN_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
             or "WARNING",
             input_dirs=read.folders("VIDEOGEN_INPUT_DIRS"),
+            lease_seconds=read.number("VIDEOGEN_LEASE_SECONDS", LEASE_SECONDS, 1.0, 3600.0),
             spending=_spending(read),
             database_url=read.database_url("VIDEOGEN_DATABASE_URL"),
         )

@@ -284,6 +284,14 @@ def test_saving_a_task_keeps_its_lease_and_renew_extends_only_the_named_ones(
     assert ledger.lease("vg_1") == Lease("a", 50.0)
 
 
+def test_release_all_hands_back_every_lease_of_one_holder(ledger: Ledger) -> None:
+    for name, holder in (("vg_1", "me"), ("vg_2", "me"), ("vg_3", "you")):
+        ledger.insert(make_task(name), lease=Lease(holder, 50.0))
+    assert ledger.release_all("me") == 2
+    assert ledger.lease("vg_1") == ledger.lease("vg_2") == Lease(None, None)
+    assert ledger.lease("vg_3") == Lease("you", 50.0)
+
+
 def test_a_holder_is_dead_only_when_provably_gone(tmp_path: Path) -> None:
     import socket
     import subprocess

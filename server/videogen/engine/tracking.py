@@ -3,9 +3,13 @@
 on the task's watcher with their own budget and get the task as it stands when it ends, so a
 caller that is cancelled or runs out of time abandons nothing.
 
-On start the tracker resumes every unfinished task of this origin. A ``submitting`` row found
-then means a process died between writing the row and reading the provider's answer: the task
-becomes ``unknown`` (it may or may not be billed) and is never resent.
+On start the tracker resumes every unfinished task of this origin, and while it runs it takes over
+the ones whose lease is free or ran out (``claim_due``, a few times per lease length): their
+holder died or stopped, so another replica finishes them without being restarted. A
+``submitting`` row found then means a process died between writing the row and reading the
+provider's answer: the task becomes ``unknown`` (it may or may not be billed) and is never
+resent. ``stop_waiting`` (graceful shutdown) ends every caller's wait at once with the task as
+it stands.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import math
 import anyio
 from anyio.abc import TaskGroup
 
-from videogen.errors import VideogenError
+from videogen.catalog import PROVIDERS
+from videogen.errors import LedgerError, VideogenError
 from videogen.models import Task, TaskError, TaskStatus
 from videogen.report import describe
 
@@ -24,7 +29,7 @@ from .book import TaskBook, Watcher
 from .context import Context, Progress, ProgressCallback, task_error, uncertain
 from .finishing import Finisher
 from .leases import Leases
-from .origins import foreign
+from .origins import foreign, origin_of
 from .polling import Poller
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,8 @@ class Tracker:
         self._group: TaskGroup | None = None
         #: Tasks whose submit this engine has in flight, set when the answer is recorded.
         self.sending: dict[str, anyio.Event] = {}
+        #: Set by ``stop_waiting``: every wait returns at once.
+        self._stopping = False
 
     def attach(self, group: TaskGroup, *, resume: bool) -> int:
         """Run watchers in ``group``; with ``resume``, pick up every unfinished task submitted
@@ -63,7 +70,38 @@ class Tracker:
         tasks = [t for t in active if foreign(self._ctx.settings, t) is None]
         for task in tasks:
             self.watch(task)
+        group.start_soon(self._take_over_forever, name="take over due tasks")
         return len(tasks)
+
+    async def _take_over_forever(self) -> None:
+        """Every lease round, take over the due tasks of this session's origins."""
+        origins = sorted({origin_of(self._ctx.settings, p)[0] for p in PROVIDERS})
+        while True:
+            await anyio.sleep(self._leases.round_seconds)
+            try:
+                self.take_over_due(origins)
+            except LedgerError:  # a busy or closing ledger: the next round tries again
+                log.warning("could not look for due tasks", exc_info=True)
+
+    def take_over_due(self, origins: list[str]) -> int:
+        """Lease and watch the unfinished tasks of ``origins`` nobody works on (lease free or
+        run out); returns how many. A video whose save failed and stopped is not retried here
+        (``check`` retries it): its lease is left to run out."""
+        taken = 0
+        for origin in origins:
+            for task in self._leases.claim_due(ACTIVE_STATUSES, origin):
+                if task.status == "ready" and task.error is not None:
+                    continue
+                log.info("taking %s over: nobody was working on it", task.id)
+                self.watch(task)
+                taken += 1
+        return taken
+
+    def stop_waiting(self) -> None:
+        """End every wait now, and every later one at once, with the task as it stands (the
+        app is stopping); the watchers keep working until they are cancelled."""
+        self._stopping = True
+        self._book.wake_all()
 
     def watch(self, task: Task, *, fresh: bool = False) -> Watcher | None:
         """The task's watcher, started if needed; None for a task that is done or foreign.
@@ -87,7 +125,7 @@ class Tracker:
         if watcher is None:
             return self._book.get(task.id)
         with anyio.move_on_after(math.inf if budget is None else max(budget, 0.0)):
-            while not watcher.done.is_set():
+            while not watcher.done.is_set() and not self._stopping:
                 changed = watcher.changed
                 with anyio.move_on_after(self._ctx.heartbeat):
                     await changed.wait()

@@ -255,6 +255,11 @@ class Ledger(abc.ABC):
     def release(self, task_id: str, holder: str) -> None:
         """Give the lease up (no-op when ``holder`` does not hold it)."""
 
+    @abc.abstractmethod
+    def release_all(self, holder: str) -> int:
+        """Give up every lease ``holder`` has (a process that stops hands its tasks to the
+        others at once, instead of after their leases run out); returns how many."""
+
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, task_id: str, *, owner: str | None = None) -> Task:

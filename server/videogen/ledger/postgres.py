@@ -342,6 +342,15 @@ class PostgresLedger(Ledger):
                 (task_id, holder),
             )
 
+    def release_all(self, holder: str) -> int:
+        with self._using() as conn:
+            rows = conn.execute(
+                "WITH written AS (UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
+                f"WHERE lease_holder = %s RETURNING id) {_NOTIFY}",
+                (holder,),
+            ).fetchall()
+            return len(rows)
+
     # -- reads --------------------------------------------------------------------------------
 
     def _row(self, task_id: str) -> tuple[str, str, str | None] | None:

@@ -7,7 +7,8 @@ CLI's ``check`` next to the MCP server's tracker, two hosts on one data dir): WA
 and one writer work together, ``busy_timeout`` makes a writer wait for the other instead of
 failing, and every transaction is one short statement. ``record_new`` (find a duplicate or
 insert, with the spending ``Guard``), ``insert`` with a guard and ``claim_due`` each run in one
-``BEGIN IMMEDIATE`` transaction: every other writer waits until it ends. Calls are synchronous
+``BEGIN IMMEDIATE`` transaction: every other writer waits until it ends. ``release_all`` hands
+back every lease of a process that stops. Calls are synchronous
 and fast (well under a millisecond for a row; see tests/engine/test_ledger.py), so the engine
 calls them inline on the event loop. ``changes()`` never fires here: polling finds what other
 processes wrote.
@@ -264,6 +265,12 @@ class SQLiteLedger(Ledger):
                     (holder, until, *(t.id for t in due)),
                 )
         return due
+
+    def release_all(self, holder: str) -> int:
+        with self._using() as db:
+            cursor = db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
+                                "WHERE lease_holder = ?", (holder,))  # fmt: skip
+            return cursor.rowcount
 
     def lease(self, task_id: str) -> Lease:
         with self._using() as db:
