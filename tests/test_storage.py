@@ -52,8 +52,11 @@ def test_half_a_key_pair_names_the_missing_variable() -> None:
 
 def test_the_store_secret_never_shows_in_a_repr() -> None:
     settings = Settings.from_env(
-        {"VIDEOGEN_STORAGE_URL": "s3://b-1/x", "AWS_ACCESS_KEY_ID": "testing",
-         "AWS_SECRET_ACCESS_KEY": "not-a-real-secret-value"}  # fmt: skip
+        {
+            "VIDEOGEN_STORAGE_URL": "s3://b-1/x",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "not-a-real-secret-value",
+        }
     )
     assert "not-a-real-secret-value" not in repr(settings)
     assert "not-a-real-secret-value" in settings.secrets()
@@ -62,7 +65,7 @@ def test_the_store_secret_never_shows_in_a_repr() -> None:
 def test_keys_follow_one_rule_under_the_prefix() -> None:
     store = storage_of({"VIDEOGEN_STORAGE_URL": "s3://b-1/team/"})
     assert store.video_key("vg_1", "boat.mp4") == "team/videos/vg_1/boat.mp4"
-    assert store.upload_key("vg_1", "portrait", "image/png") == "team/uploads/vg_1/portrait.png"
+    assert store.upload_key("vg_1", "image-1.png") == "team/uploads/vg_1/image-1.png"
     bare = storage_of({"VIDEOGEN_STORAGE_URL": "s3://b-1"})
     assert bare.video_key("vg_1", "boat.mp4") == "videos/vg_1/boat.mp4"
 
@@ -79,7 +82,7 @@ def test_the_default_program_never_imports_obstore() -> None:
 async def test_an_upload_is_reachable_by_its_presigned_link_and_then_deleted(bucket) -> None:  # type: ignore[no-untyped-def]
     store = storage_of(bucket.env())
     await store.check()
-    key = store.upload_key("vg_1", "audio", "audio/wav")
+    key = store.upload_key("vg_1", "audio.wav")
     link = await store.upload(key, b"RIFF....WAVE", "audio/wav")
     assert "X-Amz-Signature=" in link and "X-Amz-Expires=3600" in link
     async with httpx2.AsyncClient() as client:

@@ -41,7 +41,7 @@ _AS_SPACE: Final = frozenset("\t\n\r\u2028\u2029")
 PENDING_STATUSES: frozenset[TaskStatus] = frozenset({"submitting", "queued", "running"})
 #: Error kinds of a ``failed`` task the provider never accepted (refused, unreachable, cancelled
 #: between retries): nothing was billed.
-NEVER_ACCEPTED: frozenset[str] = frozenset({"rate_limited", "unavailable", "cancelled"})
+NEVER_ACCEPTED: frozenset[str] = frozenset({"rate_limited", "unavailable", "cancelled", "storage"})
 
 
 class VideoResult(BaseModel):

@@ -79,9 +79,8 @@ class Storage:
     def video_key(self, task_id: str, filename: str) -> str:
         return self.key("videos", task_id, filename)
 
-    def upload_key(self, task_id: str, name: str, content_type: str) -> str:
-        extension = mimetypes.guess_extension(content_type) or ".bin"
-        return self.key("uploads", task_id, name + extension)
+    def upload_key(self, task_id: str, filename: str) -> str:
+        return self.key("uploads", task_id, filename)
 
     # -- operations ---------------------------------------------------------------------------
 

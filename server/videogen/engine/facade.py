@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -42,6 +42,9 @@ from .subjects import detect_subjects
 from .submitting import Submitter
 from .tracking import Tracker
 
+if TYPE_CHECKING:
+    from videogen.storage import Storage
+
 CANCELLED_AT_PROVIDER_MESSAGE: Final = (
     "Cancelled at the provider while it was still queued: nothing was billed. Submit the "
     "request again to make the video."
@@ -56,8 +59,9 @@ class Engine:
     """Submits, tracks and finishes tasks; see the package docstring for the contract.
 
     ``providers(name)`` and ``clients(name)`` give the adapter and the HTTP client of a provider
-    (built lazily by the app). ``attach(task_group)`` must be called before anything is
-    submitted: watchers run there, outliving the callers that started them.
+    (built lazily by the app); ``storage`` is the object store, when configured.
+    ``attach(task_group)`` must be called before anything is submitted: watchers run there,
+    outliving the callers that started them.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Engine:
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
         conform: Conform | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -86,6 +91,7 @@ class Engine:
             heartbeat=heartbeat_seconds,
             lease_seconds=lease_seconds,
             conform=conform,
+            storage=storage,
         )
         book = self._book = TaskBook(ledger, clock)
         leases = self._leases = Leases(ctx, book)

@@ -26,6 +26,7 @@ from .finishing import Finisher
 from .leases import Leases
 from .origins import foreign
 from .polling import Poller
+from .uploads import release_uploads
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class Tracker:
                 task = await self._poller.until_done(watcher, task)
             finally:
                 watcher.next_poll = None
+        task = await release_uploads(self._ctx, self._book, task)  # the provider is done
         while task.status == "ready":
             task = self._apply_retarget(watcher, task)
             task = await self._finisher.finish(watcher, task)
