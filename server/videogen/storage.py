@@ -117,15 +117,15 @@ class Storage:
         import obstore
 
         size = (await anyio.Path(path).stat()).st_size
+        store = self._open()
         try:
-            if await self.size(key) == size:
-                return
+            try:
+                if (await obstore.head_async(store, key))["size"] == size:
+                    return
+            except FileNotFoundError:
+                pass
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            await obstore.put_async(
-                self._open(), key, path, attributes={"Content-Type": content_type}
-            )
-        except StorageError:
-            raise
+            await obstore.put_async(store, key, path, attributes={"Content-Type": content_type})
         except Exception as exc:
             raise _failure(exc, self.settings, "refused the video", NOT_STORED) from None
 

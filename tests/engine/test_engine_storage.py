@@ -14,6 +14,7 @@ from videogen.app import open_app
 from videogen.config import Settings
 from videogen.errors import InputError, StorageError
 from videogen.models import GenerationRequest
+from videogen.report import render_markdown, result_of
 from videogen.sandbox import SandboxOptions, serve
 from videogen.sandbox.assets import asset, wav_tone
 from videogen.storage import Storage
@@ -171,3 +172,51 @@ async def test_the_sandbox_refuses_a_presigned_link_that_is_gone_or_not_media(
     assert answers[0].status_code == 400 and "answered HTTP 404" in answers[0].text
     assert "X-Amz-Signature" not in answers[0].text  # the link's signature is never echoed
     assert answers[1].status_code == 400 and "is not a JPEG or PNG image" in answers[1].text
+
+
+async def test_a_finished_video_lands_in_the_bucket_once_with_a_link_to_the_same_bytes(
+    tmp_path: Path, bucket
+) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_of(tmp_path, **bucket.env())
+    async with open_app(settings, sandbox_options=FAST) as app:
+        request = GenerationRequest(provider="volcengine", mode="t2v_720p", prompt="a boat")
+        task = await app.engine.generate(request, wait_seconds=60)
+        assert task.status == "completed", task.error
+        assert task.local_path is not None
+        saved = await anyio.Path(task.local_path).read_bytes()
+        key = f"team/videos/{task.id}/{Path(task.local_path).name}"
+        assert task.object_key == key and bucket.keys("videos/") == [key]
+        assert bucket.read(key) == saved
+        assert task.video_link is not None and "X-Amz-Signature=" in task.video_link
+        async with httpx2.AsyncClient() as client:
+            assert (await client.get(task.video_link)).content == saved
+        text = render_markdown(result_of(task, notice=app.notice))
+        assert f"[Download Video]({task.video_link})" in text
+        assert f"- Object Key: {key}" in text
+        assert text.index("- Save Path:") < text.index("- Object Key:")  # seed 002's order first
+        # Another replica has no such file: the bucket has the video, nothing is made again.
+        await anyio.Path(task.local_path).unlink()
+        again = await app.engine.check(task.id)
+        assert again.status == "completed" and again.video_link is not None
+        assert app.sandbox is not None
+        assert app.sandbox.log.count(operation="submit") == 1
+    assert bucket.keys("videos/") == [key]
+
+
+async def test_a_video_the_store_refused_is_stored_when_the_task_is_checked_again(
+    tmp_path: Path, bucket
+) -> None:  # type: ignore[no-untyped-def]
+    async with open_app(settings_of(tmp_path, **bucket.env()), sandbox_options=FAST) as app:
+        request = GenerationRequest(provider="volcengine", mode="t2v_720p", prompt="a boat")
+        submitted = await app.engine.submit(request)  # the store is checked here
+        bucket.deny_everything()
+        with anyio.fail_after(60):
+            await app.engine.wait_idle()
+        refused = app.engine.get(submitted.id)
+        assert refused.status == "completed" and refused.object_key is None
+        assert refused.error is not None and refused.error.kind == "storage"
+        assert "checking the task again stores it" in refused.error.message
+        bucket.client.delete_bucket_policy(Bucket=bucket.name)
+        stored = await app.engine.check(submitted.id)
+    assert stored.object_key is not None and stored.error is None
+    assert bucket.keys("videos/") == [stored.object_key]

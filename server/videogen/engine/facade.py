@@ -41,6 +41,7 @@ from .polling import Poller
 from .subjects import detect_subjects
 from .submitting import Submitter
 from .tracking import Tracker
+from .uploads import add_link
 
 if TYPE_CHECKING:
     from videogen.storage import Storage
@@ -81,6 +82,8 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.ledger = ledger
+        #: The object store (``VIDEOGEN_STORAGE_URL``), None when not configured.
+        self.storage = storage
         ctx = self._ctx = Context(
             settings,
             providers,
@@ -150,7 +153,7 @@ class Engine:
             request, notes, new=new, owner=owner, wait_seconds=wait_seconds
         )
         if on_submitted is not None:
-            on_submitted(_answer(task.model_copy(), notes))
+            on_submitted(_answer(task.model_copy(), notes, self._ctx))
         if task.status == "completed":  # a duplicate of a finished task
             task = await self._delivery.reopen_if_lost(task, notes, destination=request)
         if not task.terminal:
@@ -162,7 +165,7 @@ class Engine:
             request
         ):
             notes.append(ELSEWHERE_NOTE)
-        return _answer(task, notes)
+        return _answer(task, notes, self._ctx)
 
     async def submit(
         self,
@@ -186,7 +189,7 @@ class Engine:
         task = await self._submitter.submit(
             request, notes, new=new, owner=owner, wait_seconds=wait_seconds
         )
-        return _answer(task, notes)
+        return _answer(task, notes, self._ctx)
 
     async def check(
         self,
@@ -219,15 +222,15 @@ class Engine:
             if output_dir is not None and task.status == "completed":
                 notes.append(f"The video is already saved at {task.local_path}; the output "
                              "folder given was not used.")  # fmt: skip
-            return _answer(task, notes)
+            return _answer(task, notes, self._ctx)
         if elsewhere is not None:
-            return _answer(task, [elsewhere])
+            return _answer(task, [elsewhere], self._ctx)
         save_now = task.status == "ready" and (output_dir is not None or saved_before)
         if output_dir is not None:
             folder = await anyio.to_thread.run_sync(prepare_folder, Path(output_dir))
             task = self._tracker.retarget(task, str(folder), notes)
         task = await self._tracker.wait(task, None if save_now else wait_seconds, on_progress)
-        return _answer(task, notes)
+        return _answer(task, notes, self._ctx)
 
     def next_poll_in(self, task_id: str) -> float | None:
         """Seconds until this engine next polls the provider for the task (0 when a poll is
@@ -285,7 +288,7 @@ class Engine:
         task.cancelled_at = self._ctx.clock()
         task = self._book.save(task)
         why = refusal or f"{task.provider} cannot stop a task that is {task.status}."
-        return _answer(task, [why])
+        return _answer(task, [why], self._ctx)
 
     def poll_interval(self, task: Task) -> float:
         """How soon ``task`` may change (seconds), on the watcher's own schedule: the first poll
@@ -294,7 +297,8 @@ class Engine:
         return self._poller.interval(task)
 
 
-def _answer(task: Task, notes: list[str]) -> Task:
-    """The task as one answer gives it: with what this answer has to say (never stored)."""
+def _answer(task: Task, notes: list[str], ctx: Context) -> Task:
+    """The task as one answer gives it: with what this answer has to say and a fresh link to
+    its stored video (never stored)."""
     task.notes = notes
-    return task
+    return add_link(ctx, task)

@@ -1,10 +1,13 @@
-"""Uploads: local files given where a provider only takes URLs, put in the object store
-(``VIDEOGEN_STORAGE_URL``) once the task is recorded and before its submit, sent as presigned
-links, and deleted once the provider is done with them (the task left the provider's hands, or
-its submit failed).
+"""What goes to the object store (``VIDEOGEN_STORAGE_URL``), and when.
 
-The keys are recorded on the task (``Task.uploads``) before anything is uploaded, so whichever
-process ends the task deletes them.
+- Inputs: local files given where a provider only takes URLs are uploaded once the task is
+  recorded and before its submit, sent as presigned links, and deleted once the provider is done
+  with them (the task left the provider's hands, or its submit failed). Their keys are recorded
+  on the task (``Task.uploads``) before anything is uploaded, so whichever process ends the task
+  deletes them.
+- Videos: a saved video is stored as its task's one object (``Storage.video_key``) before the
+  task is recorded ``completed``; a store that refuses leaves a warning on the task, and
+  checking the task again stores it. Answers carry a fresh presigned link to it.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import anyio
 
 from videogen.errors import StorageError
 from videogen.models import Task, TaskStatus
+from videogen.storage import VIDEO_LINK_SECONDS
 
 from .book import TaskBook
-from .context import Context
+from .context import Context, task_error
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from videogen.inputs import Checked
     from videogen.providers.base import PreparedInputs
 
@@ -66,4 +72,34 @@ async def release_uploads(ctx: Context, book: TaskBook, task: Task) -> Task:
         current = book.get(task.id)
         current.uploads = []
         return book.save(current)
+    return task
+
+
+async def store_video(ctx: Context, task: Task, path: Path) -> None:
+    """Store the saved video ``path`` as the task's object and set ``task.object_key``; a store
+    that refuses sets ``task.error`` (a warning: the file is saved) unless one is set."""
+    if ctx.storage is None:
+        return
+    key = ctx.storage.video_key(task.id, path.name)
+    try:
+        await ctx.storage.put_file(key, path)
+    except StorageError as exc:
+        log.warning("the video of %s was not stored: %s", task.id, exc)
+        task.error = task.error or task_error(exc)
+        return
+    task.object_key = key
+    if task.error is not None and task.error.kind == "storage":
+        task.error = None
+
+
+def add_link(ctx: Context, task: Task) -> Task:
+    """The task with a fresh presigned link to its stored video, when it has one."""
+    if ctx.storage is None or task.object_key is None:
+        return task
+    try:
+        task.video_link = ctx.storage.link(task.object_key, VIDEO_LINK_SECONDS)
+    except StorageError as exc:
+        log.warning("no link to the video of %s: %s", task.id, exc)
+        return task
+    task.video_link_expires_at = ctx.clock() + VIDEO_LINK_SECONDS
     return task
