@@ -126,7 +126,8 @@ class Submitter:
             del self._tracker.sending[task.id]
             sent.set()
             if not watched:
-                await release_uploads(self._ctx, self._book, self._book.get(task.id))
+                if checked.staged:  # the submit failed: the provider needs no uploads
+                    await release_uploads(self._ctx, self._book, self._book.get(task.id))
                 self._leases.release(task.id)
         return task
 
