@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -40,6 +40,10 @@ from .polling import Poller
 from .subjects import detect_subjects
 from .submitting import Submitter
 from .tracking import Tracker
+from .uploads import add_link
+
+if TYPE_CHECKING:
+    from videogen.storage import Storage
 
 CANCELLED_AT_PROVIDER_MESSAGE: Final = (
     "Cancelled at the provider while it was still queued: nothing was billed. Submit the "
@@ -55,8 +59,9 @@ class Engine:
     """Submits, tracks and finishes tasks; see the package docstring for the contract.
 
     ``providers(name)`` and ``clients(name)`` give the adapter and the HTTP client of a provider
-    (built lazily by the app). ``attach(task_group)`` must be called before anything is
-    submitted: watchers run there, outliving the callers that started them.
+    (built lazily by the app); ``storage`` is the object store, when configured.
+    ``attach(task_group)`` must be called before anything is submitted: watchers run there,
+    outliving the callers that started them.
     """
 
     def __init__(
@@ -72,9 +77,12 @@ class Engine:
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         lease_seconds: float | None = None,
         conform: Conform | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
+        #: The object store (``VIDEOGEN_STORAGE_URL``), None when not configured.
+        self.storage = storage
         ctx = self._ctx = Context(
             settings,
             providers,
@@ -85,6 +93,7 @@ class Engine:
             heartbeat=heartbeat_seconds,
             lease_seconds=settings.lease_seconds if lease_seconds is None else lease_seconds,
             conform=conform,
+            storage=storage,
         )
         book = self._book = TaskBook(ledger, clock)
         leases = self._leases = Leases(ctx, book)
@@ -153,7 +162,7 @@ class Engine:
             request, notes, new=new, owner=owner, wait_seconds=wait_seconds
         )
         if on_submitted is not None:
-            on_submitted(_answer(task.model_copy(), notes))
+            on_submitted(_answer(task.model_copy(), notes, self._ctx))
         if task.status == "completed":  # a duplicate of a finished task
             task = await self._delivery.reopen_if_lost(task, notes, destination=request)
         if not task.terminal:
@@ -165,7 +174,7 @@ class Engine:
             request
         ):
             notes.append(ELSEWHERE_NOTE)
-        return _answer(task, notes)
+        return _answer(task, notes, self._ctx)
 
     async def submit(
         self,
@@ -189,7 +198,7 @@ class Engine:
         task = await self._submitter.submit(
             request, notes, new=new, owner=owner, wait_seconds=wait_seconds
         )
-        return _answer(task, notes)
+        return _answer(task, notes, self._ctx)
 
     async def check(
         self,
@@ -222,15 +231,15 @@ class Engine:
             if output_dir is not None and task.status == "completed":
                 notes.append(f"The video is already saved at {task.local_path}; the output "
                              "folder given was not used.")  # fmt: skip
-            return _answer(task, notes)
+            return _answer(task, notes, self._ctx)
         if elsewhere is not None:
-            return _answer(task, [elsewhere])
+            return _answer(task, [elsewhere], self._ctx)
         save_now = task.status == "ready" and (output_dir is not None or saved_before)
         if output_dir is not None:
             folder = await anyio.to_thread.run_sync(prepare_folder, Path(output_dir))
             task = self._tracker.retarget(task, str(folder), notes)
         task = await self._tracker.wait(task, None if save_now else wait_seconds, on_progress)
-        return _answer(task, notes)
+        return _answer(task, notes, self._ctx)
 
     def next_poll_in(self, task_id: str) -> float | None:
         """Seconds until this engine next polls the provider for the task (0 when a poll is
@@ -288,7 +297,7 @@ class Engine:
         task.cancelled_at = self._ctx.clock()
         task = self._book.save(task)
         why = refusal or f"{task.provider} cannot stop a task that is {task.status}."
-        return _answer(task, [why])
+        return _answer(task, [why], self._ctx)
 
     def poll_interval(self, task: Task) -> float:
         """How soon ``task`` may change (seconds), on the watcher's own schedule: the first poll
@@ -297,7 +306,8 @@ class Engine:
         return self._poller.interval(task)
 
 
-def _answer(task: Task, notes: list[str]) -> Task:
-    """The task as one answer gives it: with what this answer has to say (never stored)."""
+def _answer(task: Task, notes: list[str], ctx: Context) -> Task:
+    """The task as one answer gives it: with what this answer has to say and a fresh link to
+    its stored video (never stored)."""
     task.notes = notes
-    return task
+    return add_link(ctx, task)

@@ -21,7 +21,7 @@ nothing billed goes untraceable.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -31,6 +31,7 @@ from videogen.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    StorageError,
     SubmitUncertain,
     VideogenError,
 )
@@ -45,6 +46,10 @@ from .context import Context, task_error, uncertain
 from .leases import Leases
 from .origins import origin_of
 from .tracking import Tracker
+from .uploads import release_uploads, upload_inputs
+
+if TYPE_CHECKING:
+    from videogen.inputs import Checked
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +98,17 @@ class Submitter:
         """See ``Engine.submit``; a duplicate's note goes to ``notes``."""
         await anyio.to_thread.run_sync(prepare_folder, self._ctx.folder(request.output_dir))
         provider = self._ctx.providers(request.provider)
-        from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
+        from videogen.inputs import check_inputs  # the adapters' helper, loaded on first use
 
-        inputs = await prepare_inputs(
+        storage = self._ctx.storage
+        checked = await check_inputs(
             request,
             accepts_uploaded_images=provider.accepts_uploaded_images,
             folders=self._ctx.settings.path_folders(),
+            staging=storage is not None,
         )
+        if storage is not None:  # videos and uploads go there: proven usable before billing
+            await storage.check()
         # No await from here to the insert: finding a duplicate and recording this task are one
         # ledger transaction, so identical requests at once make one task (and one submit).
         task, earlier = self._record(request, owner, new=new)
@@ -109,6 +118,7 @@ class Submitter:
         watched = False
         try:
             with self._leases.working_on(task.id):
+                inputs = await self._upload(task, checked)
                 budget = _retry_budget(wait_seconds)
                 task = await self._send(task, provider, request, inputs, budget)
                 watched = not task.terminal and self._tracker.watch(task, fresh=True) is not None
@@ -116,8 +126,18 @@ class Submitter:
             del self._tracker.sending[task.id]
             sent.set()
             if not watched:
+                if checked.staged:  # the submit failed: the provider needs no uploads
+                    await release_uploads(self._ctx, self._book, self._book.get(task.id))
                 self._leases.release(task.id)
         return task
+
+    async def _upload(self, task: Task, checked: Checked) -> PreparedInputs:
+        """The inputs with local files uploaded; a refusal fails the task (nothing billed)."""
+        try:
+            return await upload_inputs(self._ctx, self._book, task, checked)
+        except StorageError as exc:
+            self._book.update(task, "failed", error=task_error(exc))
+            raise
 
     def _record(
         self, request: GenerationRequest, owner: str | None, *, new: bool
