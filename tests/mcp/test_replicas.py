@@ -33,6 +33,7 @@ from mcp_types import CallToolResult
 from starlette.requests import Request
 from tasks_client import CreatedTask, TasksClientExtension, follow, submit
 
+from conftest import Bucket
 from videogen.ledger import Lease, Ledger
 from videogen.mcp_serving import Replica
 from videogen.models import Task
@@ -435,3 +436,99 @@ async def twenty_identical_calls(ports: list[int]) -> list[str]:
         for index in range(20):
             group.start_soon(generate, ports[index % len(ports)])
     return task_ids
+
+
+# -- a team deployment: PostgreSQL, a bucket, three replicas (slow) ------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_a_team_deployment_on_postgres_and_a_bucket_bills_once_queues_and_survives_a_kill(
+    tmp_path: Path, postgres_url: str, bucket: Bucket
+) -> None:
+    """Issue 19's team: one PostgreSQL, one bucket, three replicas that share no disk, a
+    provider account allowing 2 jobs at once. 20 identical calls make one submit; 60 different
+    calls spread over the replicas all end saved in the bucket with no 50430 reaching anyone
+    (the account-wide queue holds the third job back); a replica SIGKILLed mid-download has its
+    task finished by another, with one submit and one object; any replica answers check_task
+    for its owner and nobody else."""
+    from videogen.ledger.postgres import PostgresLedger
+
+    provider = SandboxOptions(job_seconds=1.0, faults=("concurrency:2",))
+    with (
+        serve_in_thread(provider) as sandbox,
+        contextlib.closing(PostgresLedger(postgres_url)) as ledger,
+    ):
+        env = child_env(
+            tmp_path,
+            **sandbox.env(),
+            **bucket.env(),
+            JIMENG_VIDEO_POLL_INTERVAL="0.2",
+            VIDEOGEN_HTTP_TOKEN=f"{TOK_A},{TOK_B}",
+            VIDEOGEN_DATABASE_URL=postgres_url,
+            VIDEOGEN_MAX_CONCURRENT="2",
+            VIDEOGEN_LEASE_SECONDS="3",
+        )
+        with replicas_on(env) as replicas:
+            started = [
+                replicas.start(
+                    VIDEOGEN_DATA_DIR=str(tmp_path / f"replica{n}" / "data"),
+                    VIDEOGEN_OUTPUT_DIR=str(tmp_path / f"replica{n}" / "videos"),
+                )
+                for n in range(3)
+            ]
+            ports = [port for port, _ in started]
+
+            # 20 identical calls, one submit.
+            same = await twenty_identical_calls(ports)
+            assert len(same) == 20 and len(set(same)) == 1, same
+
+            # 60 different calls spread over the replicas: all saved, none refused for the limit.
+            different = await calls_at_once(ports, [f"a paper boat, take {n}" for n in range(60)])
+            wanted = {same[0], *different}
+            await until(lambda: completed(ledger, wanted), "all 61 tasks saved", within=240)
+            assert sandbox.log.count(operation="submit", code=50430) == 0
+            assert sandbox.log.count(operation="submit") == 61
+            for task_id in wanted:
+                assert len(bucket.keys(f"videos/{task_id}/")) == 1, task_id
+
+            # A replica killed mid-download: another finishes its task, one submit, one object.
+            sandbox.set_faults("concurrency:2", "slow_download:16384")
+            (killed,) = await calls_at_once(ports[:1], ["a lantern at dusk"])
+            await until(lambda: ledger.get(killed).status == "ready", "the task is downloading")
+            started[0][1].kill()
+            await until(lambda: completed(ledger, {killed}), "taken over and saved", within=120)
+            assert sandbox.log.count(operation="submit") == 62  # the killed one's, once
+            assert len(bucket.keys(f"videos/{killed}/")) == 1
+
+            # Any live replica answers its owner, and nobody else.
+            for port in ports[1:]:
+                async with connected(url_of(port), token=TOK_A) as owner:
+                    mine = await owner.call_tool("check_task", {"task_id": killed})
+                assert structured(mine)["status"] == "completed"
+                assert structured(mine)["object_key"] == bucket.keys(f"videos/{killed}/")[0]
+                async with connected(url_of(port), token=TOK_B) as stranger:
+                    theirs = await stranger.call_tool("check_task", {"task_id": killed})
+                assert theirs.is_error and "No task" in text_of(theirs), text_of(theirs)
+
+
+def completed(ledger: Ledger, task_ids: set[str]) -> bool:
+    return all(ledger.get(task_id).status == "completed" for task_id in task_ids)
+
+
+async def calls_at_once(ports: list[int], prompts: list[str]) -> list[str]:
+    """One generate_video per prompt from one token, all at once, spread over ``ports``;
+    returns the task ids in prompt order (each call answers at once with its pending task)."""
+    task_ids: dict[int, str] = {}
+
+    async def generate(index: int, prompt: str) -> None:
+        async with connected(url_of(ports[index % len(ports)]), token=TOK_A) as client:
+            arguments = {**PROMPT, "prompt": prompt, "wait_seconds": 0}
+            answer = await client.call_tool("generate_video", arguments)
+        assert not answer.is_error, text_of(answer)
+        task_ids[index] = structured(answer)["task_id"]
+
+    async with anyio.create_task_group() as group:
+        for index, prompt in enumerate(prompts):
+            group.start_soon(generate, index, prompt)
+    return [task_ids[index] for index in range(len(prompts))]
