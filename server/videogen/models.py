@@ -71,6 +71,11 @@ def abbreviate_data_url(reference: str) -> str:
     return f"data:{match['mime']}{match['b64'] or ''},… (sha256 {digest}…, {len(raw)} bytes)"
 
 
+def abbreviated(reference: str) -> bool:
+    """True for a data URL ``abbreviate_data_url`` shortened (its bytes are gone)."""
+    return reference.startswith("data:") and ",… (sha256 " in reference
+
+
 def mode_label(mode: str, scene: str | None) -> str:
     """A mode as results and usage name it: the mode, or ``scene:<scene>`` for a scene."""
     return f"scene:{scene}" if mode == "scene" else mode

@@ -27,6 +27,8 @@ HEARTBEAT_SECONDS: Final = 5.0
 #: A lease runs this long past its last renewal: a holder that vanished without releasing it
 #: (killed on another host) is replaced after this.
 LEASE_SECONDS: Final = 45.0
+#: Tasks waiting their turn re-read the ledger this often for room other processes made.
+QUEUE_RECHECK_SECONDS: Final = 1.5
 #: Provider request ids kept per task (the submit's first, then the latest polls').
 REQUEST_IDS_KEPT: Final = 8
 
@@ -75,6 +77,7 @@ class Context:
     first_poll: float = FIRST_POLL_SECONDS
     heartbeat: float = HEARTBEAT_SECONDS
     lease_seconds: float = LEASE_SECONDS
+    queue_recheck: float = QUEUE_RECHECK_SECONDS
     #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
     conform: Conform | None = None
 

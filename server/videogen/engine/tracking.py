@@ -3,7 +3,9 @@
 on the task's watcher with their own budget and get the task as it stands when it ends, so a
 caller that is cancelled or runs out of time abandons nothing.
 
-On start the tracker resumes every unfinished task of this origin. A ``submitting`` row found
+A ``waiting`` task's watcher first waits for its turn in the queue and sends it (``Sender``,
+the submitter). On start the tracker resumes every unfinished task of this origin, waiting ones
+included (they take their turn again). A ``submitting`` row found
 then means a process died between writing the row and reading the provider's answer: the task
 becomes ``unknown`` (it may or may not be billed) and is never resent.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -26,10 +29,11 @@ from .finishing import Finisher
 from .leases import Leases
 from .origins import foreign
 from .polling import Poller
+from .queue import Queue
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("submitting", "queued", "running", "ready")
+ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("waiting", "submitting", "queued", "running", "ready")
 
 BUSY_ELSEWHERE_NOTE = (
     "Another process is saving this task right now, so its folder was not changed; if that "
@@ -37,13 +41,26 @@ BUSY_ELSEWHERE_NOTE = (
 )
 
 
+class Sender(Protocol):
+    """Sends a waiting task when its turn comes (``Submitter``)."""
+
+    async def send_waiting(self, task: Task) -> Task: ...
+
+
 class Tracker:
     """Starts, runs and waits on the tasks' watchers."""
 
     def __init__(
-        self, ctx: Context, book: TaskBook, leases: Leases, poller: Poller, finisher: Finisher
+        self,
+        ctx: Context,
+        book: TaskBook,
+        leases: Leases,
+        poller: Poller,
+        finisher: Finisher,
+        queue: Queue,
     ) -> None:
         self._ctx = ctx
+        self._queue = queue
         self._book = book
         self._leases = leases
         self._poller = poller
@@ -51,6 +68,8 @@ class Tracker:
         self._group: TaskGroup | None = None
         #: Tasks whose submit this engine has in flight, set when the answer is recorded.
         self.sending: dict[str, anyio.Event] = {}
+        #: Sends waiting tasks (set by the facade: the submitter is built after the tracker).
+        self.sender: Sender | None = None
 
     def attach(self, group: TaskGroup, *, resume: bool) -> int:
         """Run watchers in ``group``; with ``resume``, pick up every unfinished task submitted
@@ -95,6 +114,7 @@ class Tracker:
         return self._book.get(task.id)
 
     def _progress(self, task: Task) -> Progress:
+        task = self._queue.placed(task.model_copy())
         return Progress(
             task_id=task.id,
             status=task.status,
@@ -149,6 +169,9 @@ class Tracker:
             task = self._book.refresh(task_id)
             if task.status == "submitting":  # its answer could not be recorded
                 task = self._book.update(task, "unknown", error=uncertain(task))
+        if task.status == "waiting":
+            assert self.sender is not None, "the facade sets the sender"
+            task = await self.sender.send_waiting(task)
         if task.status == "submitting":
             task = await self._orphaned(task)
         if task.status in ("queued", "running"):
