@@ -29,6 +29,11 @@ gives its -wal and -shm files the ledger's mode): it holds prompts, local paths 
 Every SQLite or file-system failure becomes a ``LedgerError`` that names the data dir, what is
 wrong (damaged, read-only, full, busy) and the fix.
 
+**The queue** (``engine.queue``): each task's ``bucket`` column (``Task.bucket``) and the
+``concurrency_limits`` table (limits learned from providers' concurrency refusals) back
+``take_turn``, the one atomic step that moves a ``waiting`` task to ``submitting`` within its
+bucket's limit, in order. Those methods are grouped, their SQL in module constants, plain SQL.
+
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version ``n`` to
 ``n + 1``. Never edit a released migration: append one. Rows are read one at a time: a row this
 version cannot read (a status, mode or value a newer videogen wrote) is skipped with a warning
