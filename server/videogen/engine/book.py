@@ -30,6 +30,10 @@ class Watcher:
     next_poll: float | None = None
     #: A new output folder asked for while the watcher runs (a 1-tuple: the folder may be None).
     retarget: tuple[str | None] | None = None
+    #: True while nothing but this process can have written files for the task: it recorded
+    #: the task itself and has held its lease since. A killed run's leftovers belong to a
+    #: resumed task (``fresh`` False), so only those sweep the folder before saving.
+    fresh: bool = False
 
     def _wake(self, task: Task) -> None:
         self.task = task
@@ -137,9 +141,9 @@ class TaskBook:
     def watcher(self, task_id: str) -> Watcher | None:
         return self._watchers.get(task_id)
 
-    def open(self, task: Task) -> Watcher:
+    def open(self, task: Task, *, fresh: bool = False) -> Watcher:
         """A new watcher for ``task`` (the caller starts its loop)."""
-        watcher = self._watchers[task.id] = Watcher(task)
+        watcher = self._watchers[task.id] = Watcher(task, fresh=fresh)
         return watcher
 
     def close(self, watcher: Watcher) -> None:

@@ -85,7 +85,8 @@ class Finisher:
         from videogen.download import download
 
         filename = safe_filename(task.request.prompt, task.id, task.request.filename)
-        dest_dir, adopted = await anyio.to_thread.run_sync(self._make_room, task, filename)
+        fresh, watcher.fresh = watcher.fresh, False  # a retry tidies what this attempt left
+        dest_dir, adopted = await anyio.to_thread.run_sync(self._make_room, task, filename, fresh)
         if adopted is not None:
             return adopted
         provider = self._ctx.providers(task.provider)
@@ -108,10 +109,14 @@ class Finisher:
             refresh=refresh,
         )
 
-    def _make_room(self, task: Task, filename: str) -> tuple[Path, Path | None]:
+    def _make_room(self, task: Task, filename: str, fresh: bool) -> tuple[Path, Path | None]:
         """The destination folder, tidied of what a killed run left for this task, and the
-        file such a run saved but did not record (to adopt instead of downloading again)."""
+        file such a run saved but did not record (to adopt instead of downloading again).
+        A ``fresh`` task (recorded by this process, leased since) has no such run: nothing is
+        listed, so a save costs the same whatever the folder holds."""
         dest_dir = self._destination(task)
+        if fresh:
+            return dest_dir, None
         unique = task.id in filename
         # Under the lease nobody else saves this task: what a killed run left can go. A name
         # not unique to the task (a requested filename) is swept only when long untouched.

@@ -148,7 +148,7 @@ class Submitter:
             moved = self._queue.try_turn(task)
             if moved is None:  # not its turn: its watcher sends it when it is
                 self._waiting[task.id] = prepared
-                self._tracker.watch(task)
+                self._tracker.watch(task, fresh=True)
                 return task
             task = moved
         sent = self._tracker.sending[task.id] = anyio.Event()
@@ -159,7 +159,7 @@ class Submitter:
                 task = await self._send(task, prepared, budget)
                 if task.status == "waiting":  # refused for concurrency: its watcher sends it
                     self._waiting[task.id] = prepared
-                watched = not task.terminal and self._tracker.watch(task) is not None
+                watched = not task.terminal and self._tracker.watch(task, fresh=True) is not None
         finally:
             del self._tracker.sending[task.id]
             sent.set()

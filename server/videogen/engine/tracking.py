@@ -84,8 +84,9 @@ class Tracker:
             self.watch(task)
         return len(tasks)
 
-    def watch(self, task: Task) -> Watcher | None:
-        """The task's watcher, started if needed; None for a task that is done or foreign."""
+    def watch(self, task: Task, *, fresh: bool = False) -> Watcher | None:
+        """The task's watcher, started if needed; None for a task that is done or foreign.
+        ``fresh``: this process recorded the task and has held its lease since."""
         existing = self._book.watcher(task.id)
         if existing is not None:
             return existing
@@ -93,7 +94,7 @@ class Tracker:
             return None
         if self._group is None:
             raise RuntimeError("Engine.attach(task_group) was not called (use app.open_app)")
-        watcher = self._book.open(task)
+        watcher = self._book.open(task, fresh=fresh)
         self._group.start_soon(self._follow, watcher, name=f"watch {task.id}")
         return watcher
 
