@@ -66,7 +66,7 @@ from videogen.catalog import JimengMode
 from videogen.config import Settings
 from videogen.engine import Engine
 from videogen.engine.context import FIRST_POLL_SECONDS
-from videogen.ledger import Ledger
+from videogen.ledger import open_ledger
 from videogen.models import GenerationRequest
 from videogen.providers.base import PreparedInputs, Provider, TaskRef
 from videogen.sandbox import RunningSandbox, SandboxOptions, serve
@@ -154,7 +154,7 @@ class Bench:
             }
             settings = Settings.from_env(env)
             clients = ProviderClients(settings)
-            ledger = Ledger.in_dir(settings.data_dir)
+            ledger = open_ledger(settings)
             engine = Engine(
                 settings,
                 ledger,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from videogen.config import SANDBOX_NOTICE, Settings, default_output_dir
 from videogen.errors import ConfigError, CredentialsError
+from videogen.ledger import open_ledger
 
 
 def test_no_credentials_means_the_sandbox_and_seed_defaults() -> None:
@@ -104,3 +107,43 @@ def test_a_guessable_http_token_is_refused_with_how_to_make_a_good_one(tokens: s
 def test_a_long_http_token_is_accepted() -> None:
     token = "k" * 32
     assert Settings.from_env({"VIDEOGEN_HTTP_TOKEN": f" {token} ,"}).http_tokens == (token,)
+
+
+def test_a_database_url_chooses_postgresql_and_stays_out_of_the_repr() -> None:
+    url = "postgresql://team:s3cret-db-password@db.internal:5432/videogen"
+    settings = Settings.from_env({"HOME": "/home/u", "VIDEOGEN_DATABASE_URL": url})
+    assert settings.database_url == url
+    assert "s3cret-db-password" not in repr(settings)
+    assert Settings.from_env({"HOME": "/home/u"}).database_url is None
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"HOME": "/h", "VIDEOGEN_DATABASE_URL": "mysql://u:hunter2hunter2@h/db"})
+    assert "VIDEOGEN_DATABASE_URL" in refused.value.message
+    assert "postgresql://user:password@host:5432/dbname" in refused.value.message
+    assert "hunter2" not in refused.value.message
+
+
+def test_without_psycopg_a_database_url_names_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if psycopg were not installed (a module set to None cannot be imported)."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.delitem(sys.modules, "videogen.ledger.postgres", raising=False)
+    settings = Settings.from_env(
+        {"HOME": str(tmp_path), "VIDEOGEN_DATABASE_URL": "postgresql://u@127.0.0.1:1/db"}
+    )
+    with pytest.raises(ConfigError) as refused:
+        open_ledger(settings)
+    assert "psycopg is not installed" in refused.value.message
+    assert "uv tool install 'jimeng-videogen-mcp[postgres]'" in refused.value.message
+
+
+def test_the_embedded_default_never_imports_psycopg(tmp_path: Path) -> None:
+    """Start-up stays as fast as before: the SQLite ledger opens without the PostgreSQL driver."""
+    code = (
+        "import sys; from videogen.config import Settings; from videogen.ledger import "
+        f"open_ledger; open_ledger(Settings.from_env({{'HOME': {str(tmp_path)!r}}})).close(); "
+        "import videogen.app, videogen.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith('psycopg')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -7,9 +7,11 @@ sandbox when ``settings.sandbox`` (and points every provider at it) with its sta
 ledger, builds one ``httpx2.AsyncClient`` per provider lazily on first use (start-up stays fast:
 no adapter module is imported until a provider is needed), and owns the task group the engine's
 watchers run in.
-With ``track`` the engine resumes every unfinished task in the ledger at start. On exit the
-watchers are cancelled (their tasks stay in the ledger, resumed by the next start), then the
-clients, the ledger and the sandbox are closed.
+With ``track`` the engine resumes every unfinished task in the ledger at start, and takes over
+those another process stopped working on while it runs. On exit the watchers are cancelled (their
+tasks stay in the ledger), every lease the engine holds is handed back (another process, or the
+next start, takes the tasks over at once), then the clients, the ledger and the sandbox are
+closed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import anyio
 from videogen.catalog import ProviderName
 from videogen.config import Settings
 from videogen.engine import Engine
-from videogen.ledger import Ledger
+from videogen.errors import ConfigError
+from videogen.ledger import Ledger, open_ledger, private_dir
 
 if TYPE_CHECKING:
     import httpx2
@@ -88,11 +91,13 @@ async def open_app(
 ) -> AsyncIterator[App]:
     """The engine, ledger and (when ``settings.sandbox``) the sandbox, for one run or server."""
     async with AsyncExitStack() as stack:
-        # The ledger first: it creates the data dir (private) the sandbox keeps its state in.
-        ledger = Ledger.in_dir(settings.data_dir)
+        # The ledger first: the SQLite one creates the data dir (private) the sandbox keeps its
+        # state in.
+        ledger = open_ledger(settings)
         stack.callback(ledger.close)
         sandbox: RunningSandbox | None = None
         if settings.sandbox:
+            _private_data_dir(settings)
             from videogen.sandbox import SandboxOptions, serve
 
             options = sandbox_options or SandboxOptions(job_seconds=settings.sandbox_job_seconds)
@@ -104,9 +109,22 @@ async def open_app(
         clients = ProviderClients(settings)
         stack.push_async_callback(clients.aclose)
         engine = Engine(settings, ledger, providers=clients.provider, clients=clients.client)
+        stack.callback(engine.hand_back)  # after the watchers, before the ledger closes
         async with anyio.create_task_group() as group:
             resumed = engine.attach(group, resume=track)
             try:
                 yield App(settings, engine, ledger, settings.notice, sandbox, resumed)
             finally:
                 group.cancel_scope.cancel()
+
+
+def _private_data_dir(settings: Settings) -> None:
+    """The data dir, private, for the sandbox's state (already made by a SQLite ledger; a
+    PostgreSQL one leaves it to us)."""
+    try:
+        private_dir(settings.data_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"The data dir {settings.data_dir} cannot be created ({exc.strerror or exc}): set "
+            "VIDEOGEN_DATA_DIR to a folder this user can write."
+        ) from exc

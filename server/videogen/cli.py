@@ -397,14 +397,13 @@ def usage(
     json: Json = False,
 ) -> int:
     """Show what was billed by UTC day, provider, mode and owner."""
-    from videogen.ledger import LEDGER_FILENAME, Ledger
+    from videogen.ledger import ledger_exists, open_ledger
     from videogen.spending import ledger_usage, render_usage
 
     if not 1 <= days <= 3660:
         raise InputError("--days must be between 1 and 3660.")
     settings = load_settings()
-    exists = (settings.data_dir / LEDGER_FILENAME).is_file()
-    ledger = Ledger.in_dir(settings.data_dir) if exists else None
+    ledger = open_ledger(settings) if ledger_exists(settings) else None
     try:
         report = ledger_usage(ledger, settings.spending, now=time.time(), days=days,
                               sandbox=settings.sandbox)  # fmt: skip
@@ -699,11 +698,11 @@ class ProgressLine:
 def read_tasks(settings: Settings, limit: int) -> list[Task]:
     """The newest tasks, read from the ledger alone: listing starts no sandbox, no HTTP client
     and no engine (none of which it needs, and any of which could fail)."""
-    from videogen.ledger import LEDGER_FILENAME, Ledger
+    from videogen.ledger import ledger_exists, open_ledger
 
-    if not (settings.data_dir / LEDGER_FILENAME).is_file():
+    if not ledger_exists(settings):
         return []  # nothing was ever submitted here: do not create a ledger just to say so
-    ledger = Ledger.in_dir(settings.data_dir)
+    ledger = open_ledger(settings)
     try:
         return ledger.recent(limit=limit)
     finally:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, get_args
+from urllib.parse import unquote, urlsplit
 
 from videogen.catalog import PROVIDERS, ProviderName
 from videogen.errors import ConfigError, CredentialsError, remember_secrets
@@ -23,6 +24,9 @@ SANDBOX_NOTICE: Final = "sandbox: offline preview, no credentials configured"
 #: Shortest accepted ``VIDEOGEN_HTTP_TOKEN`` (each token): a bearer token is a password that
 #: anyone who reaches the port may guess, so it must be long and random.
 HTTP_TOKEN_MIN_CHARS: Final = 32
+#: A task's lease runs this long past its holder's last renewal (``VIDEOGEN_LEASE_SECONDS``): a
+#: holder that vanished without releasing it (killed, or on another host) is replaced after this.
+LEASE_SECONDS: Final = 45.0
 
 #: Each provider's credential variables, for messages that name the fix.
 CREDENTIAL_VARIABLES: Final[dict[ProviderName, tuple[str, ...]]] = {
@@ -53,6 +57,9 @@ VARIABLES: Final[dict[str, str]] = {
     "VIDEOGEN_OUTPUT_DIR": "where videos are saved (default ~/Videos/videogen; ~/Movies/videogen "
     "on macOS)",
     "VIDEOGEN_DATA_DIR": "where the task ledger lives (default ~/.local/state/videogen)",
+    "VIDEOGEN_DATABASE_URL": "postgresql://user:password@host:5432/dbname: keep the task ledger "
+    "in PostgreSQL, shared by replicas (needs the postgres extra; default: none, a SQLite file in "
+    "VIDEOGEN_DATA_DIR)",
     "VIDEOGEN_WAIT_SECONDS": "how long one MCP tool call waits before answering (default 45)",
     "VIDEOGEN_DEDUPE_SECONDS": "window in which an identical request returns the first task "
     "(default 600)",
@@ -64,6 +71,8 @@ VARIABLES: Final[dict[str, str]] = {
     "commas or the path separator, : (; on Windows) (default none: HTTP clients pass URLs or "
     "data URLs)",
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
+    "VIDEOGEN_LEASE_SECONDS": "how long a task stays with a process that stopped renewing it "
+    "before another process (a replica) takes it over (default 45)",
 }
 
 # -- spending limits (README "Spending limits"; the rules are in videogen.spending) -------------
@@ -155,11 +164,16 @@ class Settings:
     #: True in a server for clients over HTTP: they are not on this machine, so their local
     #: paths are read only inside ``input_dirs``. The CLI and stdio read any path.
     remote_clients: bool = False
+    #: How long a task's lease outlives its holder's last renewal (``VIDEOGEN_LEASE_SECONDS``).
+    lease_seconds: float = LEASE_SECONDS
     #: Spending limits and prices (``VIDEOGEN_LIMIT_*``, ``VIDEOGEN_PRICES``); none by default.
     spending: Policy = field(default_factory=Policy)
     #: Most tasks of one account and mode at each provider at once (``VIDEOGEN_MAX_CONCURRENT*``);
     #: a provider missing here has no configured limit (see ``engine.queue``).
     max_concurrent: tuple[tuple[ProviderName, int], ...] = ()
+    #: ``VIDEOGEN_DATABASE_URL``: the PostgreSQL ledger's URL (it may hold a password), or None
+    #: for the SQLite file in ``data_dir``.
+    database_url: str | None = field(default=None, repr=False)
 
     @property
     def notice(self) -> str | None:
@@ -249,8 +263,10 @@ class Settings:
             log_level=read.choice("VIDEOGEN_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
             or "WARNING",
             input_dirs=read.folders("VIDEOGEN_INPUT_DIRS"),
+            lease_seconds=read.number("VIDEOGEN_LEASE_SECONDS", LEASE_SECONDS, 1.0, 3600.0),
             spending=_spending(read),
             max_concurrent=_max_concurrent(read),
+            database_url=read.database_url("VIDEOGEN_DATABASE_URL"),
         )
 
 
@@ -344,6 +360,21 @@ class _Reader:
                 'print(secrets.token_urlsafe(32))"'
             )
         return tokens
+
+    def database_url(self, name: str) -> str | None:
+        """A ``postgresql://`` URL; its password is scrubbed from every message from now on."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parts = urlsplit(raw)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ConfigError(
+                f"{name} is not a PostgreSQL URL: give it as "
+                "postgresql://user:password@host:5432/dbname, or unset it to keep the ledger in "
+                "VIDEOGEN_DATA_DIR."
+            )
+        remember_secrets([parts.password, unquote(parts.password or "")])
+        return raw
 
     def flag(self, name: str) -> bool:
         raw = (self.text(name) or "0").lower()

@@ -56,6 +56,7 @@ from videogen.mcp_http import (
     plan_http,
 )
 from videogen.mcp_http import caller as _owner
+from videogen.mcp_serving import HEALTH_PATH, DrainingServer, Replica, uvicorn_config
 from videogen.mcp_session import HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, LazyApp, ProgressReporter
 from videogen.mcp_tasks import TasksExtension
 from videogen.mcp_tools import VIDEO_RESOURCE_MAX_BYTES, register_resources, register_tools
@@ -170,6 +171,7 @@ def create_server(
     http_tokens: Sequence[str] = (),
     warm_up_after: float | None = DEFAULT_WARM_UP_SECONDS,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    replica: Replica | None = None,
 ) -> MCPServer[LazyApp]:
     """Build the server. ``settings`` default to ``Settings.from_env()``, read in the lifespan.
 
@@ -177,7 +179,8 @@ def create_server(
     clients skip it). ``warm_up_after`` starts the engine that many seconds after the server
     starts (None: only on the first call that needs it). ``heartbeat_seconds`` is the longest
     silence between progress notifications during a wait (at most 10 s for hosts that reset
-    their timeout on progress).
+    their timeout on progress). ``replica`` (HTTP) is told of the app, for its health route and
+    its graceful stop.
     """
 
     @asynccontextmanager
@@ -185,6 +188,8 @@ def create_server(
         resolved = settings if settings is not None else Settings.from_env()
         async with anyio.create_task_group() as group:
             lazy = LazyApp(resolved, group, sandbox_options, heartbeat_seconds)
+            if replica is not None:
+                replica.serve(lazy)
             if warm_up_after is not None:
                 group.start_soon(lazy.warm_up, warm_up_after)
             try:
@@ -216,18 +221,24 @@ def create_server(
     return server
 
 
-def http_app(plan: HttpPlan, settings: Settings, **server_options: Any) -> Starlette:
-    """The streamable-HTTP ASGI app (SSE responses, so progress notifications flow).
+def http_app(
+    plan: HttpPlan, settings: Settings, replica: Replica | None = None, **server_options: Any
+) -> Starlette:
+    """The streamable-HTTP ASGI app: stateless (any replica answers any request; see
+    ``mcp_serving``), SSE responses (so progress notifications flow), and ``GET /healthz``.
 
     Its clients are not on this machine: their local image paths are read only inside
     ``settings.input_dirs`` (none by default).
     """
     settings = replace(settings, remote_clients=True)
-    server = create_server(settings, http_tokens=plan.tokens, **server_options)
+    replica = replica or Replica()
+    server = create_server(settings, http_tokens=plan.tokens, replica=replica, **server_options)
+    server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)(replica.health)
     return server.streamable_http_app(
         host=plan.host,
         transport_security=plan.security,
         max_request_body_size=HTTP_MAX_BODY_BYTES,
+        stateless_http=True,
     )
 
 
@@ -237,15 +248,13 @@ async def serve_http_async(
     listener: socket.socket | None = None,
     **server_options: Any,
 ) -> None:
-    """Serve ``plan`` on ``listener`` (default: a socket bound by ``bind_listener``)."""
-    import uvicorn
-
+    """Serve ``plan`` on ``listener`` (default: a socket bound by ``bind_listener``) until
+    SIGTERM or SIGINT, then stop gracefully (``mcp_serving``)."""
     listener = listener or bind_listener(plan.host, plan.port)
-    app = http_app(plan, settings, **server_options)
-    config = uvicorn.Config(
-        app, host=plan.host, port=plan.port, log_level=settings.log_level.lower(), lifespan="on"
-    )
-    await uvicorn.Server(config).serve(sockets=[listener])
+    replica = Replica()
+    app = http_app(plan, settings, replica, **server_options)
+    config = uvicorn_config(app, plan.host, plan.port, settings.log_level)
+    await DrainingServer(config, replica).serve(sockets=[listener])
 
 
 def serve(
@@ -255,7 +264,7 @@ def serve(
     port: int = DEFAULT_HTTP_PORT,
     settings: Settings | None = None,
 ) -> None:
-    """Serve until the client closes (stdio) or until interrupted (HTTP).
+    """Serve until the client closes (stdio) or until SIGTERM/SIGINT (HTTP: a graceful stop).
 
     Raises ``ConfigError`` for a bad setting, and for HTTP bound off loopback without
     ``VIDEOGEN_HTTP_TOKEN``, and ``InputError`` for a host or port that cannot be bound —

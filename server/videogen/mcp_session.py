@@ -67,6 +67,8 @@ class LazyApp:
         self._sandbox_options = sandbox_options
         self._start: _Start | None = None
         self._closing = anyio.Event()
+        #: Set by ``stop_waiting``: the server is stopping.
+        self._stopping = False
         #: The pending warm-up, cancelled by ``close`` (a client that left needs no engine).
         self._warm_up = anyio.CancelScope()
 
@@ -93,6 +95,14 @@ class LazyApp:
         if self._warm_up.cancelled_caught:
             logger.info("engine warm-up cancelled: the server is closing")
 
+    def stop_waiting(self) -> None:
+        """The server is stopping: every tool call waiting on a task answers now with the task
+        as it stands, and later ones do not wait (``Engine.stop_waiting``)."""
+        self._stopping = True
+        start = self._start
+        if start is not None and start.app is not None:
+            start.app.engine.stop_waiting()
+
     def close(self) -> None:
         self._closing.set()
         self._warm_up.cancel()
@@ -102,6 +112,8 @@ class LazyApp:
             from videogen.app import open_app
 
             async with open_app(self.settings, sandbox_options=self._sandbox_options) as app:
+                if self._stopping:
+                    app.engine.stop_waiting()
                 start.app = app
                 start.ready.set()
                 await self._closing.wait()

@@ -20,8 +20,8 @@ before: it counts as its provider clip too.
 spend limit set, a provider and mode without a price is refused before sending.
 
 **Atomic.** ``Guard`` runs inside the ledger transaction that records the task
-(``Ledger.record_new`` / ``Ledger.insert``, ``BEGIN IMMEDIATE``): requests racing from any
-number of processes on one data dir are checked one after the other, so none overshoots.
+(``Ledger.record_new`` / ``Ledger.insert``): requests racing from any number of processes on
+one ledger are checked one after the other, so none overshoots.
 """
 
 from __future__ import annotations
@@ -44,8 +44,15 @@ if TYPE_CHECKING:
 Period = Literal["day", "month"]
 Measure = Literal["videos", "seconds", "spend"]
 
-#: SQL condition on a ``tasks`` row: the task is billed (see the module docstring).
-BILLED_WHERE: Final = "NOT (status = 'failed' AND json_extract(data, '$.provider_task_id') IS NULL)"
+
+def billed_where(provider_task_id: str) -> str:
+    """SQL condition on a ``tasks`` row: the task is billed (see the module docstring).
+    ``provider_task_id`` is the ledger backend's expression for the stored task's field."""
+    return f"NOT (status = 'failed' AND {provider_task_id} IS NULL)"
+
+
+#: ``billed_where`` for the SQLite ledger.
+BILLED_WHERE: Final = billed_where("json_extract(data, '$.provider_task_id')")
 
 _UNITS: Final[dict[Measure, str]] = {"videos": "videos", "seconds": "s", "spend": "spend"}
 _WHEN: Final[dict[Period, str]] = {"day": "today", "month": "this month"}

@@ -17,10 +17,11 @@ import anyio
 import httpx2
 import pytest
 
+from videogen.config import Settings
 from videogen.engine import Engine
 from videogen.files import safe_filename, sweep_temporaries
 from videogen.ledger import Lease, Ledger
-from videogen.models import GenerationRequest, Task
+from videogen.models import GenerationRequest, Task, TaskError
 from videogen.providers.base import PollResult, PreparedInputs, Submitted
 
 from .conftest import (
@@ -168,6 +169,88 @@ async def test_leases_are_renewed_while_working_and_released_after(tmp_path: Pat
         done = await engine.check(task.id, wait_seconds=20)
         assert done.status == "failed"
         assert engine.ledger.lease(task.id) == Lease(None, None)
+
+
+# -- replicas: taking over while running, stopping gracefully (issue 19) -------------------------
+
+
+async def test_a_running_engine_takes_over_a_task_whose_lease_ran_out_without_being_asked(
+    tmp_path: Path,
+) -> None:
+    """The holder (on another host, so only expiry tells) stopped renewing: a running engine
+    that was never asked about the task finishes it within a lease length and a round."""
+    downloads: list[str] = []
+    settings = make_settings(tmp_path)
+    async with running_engine(
+        settings, finished(), counting_cdn(downloads), lease_seconds=0.4
+    ) as engine:
+        task = leased_ready_task(tmp_path, "another-host:1:cafecafe", until=time.time() + 0.3)
+        with anyio.fail_after(10):
+            # The takeover happens in the engine's own rounds: nothing to wait on but the ledger.
+            while engine.ledger.get(task.id).status != "completed":  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        assert await anyio.Path(engine.ledger.get(task.id).local_path or "").is_file()
+    assert len(downloads) == 1
+
+
+async def test_a_live_holders_task_and_a_failed_save_are_not_taken_over(tmp_path: Path) -> None:
+    """Due means nobody works on it: a renewed lease is left alone, and so is a video whose save
+    failed and stopped (a check retries that one)."""
+    settings = make_settings(tmp_path)
+    held = leased_ready_task(tmp_path, "another-host:1:cafecafe", until=time.time() + 3600)
+    ledger = Ledger.in_dir(tmp_path / "data")
+    failed = held.model_copy(update={"id": "vg_0000000000bb", "error": TaskError(
+        kind="download", message="the disk is full")})  # fmt: skip
+    ledger.insert(failed)
+    ledger.close()
+    provider = finished()
+    async with running_engine(settings, provider, lease_seconds=0.4, resume=False) as engine:
+        origins = [ORIGIN]
+        assert engine._tracker.take_over_due(origins) == 0
+        assert engine.ledger.lease(held.id).holder == "another-host:1:cafecafe"
+        assert engine.ledger.lease(failed.id).holder == engine.holder  # left to run out
+        assert engine.watching == 0 and provider.polls == 0
+
+
+async def test_stop_waiting_answers_every_waiting_caller_at_once_with_the_pending_task(
+    tmp_path: Path,
+) -> None:
+    provider = ScriptedProvider(script=[PollResult(status="running", raw_status="generating")])
+    async with running_engine(make_settings(tmp_path), provider) as engine:
+        answers: list[Task] = []
+
+        async def generate() -> None:
+            answers.append(await engine.generate(t2v(), wait_seconds=60))
+
+        with anyio.fail_after(2):
+            async with anyio.create_task_group() as group:
+                group.start_soon(generate)
+                await anyio.wait_all_tasks_blocked()  # submitted, and waiting
+                engine.stop_waiting()
+        (answer,) = answers
+        assert answer.status in ("queued", "running")
+        with anyio.fail_after(2):
+            again = await engine.check(answer.id, wait_seconds=60)
+        assert again.id == answer.id and not again.terminal
+
+
+async def test_an_app_that_stops_hands_its_leases_back(tmp_path: Path) -> None:
+    """Leaving ``open_app`` cancels the watchers and releases every lease the engine held, so
+    another process takes the tasks over at once instead of after the lease runs out."""
+    from videogen.app import open_app
+    from videogen.sandbox import SandboxOptions
+
+    settings = Settings.from_env({"HOME": str(tmp_path), "VIDEOGEN_DATA_DIR": str(
+        tmp_path / "data"), "VIDEOGEN_OUTPUT_DIR": str(tmp_path / "out")})  # fmt: skip
+    async with open_app(settings, sandbox_options=SandboxOptions(job_seconds=60)) as app:
+        task = await app.engine.generate(t2v(), wait_seconds=0)
+        assert app.ledger.lease(task.id).holder == app.engine.holder
+    ledger = Ledger.in_dir(tmp_path / "data")
+    try:
+        assert ledger.lease(task.id) == Lease(None, None)
+        assert not ledger.get(task.id).terminal
+    finally:
+        ledger.close()
 
 
 # -- nobody waits for a submit in flight in its own process (issue 14 item 4) -------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from videogen import ledger as ledger_module
@@ -27,6 +28,9 @@ from videogen.ledger import (
     holder_is_dead,
     new_holder,
 )
+from videogen.ledger import postgres as postgres_ledger
+from videogen.ledger import sqlite as sqlite_ledger
+from videogen.ledger.postgres import PostgresLedger
 from videogen.models import GenerationRequest, Task, TaskStatus, abbreviate_data_url
 
 
@@ -43,11 +47,6 @@ def make_task(
     return Task(
         id=task_id, request=request, status=status, created_at=now, updated_at=now, owner=owner
     )
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger.in_dir(tmp_path)
 
 
 def test_a_saved_task_reads_back_equal(ledger: Ledger) -> None:
@@ -107,12 +106,15 @@ def test_find_duplicate_respects_window_owner_and_excluded_states(ledger: Ledger
     assert ledger.find_duplicate(other, owner=None, since=0.0) is None
 
 
-def test_the_schema_is_versioned_and_reopening_keeps_the_data(tmp_path: Path) -> None:
-    first = Ledger.in_dir(tmp_path)
+def test_the_schema_is_versioned_and_reopening_keeps_the_data(
+    open_ledger_here: Callable[[], Ledger], ledger_backend: str
+) -> None:
+    first = open_ledger_here()
     first.insert(make_task("vg_1"))
     first.close()
-    again = Ledger.in_dir(tmp_path)
-    assert again.schema_version == SCHEMA_VERSION
+    again = open_ledger_here()
+    known = SCHEMA_VERSION if ledger_backend == "sqlite" else postgres_ledger.SCHEMA_VERSION
+    assert again.schema_version == known
     assert again.get("vg_1").id == "vg_1"
 
 
@@ -131,14 +133,17 @@ def test_an_unusable_data_directory_is_a_config_error(tmp_path: Path) -> None:
         Ledger.in_dir(blocker / "data")
 
 
-def test_the_ledger_is_in_wal_mode(ledger: Ledger) -> None:
+def test_the_ledger_is_in_wal_mode(tmp_path: Path) -> None:
+    ledger = Ledger.in_dir(tmp_path)
     with sqlite3.connect(ledger.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_two_processes_worth_of_connections_read_and_write_at_once(tmp_path: Path) -> None:
-    """A CLI and a server sharing one file: writes from both land, no 'database is locked'."""
-    server, cli = Ledger.in_dir(tmp_path), Ledger.in_dir(tmp_path)
+def test_two_processes_worth_of_connections_read_and_write_at_once(
+    open_ledger_here: Callable[[], Ledger],
+) -> None:
+    """A CLI and a server sharing one store: writes from both land, no 'database is locked'."""
+    server, cli = open_ledger_here(), open_ledger_here()
     errors: list[BaseException] = []
 
     def write(ledger: Ledger, prefix: str) -> None:
@@ -161,11 +166,12 @@ def test_two_processes_worth_of_connections_read_and_write_at_once(tmp_path: Pat
 
 
 def test_a_ledger_write_is_one_statement_and_fast_enough_for_the_event_loop(
-    ledger: Ledger,
+    tmp_path: Path,
 ) -> None:
     """The engine calls the ledger inline. A save is one short statement (counted, which load
     cannot disturb), and the median of many timed batches stays far under a blocking write (an
     fsync per save on a real disk is several milliseconds; a typical save is ~0.05 ms)."""
+    ledger = Ledger.in_dir(tmp_path)
     task = make_task("vg_1")
     ledger.insert(task)
     statements: list[str] = []
@@ -278,6 +284,14 @@ def test_saving_a_task_keeps_its_lease_and_renew_extends_only_the_named_ones(
     assert ledger.lease("vg_1") == Lease("a", 50.0)
 
 
+def test_release_all_hands_back_every_lease_of_one_holder(ledger: Ledger) -> None:
+    for name, holder in (("vg_1", "me"), ("vg_2", "me"), ("vg_3", "you")):
+        ledger.insert(make_task(name), lease=Lease(holder, 50.0))
+    assert ledger.release_all("me") == 2
+    assert ledger.lease("vg_1") == ledger.lease("vg_2") == Lease(None, None)
+    assert ledger.lease("vg_3") == Lease("you", 50.0)
+
+
 def test_a_holder_is_dead_only_when_provably_gone(tmp_path: Path) -> None:
     import socket
     import subprocess
@@ -359,12 +373,15 @@ def test_a_ledger_left_world_readable_is_made_private_when_opened(
 def write_raw(ledger: Ledger, task_id: str, change: Callable[[dict[str, Any]], None]) -> None:
     """Store a task as a newer videogen might have written it."""
     ledger.insert(make_task(task_id))
-    with sqlite3.connect(ledger.path) as db:
-        (data,) = db.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        stored = json.loads(data)
-        change(stored)
-        db.execute("UPDATE tasks SET data = ?, status = ? WHERE id = ?",
-                   (json.dumps(stored), stored["status"], task_id))  # fmt: skip
+    stored = json.loads(ledger.get(task_id).model_dump_json())
+    change(stored)
+    values = (json.dumps(stored), stored["status"], task_id)
+    if isinstance(ledger, PostgresLedger):
+        with psycopg.connect(ledger._url) as pg:
+            pg.execute("UPDATE tasks SET data = %s::jsonb, status = %s WHERE id = %s", values)
+    else:
+        with sqlite3.connect(ledger.where) as db:
+            db.execute("UPDATE tasks SET data = ?, status = ? WHERE id = ?", values)
 
 
 def test_unknown_fields_a_newer_version_wrote_are_ignored(ledger: Ledger) -> None:
@@ -446,10 +463,53 @@ def test_a_failed_migration_reports_its_real_cause(
     Ledger.in_dir(tmp_path).close()
     failing = "CREATE TABLE probe (x UNIQUE); INSERT INTO probe VALUES (1); " \
               "INSERT OR ROLLBACK INTO probe VALUES (1)"  # fmt: skip
-    monkeypatch.setattr(ledger_module, "MIGRATIONS", (*ledger_module.MIGRATIONS, failing))
-    monkeypatch.setattr(ledger_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(sqlite_ledger, "MIGRATIONS", (*sqlite_ledger.MIGRATIONS, failing))
+    monkeypatch.setattr(sqlite_ledger, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(VideogenError, match="UNIQUE constraint failed") as raised:
         Ledger.in_dir(tmp_path)
     assert str(tmp_path) in raised.value.message
     with sqlite3.connect(tmp_path / "tasks.sqlite3") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# -- replicas: claiming due work, waiting for changes --------------------------------------------
+
+
+def test_claim_due_leases_free_and_expired_unfinished_tasks_oldest_first(ledger: Ledger) -> None:
+    ledger.insert(make_task("vg_new", status="running", created_at=3.0))
+    ledger.insert(make_task("vg_old", status="queued", created_at=1.0))
+    ledger.insert(make_task("vg_expired", status="running", created_at=2.0), lease=Lease("x", 5.0))
+    ledger.insert(make_task("vg_held", status="running", created_at=0.5), lease=Lease("y", 99.0))
+    ledger.insert(make_task("vg_done", status="completed", created_at=0.1))
+    due = ledger.claim_due("a", until=50.0, now=10.0, statuses=("queued", "running"), limit=10)
+    assert [t.id for t in due] == ["vg_old", "vg_expired", "vg_new"]
+    assert ledger.lease("vg_expired") == Lease("a", 50.0)
+    assert ledger.lease("vg_held") == Lease("y", 99.0)
+    again = ledger.claim_due("b", until=50.0, now=10.0, statuses=("queued", "running"))
+    assert again == []  # all taken: nothing for a second holder
+
+
+def test_claim_due_keeps_to_the_origin_and_the_limit(ledger: Ledger) -> None:
+    for n in range(4):
+        task = make_task(f"vg_{n}", status="queued", created_at=float(n))
+        task.origin = "here" if n % 2 else "elsewhere"
+        ledger.insert(task)
+    due = ledger.claim_due("a", until=9.0, now=1.0, statuses=("queued",), origin="here", limit=1)
+    assert [t.id for t in due] == ["vg_1"]
+    rest = ledger.claim_due("a", until=9.0, now=1.0, statuses=("queued",), origin="here")
+    assert [t.id for t in rest] == ["vg_3"]
+
+
+def test_claim_due_never_leases_a_row_this_version_cannot_read(ledger: Ledger) -> None:
+    write_raw(ledger, "vg_newer", lambda t: t.update(status="paused"))
+    write_raw(ledger, "vg_mode", lambda t: t["request"].update(mode="t2v_4k"))
+    due = ledger.claim_due("a", until=9.0, now=1.0, statuses=("queued", "paused"))  # type: ignore[arg-type]
+    assert due == [] and sorted(due.skipped) == ["vg_mode", "vg_newer"]
+    assert ledger.lease("vg_mode") == ledger.lease("vg_newer") == Lease(None, None)
+
+
+def test_a_change_feed_times_out_when_nothing_changes(ledger: Ledger) -> None:
+    with ledger.changes() as feed:
+        started = time.monotonic()
+        assert feed.wait(0.2) == set()
+    assert time.monotonic() - started >= 0.19

@@ -3,15 +3,12 @@ another process that saves a copy read before the cancel must not erase it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from videogen.ledger import Ledger
 
 from .test_ledger import make_task
 
 
-def test_a_cancel_request_survives_a_save_of_a_copy_read_before_it(tmp_path: Path) -> None:
-    ledger = Ledger.in_dir(tmp_path)
+def test_a_cancel_request_survives_a_save_of_a_copy_read_before_it(ledger: Ledger) -> None:
     ledger.insert(make_task("vg_1"))
     stale = ledger.get("vg_1")  # what a watcher mid-poll holds
     cancelled = ledger.get("vg_1")
@@ -26,8 +23,7 @@ def test_a_cancel_request_survives_a_save_of_a_copy_read_before_it(tmp_path: Pat
     assert ledger.get("vg_1") == kept  # the row still reads back as a valid task
 
 
-def test_tasks_never_cancelled_read_back_unchanged(tmp_path: Path) -> None:
-    ledger = Ledger.in_dir(tmp_path)
+def test_tasks_never_cancelled_read_back_unchanged(ledger: Ledger) -> None:
     task = make_task("vg_1")
     ledger.insert(task)
     task.status = "running"

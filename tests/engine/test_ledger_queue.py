@@ -1,12 +1,11 @@
-"""The ledger's queue steps: a turn is taken atomically, in order, within the bucket's limit."""
+"""The ledger's queue steps: a turn is taken atomically, in order, within the bucket's limit
+(on both backends: the ``ledger`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 from videogen.ledger import Lease, Ledger
 
@@ -24,11 +23,6 @@ def moved(ledger: Ledger, task_id: str, *, limit: int | None) -> bool:
     task = ledger.get(task_id)
     task.status = "submitting"
     return ledger.take_turn(task, limit=limit, learned_since=0, now=NOW)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger.in_dir(tmp_path)
 
 
 def test_turns_go_oldest_first_and_never_past_the_limit(ledger: Ledger) -> None:
@@ -61,22 +55,23 @@ def test_a_learned_limit_applies_under_a_larger_configured_one_until_it_expires(
     assert not moved(ledger, "vg_next", limit=4)
 
 
-def test_racing_ledgers_never_fill_a_bucket_past_its_limit(tmp_path: Path) -> None:
-    """Eight connections (as eight processes would) race for two places: two win."""
-    first = Ledger.in_dir(tmp_path)
+def test_racing_ledgers_never_fill_a_bucket_past_its_limit(
+    open_ledger_here: Callable[[], Ledger],
+) -> None:
+    """Eight ledgers (as eight processes would) race for two places: two win."""
+    first = open_ledger_here()
+    others = [open_ledger_here() for _ in range(8)]
     for n in range(8):
         waiting(first, f"vg_{n}", NOW)
     wins: list[str] = []
     start = threading.Barrier(8)
 
-    def race(task_id: str) -> None:
-        own = Ledger.in_dir(tmp_path)
+    def race(own: Ledger, task_id: str) -> None:
         start.wait()
         if moved(own, task_id, limit=2):
             wins.append(task_id)
-        own.close()
 
-    threads = [threading.Thread(target=race, args=(f"vg_{n}",)) for n in range(8)]
+    threads = [threading.Thread(target=race, args=(o, f"vg_{n}")) for n, o in enumerate(others)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,5 +1,6 @@
 """The account-wide queue against the sandbox over loopback HTTP: at most so many tasks of one
-bucket at the provider, across engines sharing a ledger; the rest wait their turn, visibly."""
+bucket at the provider, across engines sharing a ledger; the rest wait their turn, visibly.
+Every test runs on both ledger backends (SQLite, and a PostgreSQL the tests start)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,25 @@ from videogen.sandbox import LogEntry, SandboxOptions
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture
+def ledger_env(ledger_backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings that choose this run's ledger backend."""
+    if ledger_backend == "sqlite":
+        return {}
+    return {"VIDEOGEN_DATABASE_URL": request.getfixturevalue("postgres_url")}
+
+
 #: Jobs that finish fast, two at a time per key (more answer 50430).
 TWO_AT_A_TIME = SandboxOptions(job_seconds=0.5, faults=("concurrency:2",))
 #: Jobs that outlast a test: the first task holds its place throughout.
 LONG = SandboxOptions(job_seconds=600)
 
 
-def settings_for(home: Path, **env: str) -> Settings:
+def settings_for(home: Path, ledger_env: dict[str, str], **env: str) -> Settings:
     settings = Settings.from_env(
         {
+            **ledger_env,
             "HOME": str(home),
             "VIDEOGEN_OUTPUT_DIR": str(home / "out"),
             "VIDEOGEN_DATA_DIR": str(home / "data"),
@@ -68,9 +79,10 @@ async def generate_all(app: App, prompts: list[str]) -> list[Task]:
 
 async def test_ten_requests_with_a_limit_of_two_all_save_and_never_overfill_the_provider(
     tmp_path: Path,
+    ledger_env: dict[str, str],
 ) -> None:
     """With VIDEOGEN_MAX_CONCURRENT=2 the provider never has more than 2 and never refuses."""
-    settings = settings_for(tmp_path, VIDEOGEN_MAX_CONCURRENT="2")
+    settings = settings_for(tmp_path, ledger_env, VIDEOGEN_MAX_CONCURRENT="2")
     async with open_app(settings, sandbox_options=TWO_AT_A_TIME) as app:
         done = await generate_all(app, [f"boat {n}" for n in range(10)])
         log = submits(app)
@@ -83,10 +95,11 @@ async def test_ten_requests_with_a_limit_of_two_all_save_and_never_overfill_the_
 
 async def test_with_no_limit_set_the_limit_is_learned_from_the_providers_refusals(
     tmp_path: Path,
+    ledger_env: dict[str, str],
 ) -> None:
     """Six at once against a provider taking two: it refuses some (50430), the limit is learned
     as 2, and every task still ends saved with no refusal reaching the caller."""
-    async with open_app(settings_for(tmp_path), sandbox_options=TWO_AT_A_TIME) as app:
+    async with open_app(settings_for(tmp_path, ledger_env), sandbox_options=TWO_AT_A_TIME) as app:
         done = await generate_all(app, [f"kite {n}" for n in range(6)])
         learned = app.ledger.learned_limit(done[0].bucket, since=0)
         log = submits(app)
@@ -98,10 +111,12 @@ async def test_with_no_limit_set_the_limit_is_learned_from_the_providers_refusal
     assert refused and all(t.provider_task_id is not None for t in refused)
 
 
-async def test_two_engines_on_one_data_dir_share_the_limit(tmp_path: Path) -> None:
+async def test_two_engines_on_one_data_dir_share_the_limit(
+    tmp_path: Path, ledger_env: dict[str, str]
+) -> None:
     """Two apps (two engines, two sandboxes sharing their state) take two at a time between
     them: other engines' room is seen by re-reading the ledger."""
-    settings = settings_for(tmp_path, VIDEOGEN_MAX_CONCURRENT="2")
+    settings = settings_for(tmp_path, ledger_env, VIDEOGEN_MAX_CONCURRENT="2")
     done: list[Task] = []
     async with (
         open_app(settings, sandbox_options=TWO_AT_A_TIME) as first,
@@ -122,8 +137,10 @@ async def test_two_engines_on_one_data_dir_share_the_limit(tmp_path: Path) -> No
     assert most_in_flight(log, TWO_AT_A_TIME.job_seconds) <= 2
 
 
-async def test_a_waiting_task_shows_its_place_in_line_everywhere(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, VIDEOGEN_MAX_CONCURRENT_VOLCENGINE="1")
+async def test_a_waiting_task_shows_its_place_in_line_everywhere(
+    tmp_path: Path, ledger_env: dict[str, str]
+) -> None:
+    settings = settings_for(tmp_path, ledger_env, VIDEOGEN_MAX_CONCURRENT_VOLCENGINE="1")
     async with open_app(settings, sandbox_options=LONG) as app:
         first = await app.engine.generate(t2v("first"), wait_seconds=0)
         second = await app.engine.generate(t2v("second"), wait_seconds=0)
@@ -143,8 +160,10 @@ async def test_a_waiting_task_shows_its_place_in_line_everywhere(tmp_path: Path)
     assert status_message(checked) == words
 
 
-async def test_an_identical_request_to_a_waiting_one_returns_that_task(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, VIDEOGEN_MAX_CONCURRENT="1")
+async def test_an_identical_request_to_a_waiting_one_returns_that_task(
+    tmp_path: Path, ledger_env: dict[str, str]
+) -> None:
+    settings = settings_for(tmp_path, ledger_env, VIDEOGEN_MAX_CONCURRENT="1")
     async with open_app(settings, sandbox_options=LONG) as app:
         await app.engine.generate(t2v("first"), wait_seconds=0)
         waiting = await app.engine.generate(t2v("second"), wait_seconds=0)
@@ -156,8 +175,9 @@ async def test_an_identical_request_to_a_waiting_one_returns_that_task(tmp_path:
 
 async def test_cancelling_a_waiting_task_ends_it_at_once_with_nothing_billed(
     tmp_path: Path,
+    ledger_env: dict[str, str],
 ) -> None:
-    settings = settings_for(tmp_path, VIDEOGEN_MAX_CONCURRENT="1")
+    settings = settings_for(tmp_path, ledger_env, VIDEOGEN_MAX_CONCURRENT="1")
     async with open_app(settings, sandbox_options=LONG) as app:
         await app.engine.generate(t2v("first"), wait_seconds=0)
         second = await app.engine.generate(t2v("second"), wait_seconds=0)
@@ -174,8 +194,9 @@ async def test_cancelling_a_waiting_task_ends_it_at_once_with_nothing_billed(
 
 async def test_a_restart_resumes_a_waiting_task_which_still_waits_its_turn(
     tmp_path: Path,
+    ledger_env: dict[str, str],
 ) -> None:
-    settings = settings_for(tmp_path, VIDEOGEN_MAX_CONCURRENT="1")
+    settings = settings_for(tmp_path, ledger_env, VIDEOGEN_MAX_CONCURRENT="1")
     options = SandboxOptions(job_seconds=1.0)
     async with open_app(settings, sandbox_options=options) as first_run:
         first = await first_run.engine.generate(t2v("first"), wait_seconds=0)

@@ -13,7 +13,7 @@ import pytest
 
 from videogen.config import Settings
 from videogen.errors import ConfigError, SpendingLimitReached, SubmitUncertain
-from videogen.ledger import Ledger
+from videogen.ledger import open_ledger
 from videogen.providers.base import PollResult
 from videogen.report import render_markdown, result_of
 from videogen.spending import Limit, Policy, parse_prices
@@ -53,15 +53,19 @@ def videos_per_day(n: float, *, per_owner: bool = False) -> Limit:
 
 
 def test_twenty_requests_from_two_processes_at_once_never_pass_the_daily_video_limit(
-    tmp_path: Path,
+    tmp_path: Path, ledger_backend: str, request: pytest.FixtureRequest
 ) -> None:
-    """Two apps on one data dir, each sending 10 different requests at the same moment, with a
-    limit of 7 videos a day: exactly 7 submits reach the provider, 13 are refused."""
+    """Two apps on one ledger (a data dir, or a database), each sending 10 different requests
+    at the same moment, with a limit of 7 videos a day: exactly 7 submits reach the provider,
+    13 are refused."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     results: Any = context.Queue()
-    Ledger.in_dir(tmp_path / "data").close()
     env = {"VIDEOGEN_LIMIT_VIDEOS_PER_DAY": "7"}
+    if ledger_backend == "postgres":
+        env["VIDEOGEN_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    home = {"HOME": str(tmp_path), "VIDEOGEN_DATA_DIR": str(tmp_path / "data")}
+    open_ledger(Settings.from_env({**home, **env})).close()  # created (migrated) before the race
     workers = [
         context.Process(target=submit_at_once, args=(str(tmp_path), env, 10, barrier, results))
         for _ in range(2)

@@ -127,6 +127,11 @@ class TaskBook:
             watcher._wake(task)
         return task
 
+    def wake_all(self) -> None:
+        """Wake every waiter of every task (they look again at why they wait)."""
+        for watcher in list(self._watchers.values()):
+            watcher._wake(watcher.task)
+
     def _wake(self, task: Task) -> None:
         watcher = self._watchers.get(task.id)
         if watcher is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 from videogen.catalog import ProviderName
-from videogen.config import Settings
+from videogen.config import LEASE_SECONDS, Settings
 from videogen.errors import InputError, ProviderError, SubmitUncertain, VideogenError
 from videogen.models import MediaInfo, Task, TaskError, TaskStatus
 from videogen.providers.base import Provider, TaskRef
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 FIRST_POLL_SECONDS: Final = 1.0
 #: A waiting caller hears from the engine at least this often (MCP progress notifications).
 HEARTBEAT_SECONDS: Final = 5.0
-#: A lease runs this long past its last renewal: a holder that vanished without releasing it
-#: (killed on another host) is replaced after this.
-LEASE_SECONDS: Final = 45.0
 #: Tasks waiting their turn re-read the ledger this often for room other processes made.
 QUEUE_RECHECK_SECONDS: Final = 1.5
 #: Provider request ids kept per task (the submit's first, then the latest polls').

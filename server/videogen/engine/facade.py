@@ -25,7 +25,6 @@ from .book import TaskBook
 from .context import (
     FIRST_POLL_SECONDS,
     HEARTBEAT_SECONDS,
-    LEASE_SECONDS,
     ClientFactory,
     Conform,
     Context,
@@ -72,7 +71,7 @@ class Engine:
         retry_policy: RetryPolicy | None = None,
         first_poll_seconds: float = FIRST_POLL_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         conform: Conform | None = None,
     ) -> None:
         self.settings = settings
@@ -85,7 +84,7 @@ class Engine:
             retry=retry_policy,
             first_poll=first_poll_seconds,
             heartbeat=heartbeat_seconds,
-            lease_seconds=lease_seconds,
+            lease_seconds=settings.lease_seconds if lease_seconds is None else lease_seconds,
             conform=conform,
         )
         book = self._book = TaskBook(ledger, clock)
@@ -119,6 +118,16 @@ class Engine:
     def watching(self) -> int:
         """How many tasks are being polled or finished right now."""
         return self._book.watching
+
+    def stop_waiting(self) -> None:
+        """Graceful shutdown, first step: every caller waiting on a task gets it now as it
+        stands (a pending task to check later), and later waits return at once."""
+        self._tracker.stop_waiting()
+
+    def hand_back(self) -> None:
+        """Graceful shutdown, last step (the watchers are cancelled): release every lease this
+        engine holds, so other processes take its tasks over at once."""
+        self._leases.release_all()
 
     async def wait_idle(self) -> None:
         """Return when no task is being watched (graceful shutdown, tests, benchmarks)."""

@@ -27,14 +27,14 @@ dedupe and the spending guard unchanged) as ``waiting``, and takes its turn in t
 tasks were recorded. Taking a turn is one atomic ledger step (``Ledger.take_turn``: count the
 bucket's occupying tasks, check this task is among the first waiting that fit, move it to
 ``submitting``), so processes racing for a place never overfill a bucket. A waiting task holds
-its place only while its lease is live: a process that stopped does not block the line, and the
-next process to resume or check the task puts it back in line.
+its place only while its lease is live: a process that stopped does not block the line, and a
+running tracker (``claim_due``), a restart or a ``check`` of the task puts it back in line.
 
 **Waking.** The one wait is ``Queue.wait_for_room``: a task of the bucket that stops occupying the
 provider in this process wakes that bucket's waiters here at once (``TaskBook.freed``); a
 change made by another process is seen by re-reading the ledger every
-``context.QUEUE_RECHECK_SECONDS``.
-A change notification from the ledger would plug in there.
+``context.QUEUE_RECHECK_SECONDS``. The ledger's change feed (``Ledger.changes``, PostgreSQL's
+``NOTIFY``) would plug in there, to wake other replicas' waiters at once.
 
 **Refused anyway.** A concurrency refusal (another tool on the account, a limit lowered) puts
 the task back to ``waiting`` — nothing was billed and no 50430 reaches the caller — and it

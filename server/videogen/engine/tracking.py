@@ -4,10 +4,14 @@ on the task's watcher with their own budget and get the task as it stands when i
 caller that is cancelled or runs out of time abandons nothing.
 
 A ``waiting`` task's watcher first waits for its turn in the queue and sends it (``Sender``,
-the submitter). On start the tracker resumes every unfinished task of this origin, waiting ones
-included (they take their turn again). A ``submitting`` row found
-then means a process died between writing the row and reading the provider's answer: the task
-becomes ``unknown`` (it may or may not be billed) and is never resent.
+the submitter). On start the tracker resumes every unfinished task of this origin (waiting ones
+take their turn again), and while it runs it takes over
+the ones whose lease is free or ran out (``claim_due``, a few times per lease length): their
+holder died or stopped, so another replica finishes them without being restarted. A
+``submitting`` row found then means a process died between writing the row and reading the
+provider's answer: the task becomes ``unknown`` (it may or may not be billed) and is never
+resent. ``stop_waiting`` (graceful shutdown) ends every caller's wait at once with the task as
+it stands.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from videogen.errors import VideogenError
+from videogen.catalog import PROVIDERS
+from videogen.errors import LedgerError, VideogenError
 from videogen.models import Task, TaskError, TaskStatus
 from videogen.report import describe
 
@@ -27,7 +32,7 @@ from .book import TaskBook, Watcher
 from .context import Context, Progress, ProgressCallback, task_error, uncertain
 from .finishing import Finisher
 from .leases import Leases
-from .origins import foreign
+from .origins import foreign, origin_of
 from .polling import Poller
 from .queue import Queue
 
@@ -70,6 +75,8 @@ class Tracker:
         self.sending: dict[str, anyio.Event] = {}
         #: Sends waiting tasks (set by the facade: the submitter is built after the tracker).
         self.sender: Sender | None = None
+        #: Set by ``stop_waiting``: every wait returns at once.
+        self._stopping = False
 
     def attach(self, group: TaskGroup, *, resume: bool) -> int:
         """Run watchers in ``group``; with ``resume``, pick up every unfinished task submitted
@@ -82,7 +89,38 @@ class Tracker:
         tasks = [t for t in active if foreign(self._ctx.settings, t) is None]
         for task in tasks:
             self.watch(task)
+        group.start_soon(self._take_over_forever, name="take over due tasks")
         return len(tasks)
+
+    async def _take_over_forever(self) -> None:
+        """Every lease round, take over the due tasks of this session's origins."""
+        origins = sorted({origin_of(self._ctx.settings, p)[0] for p in PROVIDERS})
+        while True:
+            await anyio.sleep(self._leases.round_seconds)
+            try:
+                self.take_over_due(origins)
+            except LedgerError:  # a busy or closing ledger: the next round tries again
+                log.warning("could not look for due tasks", exc_info=True)
+
+    def take_over_due(self, origins: list[str]) -> int:
+        """Lease and watch the unfinished tasks of ``origins`` nobody works on (lease free or
+        run out); returns how many. A video whose save failed and stopped is not retried here
+        (``check`` retries it): its lease is left to run out."""
+        taken = 0
+        for origin in origins:
+            for task in self._leases.claim_due(ACTIVE_STATUSES, origin):
+                if task.status == "ready" and task.error is not None:
+                    continue
+                log.info("taking %s over: nobody was working on it", task.id)
+                self.watch(task)
+                taken += 1
+        return taken
+
+    def stop_waiting(self) -> None:
+        """End every wait now, and every later one at once, with the task as it stands (the
+        app is stopping); the watchers keep working until they are cancelled."""
+        self._stopping = True
+        self._book.wake_all()
 
     def watch(self, task: Task, *, fresh: bool = False) -> Watcher | None:
         """The task's watcher, started if needed; None for a task that is done or foreign.
@@ -106,7 +144,7 @@ class Tracker:
         if watcher is None:
             return self._book.get(task.id)
         with anyio.move_on_after(math.inf if budget is None else max(budget, 0.0)):
-            while not watcher.done.is_set():
+            while not watcher.done.is_set() and not self._stopping:
                 changed = watcher.changed
                 with anyio.move_on_after(self._ctx.heartbeat):
                     await changed.wait()

@@ -1,28 +1,17 @@
-"""The durable task ledger: one SQLite file in WAL mode under ``settings.data_dir``.
+"""The embedded ledger: one SQLite file in WAL mode under ``settings.data_dir``.
 
-Each task is stored as its ``Task`` JSON plus a few indexed columns (id, status, provider,
-dedupe_key, owner, created_at, updated_at, origin). The engine writes a row *before* the submit
-request leaves and rewrites it on every state change, so a process that dies at any point leaves
-a row the next start can act on. Credentials never reach the ledger: ``GenerationRequest`` holds
-none, and a task's ``origin`` is a hash of where it was sent, never a key.
+What a ledger keeps and guarantees is in ``base``; this is how SQLite keeps it.
 
-**Leases.** Several processes may follow one task (the CLI's ``check`` next to the MCP server's
-tracker, two hosts on one data dir). Only the process holding the task's lease
-(``lease_holder``, ``lease_until``) polls, downloads and writes it; the others read. A lease is
-taken with one conditional ``UPDATE`` (free, already ours, expired, or replacing a holder the
-caller proved dead), renewed while the holder works and released when it stops. ``save`` never
-touches the lease columns.
-
-The CLI and the server may open the same file at once: WAL lets readers and one writer work
-together, ``busy_timeout`` makes a writer wait for the other instead of failing, and every
-transaction is one short statement. Calls are synchronous and fast (well under a millisecond
-for a row; see tests/engine/test_ledger.py), so the engine calls them inline on the event loop.
-
-**One request, one row.** ``record_new`` looks for a duplicate and inserts the new task in one
-``BEGIN IMMEDIATE`` transaction: N identical requests at once, from any number of processes on
-the data dir, leave one row (and so one submit); the others get that row.
-With a spending ``Guard`` (``videogen.spending``), the limits are checked in that same
-transaction, against every billed task of the month: racing requests cannot overshoot a limit.
+**Several processes, one file.** The CLI and the server may open the same file at once (the
+CLI's ``check`` next to the MCP server's tracker, two hosts on one data dir): WAL lets readers
+and one writer work together, ``busy_timeout`` makes a writer wait for the other instead of
+failing, and every transaction is one short statement. ``record_new`` (find a duplicate or
+insert, with the spending ``Guard``), ``insert`` with a guard and ``claim_due`` each run in one
+``BEGIN IMMEDIATE`` transaction: every other writer waits until it ends. ``release_all`` hands
+back every lease of a process that stops. Calls are synchronous
+and fast (well under a millisecond for a row; see tests/engine/test_ledger.py), so the engine
+calls them inline on the event loop. ``changes()`` never fires here: polling finds what other
+processes wrote.
 
 **Private, and plain about failures.** The data dir is created 0700 and the ledger 0600 (SQLite
 gives its -wal and -shm files the ledger's mode): it holds prompts, local paths and signed URLs.
@@ -35,36 +24,34 @@ wrong (damaged, read-only, full, busy) and the fix.
 bucket's limit, in order. Those methods are grouped, their SQL in module constants, plain SQL.
 
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version ``n`` to
-``n + 1``. Never edit a released migration: append one. Rows are read one at a time: a row this
-version cannot read (a status, mode or value a newer videogen wrote) is skipped with a warning
-naming its task, never an error for the whole ledger; unknown fields in a row are ignored (the
-``Task`` model drops them; the request's are dropped before it is validated). So a change to the
-stored shape that an older version would misread (a field renamed, a meaning changed, a column
-added that must be kept) bumps the schema with a migration; adding an optional field does not.
+``n + 1``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
-import logging
+import functools
 import os
 import shutil
-import socket
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from videogen.catalog import provider_clip_seconds
-from videogen.errors import ConfigError, LedgerError, TaskNotFound
-from videogen.models import OCCUPYING_STATUSES, GenerationRequest, Task, TaskStatus, mode_label
+from videogen.errors import ConfigError, LedgerError
+from videogen.ledger.base import (
+    COLUMNS,
+    UNRECORDED_ORIGIN,
+    Lease,
+    Ledger,
+    TaskRows,
+    billed_row,
+    row_values,
+)
+from videogen.models import OCCUPYING_STATUSES, Task, TaskStatus
 from videogen.spending import BILLED_WHERE, Billed, Guard
-
-log = logging.getLogger(__name__)
 
 LEDGER_FILENAME: Final = "tasks.sqlite3"
 BUSY_TIMEOUT_MS: Final = 5000
@@ -74,10 +61,6 @@ LEDGER_MODE: Final = 0o600
 #: A submit is refused (nothing billed) when the data dir's disk has less room than this: the
 #: ledger must be able to record the provider's task id once the provider accepts it.
 MIN_FREE_BYTES: Final = 8 * 1024 * 1024
-
-#: The origin of tasks recorded before origins were kept (schema 1): no session's origin, so
-#: such a task is never polled, resumed or reused, only shown as it stands.
-UNRECORDED_ORIGIN: Final = "unrecorded"
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     """
@@ -122,10 +105,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_COLUMNS: Final = (
-    "id, status, provider, dedupe_key, owner, created_at, updated_at, data, origin, bucket"
-)
-_MARKS: Final = ", ".join("?" * len(_COLUMNS.split(",")))
+_COLUMNS: Final = ", ".join(COLUMNS)
+_MARKS: Final = ", ".join("?" * len(COLUMNS))
 #: A cancel request (``Task.cancelled_at``), once recorded, survives a save of a copy read
 #: before it (by a watcher mid-poll, or by another process).
 _KEEP_CANCELLED: Final = (
@@ -135,59 +116,16 @@ _KEEP_CANCELLED: Final = (
 #: ``save`` rewrites every column but the lease's.
 _UPSERT: Final = (
     f"INSERT INTO tasks ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = {_KEEP_CANCELLED if c == 'data' else 'excluded.' + c}"
-        for c in (c.strip() for c in _COLUMNS.split(",")[1:])
-    )
+    + ", ".join(f"{c} = {_KEEP_CANCELLED if c == 'data' else 'excluded.' + c}" for c in COLUMNS[1:])
 )
 
 
-@dataclass(frozen=True)
-class Lease:
-    """Who is working on a task and until when (unix time); both None when nobody is."""
-
-    holder: str | None
-    until: float | None
-
-
-def new_holder() -> str:
-    """A lease holder name for this process: ``host:pid:random`` (unique per engine)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
-def holder_is_dead(holder: str) -> bool:
-    """True only when ``holder`` is provably gone: a process of this host that no longer runs
-    (or is a zombie). A holder on another host is never declared dead: its lease expires."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    try:  # killed but not yet reaped by its parent: dead for our purpose
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
-
-
-class Ledger:
-    """Tasks by id, with the queries the engine and the interfaces need.
-
-    ``owner`` filters: ``None`` means "no isolation" (stdio server, CLI: one local user sees every
-    task); a string restricts reads to that owner's tasks (HTTP transport, one owner per token).
-    Every method raises ``LedgerError`` (never a bare ``sqlite3`` error) when the file fails.
-    """
+class SQLiteLedger(Ledger):
+    """The ledger in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = str(path)
         try:
             _create_private(path)
             self._db = sqlite3.connect(
@@ -204,7 +142,7 @@ class Ledger:
             raise
 
     @classmethod
-    def in_dir(cls, data_dir: Path) -> Ledger:
+    def in_dir(cls, data_dir: Path) -> SQLiteLedger:
         return cls(data_dir / LEDGER_FILENAME)
 
     @contextlib.contextmanager
@@ -265,8 +203,7 @@ class Ledger:
             self._db.close()
 
     def check_room(self) -> None:
-        """``LedgerError`` naming the data dir when its disk is (nearly) full: checked before
-        anything is billed, so the provider's answer can be recorded."""
+        """``LedgerError`` naming the data dir when its disk is (nearly) full."""
         try:
             free = shutil.disk_usage(self.path.parent).free
         except OSError as exc:
@@ -278,10 +215,8 @@ class Ledger:
     # -- writes -------------------------------------------------------------------------------
 
     def insert(self, task: Task, *, lease: Lease | None = None, guard: Guard | None = None) -> None:
-        """Write a new task, optionally leased at once (an existing id is an error: ids are
-        random, never reused); ``guard`` checks the spending limits in the same transaction."""
         with self._transaction() as db:
-            _insert(db, self._guarded(db, task, guard), lease)
+            _insert(db, self._guarded(task, guard, functools.partial(_billed_since, db)), lease)
 
     def record_new(
         self,
@@ -293,45 +228,24 @@ class Ledger:
         lease: Lease | None = None,
         guard: Guard | None = None,
     ) -> Task | None:
-        """Find a duplicate of ``task`` or record it, as one atomic step.
-
-        Returns the newest task with ``task``'s dedupe key, owner and origin (see
-        ``find_duplicate``) created at or after ``since``; when there is none, inserts ``task``
-        (leased to ``lease``) and returns None. One ``BEGIN IMMEDIATE`` transaction: identical
-        requests racing from any number of processes record one task between them. ``guard``
-        (when given) checks a new task against the spending limits in that transaction: it
-        raises (nothing recorded) or gives the task to insert. A duplicate is never checked.
-        """
         key = task.dedupe_key or task.request.dedupe_key()
         with self._transaction() as db:
             found = self._duplicate(
                 db, key, task.owner, since, exclude, sandbox=sandbox, origin=task.origin
             )
             if found is None:
-                _insert(db, self._guarded(db, task, guard), lease)
+                _insert(db, self._guarded(task, guard, functools.partial(_billed_since, db)), lease)
         return found
 
-    def _guarded(self, db: sqlite3.Connection, task: Task, guard: Guard | None) -> Task:
-        if guard is None or not guard.policy.active:
-            return task
-        return guard(task, self._billed(db, guard.since, sandbox=task.sandbox))
-
     def save(self, task: Task) -> None:
-        """Write the task as it now stands (insert or update); the lease is left as it is."""
         with self._using() as db:
-            db.execute(_UPSERT, _row(task))
+            db.execute(_UPSERT, row_values(task))
 
     # -- leases -------------------------------------------------------------------------------
 
     def claim(
         self, task_id: str, holder: str, *, until: float, now: float, replacing: str | None = None
     ) -> bool:
-        """Take (or renew) the task's lease for ``holder`` until ``until``; True when taken.
-
-        Taken when nobody holds it, ``holder`` already does, it ran out before ``now``, or its
-        holder is ``replacing`` (one the caller proved dead). One statement: two processes
-        racing for it cannot both win.
-        """
         with self._using() as db:
             cursor = db.execute(
                 "UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id = ? AND ("
@@ -340,16 +254,47 @@ class Ledger:
             )
             return cursor.rowcount == 1
 
+    def claim_due(
+        self,
+        holder: str,
+        *,
+        until: float,
+        now: float,
+        statuses: Collection[TaskStatus],
+        origin: str | None = None,
+        limit: int = 20,
+    ) -> TaskRows:
+        wanted = tuple(statuses)
+        marks = ", ".join("?" * len(wanted)) or "''"
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT id, data FROM tasks WHERE status IN ({marks}) "
+                "AND (? IS NULL OR origin = ?) AND (lease_holder IS NULL OR lease_until < ?) "
+                "ORDER BY created_at LIMIT ?",
+                (*wanted, origin, origin, now, limit),
+            ).fetchall()
+            due = self._read_all(rows)
+            if due:
+                taken = ", ".join("?" * len(due))
+                db.execute(
+                    f"UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id IN ({taken})",
+                    (holder, until, *(t.id for t in due)),
+                )
+        return due
+
+    def release_all(self, holder: str) -> int:
+        with self._using() as db:
+            cursor = db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
+                                "WHERE lease_holder = ?", (holder,))  # fmt: skip
+            return cursor.rowcount
+
     def lease(self, task_id: str) -> Lease:
-        """The task's lease as stored (it may have run out)."""
         with self._using() as db:
             row = db.execute("SELECT lease_holder, lease_until FROM tasks WHERE id = ?",
                              (task_id,)).fetchone()  # fmt: skip
         return Lease(None, None) if row is None else Lease(row[0], row[1])
 
     def renew(self, holder: str, task_ids: Iterable[str], *, until: float) -> int:
-        """Extend ``holder``'s leases on ``task_ids`` (the tasks it is working on right now) to
-        ``until``; returns how many. A lease on any other task is left to run out."""
         ids = tuple(task_ids)
         if not ids:
             return 0
@@ -360,36 +305,20 @@ class Ledger:
             return cursor.rowcount
 
     def release(self, task_id: str, holder: str) -> None:
-        """Give the lease up (no-op when ``holder`` does not hold it)."""
         with self._using() as db:
             db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
                        "WHERE id = ? AND lease_holder = ?", (task_id, holder))  # fmt: skip
 
     # -- reads --------------------------------------------------------------------------------
 
-    def get(self, task_id: str, *, owner: str | None = None) -> Task:
-        """The task, or ``TaskNotFound`` (also when it belongs to another owner); a row this
-        version cannot read is a ``LedgerError`` saying so."""
+    def _row(self, task_id: str) -> tuple[str, str, str | None] | None:
         with self._using() as db:
-            row = db.execute("SELECT id, data, owner FROM tasks WHERE id = ?",
-                             (task_id,)).fetchone()  # fmt: skip
-        if row is None or (owner is not None and row[2] != owner):
-            raise TaskNotFound(
-                f"No task {task_id!r} in the ledger: check the id (it starts with 'vg_'), or "
-                "list recent tasks (the list_tasks tool, or `videogen tasks` on the command "
-                "line)."
-            )
-        task = self._read(row[0], row[1])
-        if task is None:
-            raise LedgerError(
-                f"Task {task_id} in the task ledger at {self.path} was recorded by a newer "
-                "videogen and this version cannot read it: check it with that version, or "
-                "upgrade videogen."
-            )
-        return task
+            row: tuple[str, str, str | None] | None = db.execute(
+                "SELECT id, data, owner FROM tasks WHERE id = ?", (task_id,)
+            ).fetchone()
+        return row
 
     def recent(self, *, limit: int = 20, owner: str | None = None) -> TaskRows:
-        """Most recent first; rows this version cannot read are skipped (``.skipped``)."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         with self._using() as db:
             rows = db.execute(f"SELECT id, data FROM tasks {where} ORDER BY created_at DESC "
@@ -397,7 +326,6 @@ class Ledger:
         return self._read_all(rows)
 
     def with_status(self, statuses: Iterable[TaskStatus]) -> TaskRows:
-        """Every task in one of ``statuses``, oldest first (what a restart resumes)."""
         wanted = tuple(statuses)
         marks = ", ".join("?" * len(wanted))
         with self._using() as db:
@@ -408,9 +336,6 @@ class Ledger:
     def finish_times(
         self, origin: str, mode: str, durations: Sequence[int], *, limit: int
     ) -> list[float]:
-        """Seconds from accepted submit (first ``queued``) to ``ready`` of the latest ``limit``
-        tasks sent to ``origin`` in ``mode`` with one of the requested ``durations`` that got
-        to ``ready`` (what the poll schedule learns from, ``videogen.schedule``)."""
         marks = ", ".join("?" * len(durations))
         with self._using() as db:
             rows = db.execute(_FINISH_TIMES.format(marks=marks),
@@ -427,12 +352,6 @@ class Ledger:
         sandbox: bool | None = None,
         origin: str | None = None,
     ) -> Task | None:
-        """The newest task with this key and owner created at or after ``since``, if any.
-
-        ``sandbox`` (when given) keeps only tasks made by the sandbox (True) or by a real
-        provider (False): the same request must not be answered with the other's task.
-        ``origin`` (when given) keeps only tasks sent to that endpoint and account.
-        """
         with self._using() as db:
             return self._duplicate(
                 db, dedupe_key, owner, since, exclude, sandbox=sandbox, origin=origin
@@ -461,58 +380,14 @@ class Ledger:
             "ORDER BY created_at DESC",
             (dedupe_key, owner, since, *skipped, wanted, wanted, origin, origin),
         )
-        for task_id, data in rows:
-            task = self._read(task_id, data)
-            if task is not None:
-                return task
-        return None
+        return self._first_readable(rows)
 
     def billed_since(
         self, since: float, *, sandbox: bool, owner: str | None = None
     ) -> list[Billed]:
-        """Every billed task (``spending.BILLED_WHERE``) created at or after ``since`` with this
-        sandbox flag, oldest first; ``owner`` (when given) keeps that owner's alone."""
         with self._using() as db:
-            billed = self._billed(db, since, sandbox=sandbox)
+            billed = _billed_since(db, since, sandbox)
         return billed if owner is None else [b for b in billed if b.owner == owner]
-
-    def _billed(self, db: sqlite3.Connection, since: float, *, sandbox: bool) -> list[Billed]:
-        rows = db.execute(
-            "SELECT created_at, owner, provider, json_extract(data, '$.request.mode'), "
-            "json_extract(data, '$.request.scene'), json_extract(data, '$.request.duration') "
-            f"FROM tasks WHERE created_at >= ? AND {BILLED_WHERE} "
-            "AND json_extract(data, '$.sandbox') = ? ORDER BY created_at",
-            (since, int(sandbox)),
-        )
-        return [
-            Billed(at, who, provider, mode_label(str(mode), scene), provider_clip_seconds(length))
-            for at, who, provider, mode, scene, length in rows
-        ]
-
-    def _read_all(self, rows: Sequence[tuple[str, str]]) -> TaskRows:
-        tasks = TaskRows()
-        for task_id, data in rows:
-            task = self._read(task_id, data)
-            if task is None:
-                tasks.skipped.append(task_id)
-            else:
-                tasks.append(task)
-        return tasks
-
-    def _read(self, task_id: str, data: str) -> Task | None:
-        """The row's task, or None (with a warning naming it) when this version cannot read it."""
-        try:
-            return _task(data)
-        except ValueError as exc:  # pydantic's ValidationError, or JSON that is not JSON
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.warning(
-                "task %s in %s cannot be read by this videogen version (a newer one may have "
-                "written it); skipped: %s",
-                task_id,
-                self.path,
-                first,
-            )
-            return None
 
     # -- the account-wide queue (engine.queue) -------------------------------------------------
     # A bucket is ``Task.bucket``. Its limit is the smaller of the configured one (passed in)
@@ -579,15 +454,18 @@ class Ledger:
         return learned
 
 
-class TaskRows(list[Task]):
-    """Tasks read from the ledger, and the ids of the rows that were skipped (unreadable)."""
+def _billed_since(db: sqlite3.Connection, since: float, sandbox: bool) -> list[Billed]:
+    rows = db.execute(
+        "SELECT created_at, owner, provider, json_extract(data, '$.request.mode'), "
+        "json_extract(data, '$.request.scene'), json_extract(data, '$.request.duration') "
+        f"FROM tasks WHERE created_at >= ? AND {BILLED_WHERE} "
+        "AND json_extract(data, '$.sandbox') = ? ORDER BY created_at",
+        (since, int(sandbox)),
+    )
+    return [billed_row(*row) for row in rows]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.skipped: list[str] = []
 
-
-#: ``Ledger.finish_times``: first ``ready`` minus first ``queued`` from each task's history.
+#: ``finish_times``: first ``ready`` minus first ``queued`` from each task's history.
 _FINISH_TIMES: Final = """
     SELECT
       (SELECT min(json_extract(e.value, '$.at')) FROM json_each(data, '$.history') AS e
@@ -750,7 +628,7 @@ def _create_private(path: Path) -> None:
 def _insert(db: sqlite3.Connection, task: Task, lease: Lease | None) -> None:
     held = lease or Lease(None, None)
     sql = f"INSERT INTO tasks ({_COLUMNS}, lease_holder, lease_until) VALUES ({_MARKS}, ?, ?)"
-    db.execute(sql, (*_row(task), held.holder, held.until))
+    db.execute(sql, (*row_values(task), held.holder, held.until))
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -759,36 +637,6 @@ def _rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
-
-
-def _row(task: Task) -> tuple[object, ...]:
-    return (
-        task.id,
-        task.status,
-        task.provider,
-        task.dedupe_key or task.request.dedupe_key(),
-        task.owner,
-        task.created_at,
-        task.updated_at,
-        task.model_dump_json(),
-        task.origin,
-        task.bucket,
-    )
-
-
-def _task(data: str) -> Task:
-    """A stored task. Unknown fields are ignored (``Task`` drops its own; the request's are
-    dropped here, the request model refusing them from callers); unknown values are errors."""
-    try:
-        return Task.model_validate_json(data)
-    except ValueError:
-        stored: Any = json.loads(data)
-        request = stored.get("request") if isinstance(stored, dict) else None
-        if not isinstance(request, dict):
-            raise
-        known = GenerationRequest.model_fields
-        stored["request"] = {k: v for k, v in request.items() if k in known}
-        return Task.model_validate(stored)
 
 
 def _statements(script: str) -> list[str]:
