@@ -21,7 +21,13 @@ from videogen.config import CREDENTIAL_VARIABLES, VARIABLES
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "tests" / "listing" / "registry-rules.schema.json"
 #: Secrets besides the providers' credentials: an STS session token and the HTTP bearer tokens.
-OTHER_SECRETS = {"VOLC_SESSIONTOKEN", "VIDEOGEN_HTTP_TOKEN", "VIDEOGEN_DATABASE_URL"}
+OTHER_SECRETS = {
+    "VOLC_SESSIONTOKEN",
+    "VIDEOGEN_HTTP_TOKEN",
+    "VIDEOGEN_DATABASE_URL",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+}
 
 
 def load(name: str) -> Any:

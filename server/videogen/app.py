@@ -108,7 +108,14 @@ async def open_app(
             settings = dataclasses.replace(settings, **sandbox.endpoints())  # type: ignore[arg-type]
         clients = ProviderClients(settings)
         stack.push_async_callback(clients.aclose)
-        engine = Engine(settings, ledger, providers=clients.provider, clients=clients.client)
+        storage = None
+        if settings.storage is not None:
+            from videogen.storage import Storage  # obstore itself loads on first use
+
+            storage = Storage(settings.storage)
+        engine = Engine(
+            settings, ledger, providers=clients.provider, clients=clients.client, storage=storage
+        )
         stack.callback(engine.hand_back)  # after the watchers, before the ledger closes
         async with anyio.create_task_group() as group:
             resumed = engine.attach(group, resume=track)

@@ -9,6 +9,7 @@ embedded sandbox and says so.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,15 @@ VARIABLES: Final[dict[str, str]] = {
     "VIDEOGEN_LOG_LEVEL": "DEBUG, INFO, WARNING (default WARNING)",
     "VIDEOGEN_LEASE_SECONDS": "how long a task stays with a process that stopped renewing it "
     "before another process (a replica) takes it over (default 45)",
+    "VIDEOGEN_STORAGE_URL": "s3://bucket/prefix of an S3-compatible store for saved videos and "
+    "uploaded local inputs (default none: videos stay in the output folder, URL-only inputs "
+    "must be URLs); needs the extra: pip install 'jimeng-videogen-mcp[storage]'",
+    "AWS_ACCESS_KEY_ID": "the store's access key (with VIDEOGEN_STORAGE_URL)",
+    "AWS_SECRET_ACCESS_KEY": "the store's secret key (with VIDEOGEN_STORAGE_URL)",
+    "AWS_SESSION_TOKEN": "the store's session token (optional)",
+    "AWS_REGION": "the store's region (default us-east-1; AWS_DEFAULT_REGION is read too)",
+    "AWS_ENDPOINT_URL": "the store's endpoint for a non-AWS store: MinIO, Volcengine TOS, R2... "
+    "(default: AWS S3)",
 }
 
 # -- spending limits (README "Spending limits"; the rules are in videogen.spending) -------------
@@ -140,6 +150,36 @@ class ProviderEndpoint:
         return tuple(s for s in (self.api_key, self.secret_key, self.session_token) if s)
 
 
+#: An S3 bucket name as every S3-compatible store accepts it.
+_BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+STORAGE_URL_FORM: Final = "s3://bucket/prefix, e.g. s3://team-videos/videogen"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """The object store of ``VIDEOGEN_STORAGE_URL`` and the ``AWS_*`` variables that reach it.
+    ``repr`` hides the secrets. ``prefix`` has no leading or trailing slash ("" for none)."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        remember_secrets((self.secret_access_key, self.session_token))
+
+    @property
+    def url(self) -> str:
+        """The store as the setting names it, for messages."""
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.secret_access_key, self.session_token) if s)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     volcengine: ProviderEndpoint
@@ -174,6 +214,8 @@ class Settings:
     #: ``VIDEOGEN_DATABASE_URL``: the PostgreSQL ledger's URL (it may hold a password), or None
     #: for the SQLite file in ``data_dir``.
     database_url: str | None = field(default=None, repr=False)
+    #: The object store for saved videos and uploaded inputs (``VIDEOGEN_STORAGE_URL``).
+    storage: StorageSettings | None = None
 
     @property
     def notice(self) -> str | None:
@@ -206,7 +248,8 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         values = [s for p in PROVIDERS for s in self.endpoint(p).secrets()]
-        return (*values, *self.http_tokens)
+        stored = self.storage.secrets() if self.storage else ()
+        return (*values, *self.http_tokens, *stored)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -267,6 +310,7 @@ class Settings:
             spending=_spending(read),
             max_concurrent=_max_concurrent(read),
             database_url=read.database_url("VIDEOGEN_DATABASE_URL"),
+            storage=_storage(read),
         )
 
 
@@ -304,6 +348,39 @@ def _spending(read: _Reader) -> Policy:
             "provider and mode, or unset the spend limit."
         )
     return Policy(tuple(limits), prices)
+
+
+def _storage(read: _Reader) -> StorageSettings | None:
+    """``VIDEOGEN_STORAGE_URL`` and the store's usual ``AWS_*`` variables; None when unset."""
+    raw = read.text("VIDEOGEN_STORAGE_URL")
+    if raw is None:
+        return None
+    scheme, _, rest = raw.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    steps = [part for part in prefix.split("/") if part]
+    if scheme.lower() != "s3" or not _BUCKET.fullmatch(bucket) or ".." in steps:
+        raise ConfigError(
+            f"VIDEOGEN_STORAGE_URL={raw!r} is not an S3 location: give it as {STORAGE_URL_FORM} "
+            "(a bucket name of 3 to 63 lower-case letters, digits, dots or hyphens), or unset it "
+            "to keep videos in the output folder only."
+        )
+    endpoint = read.text("AWS_ENDPOINT_URL")
+    if endpoint is not None:
+        endpoint = read.url("AWS_ENDPOINT_URL", endpoint)
+    access_key, secret_key = read.text("AWS_ACCESS_KEY_ID"), read.text("AWS_SECRET_ACCESS_KEY")
+    if bool(access_key) != bool(secret_key):
+        missing = "AWS_SECRET_ACCESS_KEY" if access_key else "AWS_ACCESS_KEY_ID"
+        raise ConfigError(f"{missing} is not set: the store of VIDEOGEN_STORAGE_URL needs both "
+                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")  # fmt: skip
+    return StorageSettings(
+        bucket=bucket,
+        prefix="/".join(steps),
+        endpoint=endpoint,
+        region=read.text("AWS_REGION") or read.text("AWS_DEFAULT_REGION") or "us-east-1",
+        access_key_id=access_key,
+        secret_access_key=secret_key,
+        session_token=read.text("AWS_SESSION_TOKEN"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

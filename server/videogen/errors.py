@@ -3,7 +3,8 @@
 ```
 VideogenError                    base: ``message`` for people and models, ``exit_code``
 ├── ConfigError                  a setting is wrong; names the variable and the fix        (exit 3)
-│   └── LedgerError              the data dir's task ledger is damaged, read-only or full  (exit 3)
+│   ├── LedgerError              the data dir's task ledger is damaged, read-only or full  (exit 3)
+│   └── StorageError             the object store (VIDEOGEN_STORAGE_URL) cannot be used    (exit 3)
 ├── InputError                   the request was refused before anything was billed        (exit 2)
 │   └── SpendingLimitReached     a VIDEOGEN_LIMIT_* would be passed: names it, spend, reset (exit 2)
 ├── OutputError                  the output directory or file name cannot be used          (exit 3)
@@ -115,6 +116,13 @@ class LedgerError(ConfigError):
     def __init__(self, message: str, *, provider_task_id: str | None = None) -> None:
         super().__init__(message)
         self.provider_task_id = provider_task_id
+
+
+class StorageError(ConfigError):
+    """The object store of ``VIDEOGEN_STORAGE_URL`` refused or could not be reached: the message
+    names the store, what failed, whether anything was billed, and the fix."""
+
+    kind = "storage"
 
 
 class InputError(VideogenError):

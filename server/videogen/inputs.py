@@ -6,7 +6,10 @@ size *before* they are read whole, and checked by content: JPEG or PNG by their 
 name is never trusted), at most 4.7 MB, at most 4096×4096, short side at least 320 px, long/short
 at most 3 — the providers' own limits (contracts.md §1.2), so nothing is billed for an image
 they would refuse. Where a provider only takes URLs (Jenius images, OmniHuman portraits, all
-audio and masks) a local file is refused with a message saying a public URL is needed.
+audio and masks) a local file is refused with a message saying a public URL is needed — unless
+object storage is configured (``staging``): then it is read and checked the same way and
+returned as ``Staged``, for the engine to upload once the task is recorded and to send as a
+short-lived presigned link (``storage.py``).
 
 Hostile references (NUL bytes, ``..``, FIFOs, devices, directories, symlinks to any of them,
 a private key named ``photo.png``, ``~nosuchuser/x.png``) end in an ``InputError``, never a hang
@@ -26,12 +29,15 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
 import anyio
 
 from videogen.catalog import (
+    AUDIO_MAX_BYTES,
     IMAGE_MAX_BYTES,
     IMAGE_MAX_RATIO,
     IMAGE_MAX_SIDE,
@@ -52,7 +58,17 @@ TAIL_RATIO_TOLERANCE: Final = 0.02
 _SCHEME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _DATA_URL: Final = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),", re.I)
 _URL_ONLY_FIX: Final = (
-    "upload it somewhere public and pass its http(s) URL instead of a local file or data URL"
+    "pass its public http(s) URL instead of a local file or data URL, or have the server's "
+    "operator set VIDEOGEN_STORAGE_URL (s3://bucket/prefix) so local files are uploaded for the "
+    "provider"
+)
+#: Audio files by their first bytes (the name is never trusted).
+_AUDIO_MAGIC: Final = (
+    (0, b"ID3", "audio/mpeg", ".mp3"),
+    (0, b"OggS", "audio/ogg", ".ogg"),
+    (0, b"fLaC", "audio/flac", ".flac"),
+    (8, b"WAVE", "audio/wav", ".wav"),
+    (4, b"ftyp", "audio/mp4", ".m4a"),
 )
 #: Which local files may be read: None for any (the user's own machine), else only files in
 #: these folders (none at all when empty).
@@ -113,45 +129,153 @@ async def prepare_image(
             f"The {label} {describe(ref)} must be a public http(s) URL (this "
             f"provider or mode cannot take uploaded images): {_URL_ONLY_FIX}."
         )
-    if kind == "data":
-        data = _decode_data_url(ref, label=label)
-    else:
-        data = await anyio.to_thread.run_sync(_read_image_file, ref, label, folders)
-        label = f"{label} {describe(ref)}"  # name the file: several may have been given
-    mime, width, height = check_image_bytes(data, label=label)
+    data, mime, width, height = await _read_image(ref, kind, label, folders)
     return PreparedImage(
         base64=base64.b64encode(data).decode("ascii"), mime=mime, width=width, height=height
     )
 
 
+async def _read_image(
+    ref: str, kind: RefKind, label: str, folders: Folders
+) -> tuple[bytes, str, int, int]:
+    """A local or data image's bytes, checked: ``(data, mime, width, height)``."""
+    if kind == "data":
+        data = _decode_data_url(ref, label=label)
+    else:
+        data = await anyio.to_thread.run_sync(_read_file, ref, label, folders, IMAGE_MAX_BYTES)
+        label = f"{label} {describe(ref)}"  # name the file: several may have been given
+    mime, width, height = check_image_bytes(data, label=label)
+    return data, mime, width, height
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A local file (or data URL) given where the provider takes only URLs, read and checked:
+    the engine uploads it once the task is recorded and sends a presigned link instead."""
+
+    name: str  # the input it is: image-1, audio, mask-1
+    suffix: str  # .png, .wav...
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The request's inputs after checking; a staged input's slot is empty until its link is
+    known (``with_links``)."""
+
+    inputs: PreparedInputs
+    staged: tuple[Staged, ...] = ()
+
+    def with_links(self, links: Mapping[str, str]) -> PreparedInputs:
+        """The inputs to send, each staged one replaced by its link (``links`` by name)."""
+        images = tuple(
+            PreparedImage(url=links[f"image-{n}"]) if f"image-{n}" in links else image
+            for n, image in enumerate(self.inputs.images, 1)
+        )
+        audio = links.get("audio", self.inputs.audio_url)
+        masks = tuple(links.get(f"mask-{n}", m) for n, m in enumerate(self.inputs.mask_urls, 1))
+        return PreparedInputs(images=images, audio_url=audio, mask_urls=masks)
+
+
 async def prepare_inputs(
     request: GenerationRequest, *, accepts_uploaded_images: bool, folders: Folders = None
 ) -> PreparedInputs:
+    """Check and prepare every input of ``request`` for a provider, refusing local files where
+    only URLs are taken (``check_inputs`` without staging)."""
+    checked = await check_inputs(
+        request, accepts_uploaded_images=accepts_uploaded_images, folders=folders
+    )
+    return checked.inputs
+
+
+async def check_inputs(
+    request: GenerationRequest,
+    *,
+    accepts_uploaded_images: bool,
+    folders: Folders = None,
+    staging: bool = False,
+) -> Checked:
     """Check and prepare every input of ``request`` for a provider.
 
     Images may be uploaded only when the provider accepts uploads and the mode does
     (``catalog.uploads_images``: OmniHuman and scenes take URLs). Audio and masks are always
-    URLs. A tail frame must share the first frame's aspect ratio when both sizes are known
-    (i.e. both were uploaded). Local paths are confined to ``folders`` unless it is None.
+    URLs. Where only a URL is taken, a local file or data URL is refused — or, with
+    ``staging`` (object storage configured), read, checked and returned as ``Staged``. A tail
+    frame must share the first frame's aspect ratio when both sizes are known (i.e. both were
+    uploaded). Local paths are confined to ``folders`` unless it is None.
     """
     allow_upload = accepts_uploaded_images and uploads_images(request.mode)
-    labels = _image_labels(request)
-    images = tuple(
-        [
-            await prepare_image(ref, allow_upload=allow_upload, label=label, folders=folders)
-            for ref, label in zip(request.images, labels, strict=True)
-        ]
-    )
+    staged: list[Staged] = []
+    images = []
+    for n, (ref, label) in enumerate(zip(request.images, _image_labels(request), strict=True), 1):
+        kind = classify_ref(ref, label=label)
+        if allow_upload or not staging or kind == "url":
+            images.append(
+                await prepare_image(ref, allow_upload=allow_upload, label=label, folders=folders)
+            )
+            continue
+        data, mime, width, height = await _read_image(ref, kind, label, folders)
+        staged.append(Staged(f"image-{n}", _IMAGE_SUFFIX[mime], mime, data))
+        images.append(PreparedImage(mime=mime, width=width, height=height))
     if request.mode in ("i2v_first_tail_720p", "i2v_first_tail_1080p") and len(images) == 2:
         check_same_ratio(images[0], images[1])
+    stage = staged if staging else None
     audio = None
     if request.audio is not None:
-        audio = require_url(request.audio, label="audio", why="no provider accepts audio uploads")
+        why = "no provider accepts audio uploads"
+        audio = await _url_or_staged(request.audio, "audio", "audio", why, stage, folders)
+    why = "masks are passed to the provider by URL"
     masks = tuple(
-        require_url(m, label=f"mask {i}", why="masks are passed to the provider by URL")
-        for i, m in enumerate(request.masks, 1)
+        [
+            await _url_or_staged(m, f"mask {n}", f"mask-{n}", why, stage, folders)
+            for n, m in enumerate(request.masks, 1)
+        ]
     )
-    return PreparedInputs(images=images, audio_url=audio, mask_urls=masks)
+    inputs = PreparedInputs(images=tuple(images), audio_url=audio, mask_urls=masks)
+    return Checked(inputs, tuple(staged))
+
+
+_IMAGE_SUFFIX: Final = {"image/png": ".png", "image/jpeg": ".jpg"}
+
+
+async def _url_or_staged(
+    ref: str, label: str, name: str, why: str, staged: list[Staged] | None, folders: Folders
+) -> str:
+    """An audio or mask reference: its URL, or (``staged`` given) "" with the file read,
+    checked and added to ``staged``; otherwise a refusal saying a URL is needed."""
+    kind = classify_ref(ref, label=label)
+    if kind == "url" or staged is None:
+        return require_url(ref, label=label, why=why)
+    limit = AUDIO_MAX_BYTES if name == "audio" else IMAGE_MAX_BYTES
+    if kind == "data":
+        data = _decode_data_url(ref, label=label, limit=limit)
+    else:
+        data = await anyio.to_thread.run_sync(_read_file, ref, label, folders, limit)
+        label = f"{label} {describe(ref)}"
+    if name == "audio":
+        content_type, suffix = _audio_type(data, label)
+    else:
+        content_type = image_type(data) or ""
+        if content_type not in _IMAGE_SUFFIX:
+            raise InputError(f"The {label} is not a PNG or JPEG mask: give the mask image "
+                             "detect_subjects returned, or its URL.")  # fmt: skip
+        suffix = _IMAGE_SUFFIX[content_type]
+    staged.append(Staged(name, suffix, content_type, data))
+    return ""
+
+
+def _audio_type(data: bytes, label: str) -> tuple[str, str]:
+    """``(content type, suffix)`` of an audio file judged by its first bytes."""
+    for offset, magic, content_type, suffix in _AUDIO_MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return content_type, suffix
+    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:  # an MPEG frame header
+        return "audio/mpeg", ".mp3"
+    raise InputError(
+        f"The {label} is not an audio file videogen recognises (MP3, WAV, M4A, OGG or FLAC, "
+        "judged by its content): convert it to MP3 or WAV."
+    )
 
 
 def _image_labels(request: GenerationRequest) -> list[str]:
@@ -217,24 +341,24 @@ def _check_dimensions(width: int, height: int, label: str) -> None:
         )
 
 
-def _too_large(label: str, size: int) -> InputError:
+def _too_large(label: str, size: int, limit: int = IMAGE_MAX_BYTES) -> InputError:
     return InputError(
-        f"The {label} is {size / 1e6:.1f} MB: at most {IMAGE_MAX_BYTES / 1e6:.1f} MB "
-        "is accepted. Compress or scale it down."
+        f"The {label} is {size / 1e6:.1f} MB: at most {limit / 1e6:.1f} MB "
+        "is accepted. Compress or shorten it."
     )
 
 
-def _decode_data_url(ref: str, *, label: str) -> bytes:
+def _decode_data_url(ref: str, *, label: str, limit: int = IMAGE_MAX_BYTES) -> bytes:
     match = _DATA_URL.match(ref)
     if match is None or ";base64" not in match.group("params").lower():
         raise InputError(
-            f"The {label} data URL is not of the form data:image/png;base64,<data>: "
+            f"The {label} data URL is not of the form data:<type>;base64,<data>: "
             "give a base64 data URL, a local path or an http(s) URL."
         )
     payload = ref[match.end() :].strip()
     # Cap before decoding: base64 is 4 characters per 3 bytes.
-    if len(payload) * 3 // 4 > IMAGE_MAX_BYTES + 3:
-        raise _too_large(label, len(payload) * 3 // 4)
+    if len(payload) * 3 // 4 > limit + 3:
+        raise _too_large(label, len(payload) * 3 // 4, limit)
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -244,8 +368,11 @@ def _decode_data_url(ref: str, *, label: str) -> bytes:
         ) from None
 
 
-def _read_image_file(ref: str, label: str, folders: Folders = None) -> bytes:
-    """Read a local image, refusing anything that is not a small regular file. Blocking."""
+def _read_file(
+    ref: str, label: str, folders: Folders = None, limit: int = IMAGE_MAX_BYTES
+) -> bytes:
+    """Read a local input file, refusing anything that is not a regular file of at most
+    ``limit`` bytes. Blocking."""
     path = _checked_path(ref, label, folders)
     # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
@@ -275,24 +402,24 @@ def _read_image_file(ref: str, label: str, folders: Folders = None) -> bytes:
             "pass a readable image file or a URL."
         ) from None
     try:
-        _check_opened(os.fstat(fd), label, ref)
+        _check_opened(os.fstat(fd), label, ref, limit)
         with os.fdopen(fd, "rb", closefd=False) as file:
-            data = file.read(IMAGE_MAX_BYTES + 1)  # the file may grow after fstat
+            data = file.read(limit + 1)  # the file may grow after fstat
     finally:
         os.close(fd)
-    if len(data) > IMAGE_MAX_BYTES:
-        raise _too_large(f"{label} {describe(ref)}", len(data))
+    if len(data) > limit:
+        raise _too_large(f"{label} {describe(ref)}", len(data), limit)
     return data
 
 
-def _check_opened(info: os.stat_result, label: str, ref: str) -> None:
+def _check_opened(info: os.stat_result, label: str, ref: str, limit: int) -> None:
     """Refuse what an opened descriptor must not be: a directory, a device/pipe, a huge file."""
     if stat.S_ISDIR(info.st_mode):
         raise _not_a_file(label, ref, "a directory")
     if not stat.S_ISREG(info.st_mode):
         raise _not_a_file(label, ref, "a device, pipe or socket")
-    if info.st_size > IMAGE_MAX_BYTES:
-        raise _too_large(f"{label} {describe(ref)}", info.st_size)
+    if info.st_size > limit:
+        raise _too_large(f"{label} {describe(ref)}", info.st_size, limit)
 
 
 def _checked_path(ref: str, label: str, folders: Folders = None) -> str:
@@ -345,6 +472,6 @@ def _outside(label: str, ref: str, folders: tuple[Path, ...]) -> InputError:
 
 def _not_a_file(label: str, ref: str, what: str) -> InputError:
     return InputError(
-        f"The {label} path {describe(ref)} is {what}, not an image file: give the "
-        "path of a JPEG or PNG file."
+        f"The {label} path {describe(ref)} is {what}, not a file: give the path of the "
+        f"{label} file itself."
     )

@@ -334,14 +334,19 @@ def _read_saved(path: Path, limit: int = VIDEO_RESOURCE_MAX_BYTES) -> bytes | in
 
 
 async def video(task_id: str, ctx: Context) -> bytes:
-    """The saved MP4 of a completed task, within ``VIDEO_RESOURCE_MAX_BYTES``."""
+    """The saved MP4 of a completed task, within ``VIDEO_RESOURCE_MAX_BYTES``: the file on this
+    machine, else (saved by another replica, which does not share this disk) the object in
+    the bucket."""
     task = await _find_task(ctx, task_id)
     if task.status != "completed" or not task.local_path:
         raise ResourceNotFoundError(f"Task {task_id} has no saved video yet ({task.status}).")
+    data: bytes | int | None
     try:
         data = await anyio.to_thread.run_sync(_read_saved, Path(task.local_path))
     except FileNotFoundError as error:
-        raise ResourceNotFoundError(f"The video of {task_id} is gone from disk.") from error
+        data = await _from_bucket(ctx, task)
+        if data is None:
+            raise ResourceNotFoundError(f"The video of {task_id} is gone from disk.") from error
     except OSError as error:
         raise ResourceError(
             f"The video of {task_id} is not served: {task.local_path} is no longer a plain "
@@ -350,10 +355,24 @@ async def video(task_id: str, ctx: Context) -> bytes:
     if isinstance(data, int):
         raise ResourceError(
             f"The video of {task_id} is {data / 1048576:.1f} MB, more than this resource "
-            f"serves ({VIDEO_RESOURCE_MAX_BYTES // 1048576} MB): it is saved at "
-            f"{task.local_path} — open that file instead."
+            f"serves ({VIDEO_RESOURCE_MAX_BYTES // 1048576} MB): open the video_link or the "
+            f"local_path ({task.local_path}) given in the task's result instead."
         )
     return data
+
+
+async def _from_bucket(ctx: Context, task: Task) -> bytes | int | None:
+    """The stored video streamed from the object store (its size when over the limit); None
+    when there is no store or no object."""
+    storage = (await running_app(ctx)).engine.storage
+    if storage is None or task.object_key is None:
+        return None
+    try:
+        return await storage.read(task.object_key, VIDEO_RESOURCE_MAX_BYTES)
+    except FileNotFoundError:
+        return None
+    except VideogenError as error:
+        raise ResourceError(error.message) from error
 
 
 async def task_json(task_id: str, ctx: Context) -> str:

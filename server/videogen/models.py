@@ -222,6 +222,15 @@ class Task(BaseModel):
     cancelled_at: float | None = None
     #: Spend when the task was recorded (set when a spending limit or price is configured).
     usage: Usage | None = None
+    #: Object keys of local inputs uploaded for the provider to fetch (``VIDEOGEN_STORAGE_URL``),
+    #: until they are deleted once the provider is done with them.
+    uploads: list[str] = Field(default_factory=list)
+    #: The saved video's key in the object store, once it is stored there.
+    object_key: str | None = None
+    #: A presigned download link to ``object_key`` and when it stops working: made for each
+    #: answer, never stored.
+    video_link: str | None = Field(None, exclude=True)
+    video_link_expires_at: float | None = Field(None, exclude=True)
     #: Notes for this one answer (e.g. "an identical request ... returned the first task");
     #: not stored in the ledger.
     notes: list[str] = Field(default_factory=list, exclude=True)

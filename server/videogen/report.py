@@ -41,7 +41,7 @@ _AS_SPACE: Final = frozenset("\t\n\r\u2028\u2029")
 PENDING_STATUSES: frozenset[TaskStatus] = frozenset({"waiting", "submitting", "queued", "running"})
 #: Error kinds of a ``failed`` task the provider never accepted (refused, unreachable, cancelled
 #: between retries): nothing was billed.
-NEVER_ACCEPTED: frozenset[str] = frozenset({"rate_limited", "unavailable", "cancelled"})
+NEVER_ACCEPTED: frozenset[str] = frozenset({"rate_limited", "unavailable", "cancelled", "storage"})
 
 
 class VideoResult(BaseModel):
@@ -63,6 +63,17 @@ class VideoResult(BaseModel):
     )
     local_path: str | None = Field(None, description="Absolute path of the saved MP4.")
     poster_path: str | None = Field(None, description="Absolute path of a small JPEG frame.")
+    object_key: str | None = Field(
+        None, description="The saved video's key in the object store (VIDEOGEN_STORAGE_URL)."
+    )
+    video_link: str | None = Field(
+        None,
+        description="A presigned download link to the stored video; check the task again for "
+        "a fresh one after video_link_expires_at.",
+    )
+    video_link_expires_at: float | None = Field(
+        None, description="Unix time after which video_link stops working."
+    )
     duration: float | None = Field(None, description="Seconds, probed from the saved file.")
     fps: float | None = Field(None, description="Frames per second, probed from the saved file.")
     width: int | None = Field(None, description="Pixels, probed from the saved file.")
@@ -117,6 +128,9 @@ def result_of(
         video_url_expires_at=task.video_url_expires_at,
         local_path=task.local_path,
         poster_path=task.poster_path,
+        object_key=task.object_key,
+        video_link=task.video_link,
+        video_link_expires_at=task.video_link_expires_at,
         duration=media.duration if media else None,
         fps=media.fps if media else None,
         width=media.width if media else None,
@@ -243,6 +257,8 @@ def _video_block(r: VideoResult) -> list[str]:
         lines.append(f"- Size: {_size(r.size_bytes)}")
     if r.poster_path:
         lines.append(f"- Poster: {r.poster_path}")
+    if r.object_key:
+        lines.append(f"- Object Key: {r.object_key}")
     if r.error:  # saved, but not as asked (a conform that failed)
         lines.append(f"- Warning: {r.error}")
     if r.sandbox:
@@ -258,8 +274,11 @@ SANDBOX_LINK: Final = (
 
 
 def _download_link(r: VideoResult) -> str:
-    """The provider's link; for a sandbox video (whose server does not outlive the run that
-    made it) or a video with no link, the saved file's ``file://`` URI."""
+    """The stored video's presigned link; else the provider's link; for a sandbox video (whose
+    server does not outlive the run that made it) or a video with no link, the saved file's
+    ``file://`` URI."""
+    if r.video_link:
+        return r.video_link
     if r.video_url and not r.sandbox:
         return r.video_url
     return _file_url(r.local_path or "")

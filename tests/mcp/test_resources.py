@@ -148,3 +148,24 @@ async def test_a_poster_replaced_by_a_link_is_not_inlined(client: Client, tmp_pa
     images = [c for c in again.content if isinstance(c, ImageContent)]
     assert all(b"secret" not in base64.b64decode(image.data) for image in images)
     assert secret.read_bytes() == b"\xff\xd8 not a poster, a secret"
+
+
+async def test_the_video_resource_streams_from_the_bucket_when_the_file_is_not_here(
+    tmp_path: Path, bucket
+) -> None:  # type: ignore[no-untyped-def]
+    """Replicas do not share a disk: a video saved by another one is read from the bucket."""
+    from mcp_helpers import settings_env
+
+    from videogen.config import Settings
+    from videogen.mcp_server import create_server
+
+    settings = Settings.from_env(settings_env(tmp_path, **bucket.env()))
+    async with Client(create_server(settings, warm_up_after=None)) as client:
+        data = await _generated(client)
+        assert data["object_key"] and data["video_link"]
+        stored = bucket.read(str(data["object_key"]))
+        os.unlink(str(data["local_path"]))
+        read = await client.read_resource(f"videogen://videos/{data['task_id']}")
+    (content,) = read.contents
+    assert isinstance(content, BlobResourceContents)
+    assert base64.b64decode(content.blob) == stored

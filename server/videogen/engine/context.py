@@ -20,6 +20,8 @@ from videogen.retry import RetryPolicy
 if TYPE_CHECKING:
     import httpx2
 
+    from videogen.storage import Storage
+
 #: The first poll comes this soon after a submit, so fast failures surface fast.
 FIRST_POLL_SECONDS: Final = 1.0
 #: A waiting caller hears from the engine at least this often (MCP progress notifications).
@@ -77,6 +79,8 @@ class Context:
     queue_recheck: float = QUEUE_RECHECK_SECONDS
     #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
     conform: Conform | None = None
+    #: The object store (``VIDEOGEN_STORAGE_URL``); None when not configured.
+    storage: Storage | None = None
 
     def __post_init__(self) -> None:
         settings = self.settings

@@ -16,6 +16,7 @@ from .book import TaskBook
 from .context import Context
 from .finishing import LOST_MESSAGE
 from .leases import Leases
+from .uploads import store_video
 
 
 class Delivery:
@@ -31,8 +32,16 @@ class Delivery:
     ) -> Task:
         """A completed task whose video is no longer where it was saved goes back to ``ready``
         (with a note saying so) to be downloaded again — into ``destination``'s folder and
-        name when given; otherwise it is returned as it is."""
-        if await anyio.to_thread.run_sync(saved_file, task.local_path) is not None:
+        name when given; otherwise it is returned as it is. A video in the object store is not
+        lost (another replica saved it; the bucket serves it); one saved here but not stored
+        yet (the store refused) is stored now."""
+        here = await anyio.to_thread.run_sync(saved_file, task.local_path)
+        if self._ctx.storage is not None:
+            if here is not None and task.object_key is None:
+                return await self._store(task, here)
+            if here is None and task.object_key is not None:
+                return task
+        if here is not None:
             return task
         lost = LOST_MESSAGE.format(path=task.local_path)
         if not self._leases.take(task.id):
@@ -51,6 +60,17 @@ class Delivery:
         notes.append(f"{lost} It is downloaded again from the provider.")
         return self._book.update(current, "ready", note=lost)
 
+    async def _store(self, task: Task, path: Path) -> Task:
+        """Store a saved video the store refused before (under the task's lease)."""
+        if not self._leases.take(task.id):
+            return task
+        try:
+            current = self._book.get(task.id)
+            await store_video(self._ctx, current, path)
+            return self._book.save(current)
+        finally:
+            self._book.ledger.release(task.id, self._leases.holder)
+
     def destination_of(self, asked: Task | GenerationRequest) -> tuple[Path, str | None]:
         """Where a task's or a request's video goes: its folder, and the name it asked for."""
         request = asked.request if isinstance(asked, Task) else asked
@@ -62,6 +82,9 @@ class Delivery:
         folder = self._ctx.folder(request.output_dir)
         name = safe_filename(task.request.prompt, task.id, request.filename)
         saved = Path(task.local_path or "")
+        here = await anyio.to_thread.run_sync(saved_file, task.local_path)
+        if task.object_key is not None and here is None:
+            return task  # saved on another replica: the bucket's link is the delivery
         try:
             made = await anyio.to_thread.run_sync(_copy_saved, saved, folder, name)
         except OSError as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -41,6 +41,10 @@ from .queue import Queue
 from .subjects import detect_subjects
 from .submitting import Submitter
 from .tracking import Tracker
+from .uploads import add_link
+
+if TYPE_CHECKING:
+    from videogen.storage import Storage
 
 CANCELLED_AT_PROVIDER_MESSAGE: Final = (
     "Cancelled at the provider while it was still queued: nothing was billed. Submit the "
@@ -56,8 +60,9 @@ class Engine:
     """Submits, tracks and finishes tasks; see the package docstring for the contract.
 
     ``providers(name)`` and ``clients(name)`` give the adapter and the HTTP client of a provider
-    (built lazily by the app). ``attach(task_group)`` must be called before anything is
-    submitted: watchers run there, outliving the callers that started them.
+    (built lazily by the app); ``storage`` is the object store, when configured.
+    ``attach(task_group)`` must be called before anything is submitted: watchers run there,
+    outliving the callers that started them.
     """
 
     def __init__(
@@ -73,9 +78,12 @@ class Engine:
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         lease_seconds: float | None = None,
         conform: Conform | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
+        #: The object store (``VIDEOGEN_STORAGE_URL``), None when not configured.
+        self.storage = storage
         ctx = self._ctx = Context(
             settings,
             providers,
@@ -86,6 +94,7 @@ class Engine:
             heartbeat=heartbeat_seconds,
             lease_seconds=settings.lease_seconds if lease_seconds is None else lease_seconds,
             conform=conform,
+            storage=storage,
         )
         book = self._book = TaskBook(ledger, clock)
         leases = self._leases = Leases(ctx, book)
@@ -301,10 +310,10 @@ class Engine:
         return self._answer(task, [why])
 
     def _answer(self, task: Task, notes: list[str]) -> Task:
-        """The task as one answer gives it: with what this answer has to say and, waiting, its
-        place in line (never stored)."""
+        """The task as one answer gives it: with what this answer has to say, a fresh link to
+        its stored video and, waiting, its place in line (never stored)."""
         task.notes = notes
-        return self._queue.placed(task)
+        return self._queue.placed(add_link(self._ctx, task))
 
     def poll_interval(self, task: Task) -> float:
         """How soon ``task`` may change (seconds), on the watcher's own schedule: the first poll

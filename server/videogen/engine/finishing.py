@@ -1,5 +1,6 @@
 """Finishing: a ``ready`` task's video downloaded (under the task's lease), conformed (Jimeng
-clips: the asked duration and fps), probed, and — when an interface asks — given a poster.
+clips: the asked duration and fps), probed, stored in the object store when one is configured,
+and — when an interface asks — given a poster.
 
 A download failure keeps the task ``ready`` with its URL and the error; the next check (or
 start) tries again. The holder sweeps the temp files a killed run left for the task before it
@@ -27,6 +28,7 @@ from videogen.retry import call_with_retries
 from .book import TaskBook, Watcher
 from .context import Context, keep_ids, task_error, task_ref
 from .polling import EXPIRED_MESSAGE, Poller
+from .uploads import store_video
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,7 @@ class Finisher:
             info = await media.probe(path)
         task.media = info
         task.error = None if failure is None else _conform_error(failure, request, info)
+        await store_video(self._ctx, task, path)
         if task.error is not None:
             note = task.error.message
             task.history.append(StatusEvent(status=task.status, at=self._ctx.clock(), note=note))

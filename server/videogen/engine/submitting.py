@@ -32,7 +32,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -43,6 +43,7 @@ from videogen.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    StorageError,
     SubmitUncertain,
     VideogenError,
 )
@@ -65,6 +66,10 @@ from .leases import Leases
 from .origins import origin_of
 from .queue import Queue
 from .tracking import Tracker
+from .uploads import release_uploads, upload_inputs
+
+if TYPE_CHECKING:
+    from videogen.inputs import Checked
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,7 @@ class _Prepared:
 
     provider: Provider
     request: GenerationRequest
-    inputs: PreparedInputs
+    checked: Checked
     #: Concurrency refusals so far, and when (``anyio.current_time()``) it may go again.
     refusals: int = 0
     not_before: float = 0.0
@@ -120,7 +125,7 @@ class Submitter:
         self._leases = leases
         self._tracker = tracker
         self._queue = queue
-        #: Waiting tasks of this engine, with their prepared inputs.
+        #: Waiting tasks of this engine, with their checked inputs.
         self._waiting: dict[str, _Prepared] = {}
         #: Per bucket: one event per submit in flight, set once its answer is recorded.
         self._answering: defaultdict[str, set[anyio.Event]] = defaultdict(set)
@@ -137,13 +142,13 @@ class Submitter:
         """See ``Engine.submit``; a duplicate's note goes to ``notes``."""
         await anyio.to_thread.run_sync(prepare_folder, self._ctx.folder(request.output_dir))
         provider = self._ctx.providers(request.provider)
-        inputs = await self._prepare_inputs(request, provider)
+        checked = await self._check_inputs(request, provider)
         # No await from here to the insert: finding a duplicate and recording this task are one
         # ledger transaction, so identical requests at once make one task (and one submit).
         task, earlier = self._record(request, owner, new=new)
         if earlier is not None:
             return self._reuse(earlier, request, notes)
-        prepared = _Prepared(provider, request, inputs)
+        prepared = _Prepared(provider, request, checked)
         if task.status == "waiting":
             moved = self._queue.try_turn(task)
             if moved is None:  # not its turn: its watcher sends it when it is
@@ -164,6 +169,8 @@ class Submitter:
             del self._tracker.sending[task.id]
             sent.set()
             if not watched:
+                if checked.staged:  # the submit failed: the provider needs no uploads
+                    await release_uploads(self._ctx, self._book, self._book.get(task.id))
                 self._leases.release(task.id)
         return task
 
@@ -191,22 +198,34 @@ class Submitter:
             if any(abbreviated(reference) for reference in references):
                 raise InputError(INLINE_INPUTS_MESSAGE)
             provider = self._ctx.providers(request.provider)
-            inputs = await self._prepare_inputs(request, provider)
+            checked = await self._check_inputs(request, provider)
         except VideogenError as exc:
             self._book.end_waiting(task, "failed", task_error(exc))
             return None
-        return _Prepared(provider, request, inputs)
+        return _Prepared(provider, request, checked)
 
-    async def _prepare_inputs(
-        self, request: GenerationRequest, provider: Provider
-    ) -> PreparedInputs:
-        from videogen.inputs import prepare_inputs  # the adapters' helper, loaded on first use
+    async def _check_inputs(self, request: GenerationRequest, provider: Provider) -> Checked:
+        """The request's inputs checked (local files to upload staged, with object storage)."""
+        from videogen.inputs import check_inputs  # the adapters' helper, loaded on first use
 
-        return await prepare_inputs(
+        storage = self._ctx.storage
+        checked = await check_inputs(
             request,
             accepts_uploaded_images=provider.accepts_uploaded_images,
             folders=self._ctx.settings.path_folders(),
+            staging=storage is not None,
         )
+        if storage is not None:  # videos and uploads go there: proven usable before billing
+            await storage.check()
+        return checked
+
+    async def _upload(self, task: Task, checked: Checked) -> PreparedInputs:
+        """The inputs with local files uploaded; a refusal fails the task (nothing billed)."""
+        try:
+            return await upload_inputs(self._ctx, self._book, task, checked)
+        except StorageError as exc:
+            self._book.update(task, "failed", error=task_error(exc))
+            raise
 
     def _record(
         self, request: GenerationRequest, owner: str | None, *, new: bool
@@ -268,6 +287,8 @@ class Submitter:
         """Send the submit; retry definitive refusals within ``budget`` seconds; record the
         outcome (a concurrency refusal: back in line, ``waiting``). Raises (after recording)
         what refused the request."""
+        # Uploaded at each send: a presigned link outlives a short wait, not a long one.
+        inputs = await self._upload(task, prepared.checked)
         deadline = anyio.current_time() + budget
         attempt, policy, book = 1, self._ctx.policy, self._book
         while True:
@@ -277,7 +298,7 @@ class Submitter:
                     # if the caller is cancelled meanwhile (the adapter's timeout bounds it).
                     with anyio.CancelScope(shield=True):
                         outcome = await _send_once(prepared.provider, prepared.request,
-                                                   prepared.inputs)  # fmt: skip
+                                                   inputs)  # fmt: skip
                 except BaseException:
                     # KeyboardInterrupt and the like mid-send: the outcome is unknown, say so.
                     book.update(task, "unknown", error=uncertain(task))

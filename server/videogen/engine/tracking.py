@@ -35,6 +35,7 @@ from .leases import Leases
 from .origins import foreign, origin_of
 from .polling import Poller
 from .queue import Queue
+from .uploads import release_uploads
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ class Tracker:
                 task = await self._poller.until_done(watcher, task)
             finally:
                 watcher.next_poll = None
+        task = await release_uploads(self._ctx, self._book, task)  # the provider is done
         while task.status == "ready":
             task = self._apply_retarget(watcher, task)
             task = await self._finisher.finish(watcher, task)

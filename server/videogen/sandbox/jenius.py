@@ -99,7 +99,10 @@ class Jenius:
                 f"image(s), got {len(urls)}",
             )
         images = tuple(
-            jobs.image_from_url(self.state, f"image_urls[{i}]", u) for i, u in enumerate(urls)
+            [
+                await jobs.image_from_url(self.state, f"image_urls[{i}]", u)
+                for i, u in enumerate(urls)
+            ]
         )
         book = self.state.book()
         if book.take("reject_image"):

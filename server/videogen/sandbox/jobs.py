@@ -40,6 +40,10 @@ MESSAGES: Final[dict[int, str]] = {
 }
 
 
+#: How long the sandbox waits for an input URL it fetches (see ``fetch``).
+FETCH_TIMEOUT_SECONDS: Final = 10.0
+
+
 def http_status_of(code: int) -> int:
     """The HTTP status a Volcengine business code travels with (contracts.md §1.4)."""
     if code == 10000:
@@ -190,10 +194,46 @@ def check_url(name: str, url: str) -> None:
         raise field_error(name, "must be an http(s) URL")
 
 
-def image_from_url(state: SandboxState, name: str, url: str) -> Image:
-    """A URL image: fetched if it is on the sandbox (50220 when it is missing there), else
-    a placeholder: the sandbox never fetches anything from elsewhere."""
+def on_this_machine(state: SandboxState, url: str) -> bool:
+    """True for a URL the sandbox fetches over HTTP, as the real providers fetch every input: a
+    loopback host other than the sandbox itself (e.g. an object store's presigned link). The
+    sandbox is offline: any other host's URL stays an opaque placeholder."""
+    host = urlsplit(url).hostname or ""
+    loopback = host == "localhost" or host == "::1" or host.startswith("127.")
+    return loopback and on_sandbox(state, url) is None
+
+
+async def fetch(name: str, url: str, limit: int) -> bytes:
+    """GET an input URL as a provider would, bounded in time (``FETCH_TIMEOUT_SECONDS``) and
+    size (``limit``); 50220 when it cannot be downloaded. Messages never echo the query (a
+    presigned link's signature)."""
+    import httpx2
+
+    shown = url.split("?", 1)[0]
+    try:
+        async with (
+            httpx2.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, trust_env=False) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise Invalid(50220, f"{name} {shown} answered HTTP {response.status_code}")
+            data = bytearray()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > limit:
+                    raise field_error(name, f"is larger than {limit} bytes")
+            return bytes(data)
+    except httpx2.HTTPError as error:
+        why = type(error).__name__
+        raise Invalid(50220, f"{name} {shown} could not be downloaded ({why})") from None
+
+
+async def image_from_url(state: SandboxState, name: str, url: str) -> Image:
+    """A URL image: read if it is on the sandbox (50220 when it is missing there), fetched if it
+    is elsewhere on this machine, else a placeholder (see ``on_this_machine``)."""
     check_url(name, url)
+    if on_this_machine(state, url):
+        return _image_from_bytes(name, await fetch(name, url, catalog.IMAGE_MAX_BYTES))
     path = on_sandbox(state, url)
     if path is None:
         return Image(placeholder_ref(url), None)
@@ -201,6 +241,44 @@ def image_from_url(state: SandboxState, name: str, url: str) -> Image:
     if data is None:
         raise Invalid(50220, f"{name} {url} could not be downloaded")
     return _image_from_bytes(name, data)
+
+
+async def audio_from_url(state: SandboxState, name: str, url: str) -> float | None:
+    """Seconds of an audio URL when the sandbox can tell: its own asset, a URL on this machine
+    (fetched and decoded; not audio: 50200), or a URL containing ``long-audio`` (taken as
+    61 s, to select the ≥ 60 s refusal). None: opaque."""
+    check_url(name, url)
+    if on_this_machine(state, url):
+        data = await fetch(name, url, catalog.AUDIO_MAX_BYTES)
+        seconds = await off_loop(_audio_duration, data)
+        if seconds is None:
+            raise field_error(name, "is not an audio file")
+        return seconds
+    return audio_length(state, url)
+
+
+async def check_masks(state: SandboxState, name: str, masks: list[str]) -> None:
+    """Mask URLs on this machine are fetched and must be PNG or JPEG images."""
+    for i, mask in enumerate(masks):
+        if not on_this_machine(state, mask):
+            continue
+        if image_info(await fetch(f"{name}[{i}]", mask, catalog.IMAGE_MAX_BYTES)) is None:
+            raise field_error(f"{name}[{i}]", "is not a JPEG or PNG image")
+
+
+def _audio_duration(data: bytes) -> float | None:
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), "r") as container:
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            if container.duration is not None:
+                return container.duration / 1_000_000
+    except (av.FFmpegError, IndexError, ValueError):
+        return None
+    return None
 
 
 def image_from_base64(name: str, value: str) -> Image:

@@ -159,8 +159,8 @@ class TokenOps:
                 f"{', '.join(sorted(MODELS[model]))})",
             )
         if model == OMNI.tokenops_model:
-            return self._create_omni(request, body)
-        return self._create_jimeng(request, req_key, body)
+            return await self._create_omni(request, body)
+        return await self._create_jimeng(request, req_key, body)
 
     def _content_items(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         items = body.get("content")
@@ -170,10 +170,12 @@ class TokenOps:
             raise field_error("content", "must be a list of objects")
         return items
 
-    def _create_jimeng(self, request: Request, req_key: str, body: dict[str, Any]) -> Response:
+    async def _create_jimeng(
+        self, request: Request, req_key: str, body: dict[str, Any]
+    ) -> Response:
         mode = catalog.REQ_KEY_TO_MODE[req_key]
         jobs.check_fields(body, set(_JIMENG_FIELDS), "a Jimeng video request")
-        prompt, images = self._jimeng_content(body)
+        prompt, images = await self._jimeng_content(body)
         camera, strength = jobs.camera_of(body, catalog.JIMENG[mode].camera)
         params = jobs.JimengParams(
             mode=mode,
@@ -195,7 +197,9 @@ class TokenOps:
             images=bool(images),
         )
 
-    def _jimeng_content(self, body: dict[str, Any]) -> tuple[str | None, tuple[jobs.Image, ...]]:
+    async def _jimeng_content(
+        self, body: dict[str, Any]
+    ) -> tuple[str | None, tuple[jobs.Image, ...]]:
         """(prompt, images): content text wins over ``prompt``; content images then
         ``image_urls``."""
         prompt = jobs.text(body, "prompt")
@@ -211,16 +215,17 @@ class TokenOps:
             elif kind in ("image_url", "image_base64"):
                 url = _item_url(item, "image_url", where)
                 if kind == "image_url":
-                    images.append(jobs.image_from_url(self.state, f"{where}.image_url.url", url))
+                    where_url = f"{where}.image_url.url"
+                    images.append(await jobs.image_from_url(self.state, where_url, url))
                 else:
                     images.append(jobs.image_from_data_url(f"{where}.image_url.url", url))
             else:
                 raise field_error(f"{where}.type", "must be text, image_url or image_base64")
         for i, url in enumerate(jobs.string_list(body, "image_urls") or []):
-            images.append(jobs.image_from_url(self.state, f"image_urls[{i}]", url))
+            images.append(await jobs.image_from_url(self.state, f"image_urls[{i}]", url))
         return prompt, tuple(images)
 
-    def _create_omni(self, request: Request, body: dict[str, Any]) -> Response:
+    async def _create_omni(self, request: Request, body: dict[str, Any]) -> Response:
         jobs.check_fields(body, set(_OMNI_FIELDS), "an OmniHuman request")
         if body.get("generation_type") != "omni_human":
             raise field_error("generation_type", 'must be "omni_human" for OmniHuman_1.5')
@@ -249,10 +254,10 @@ class TokenOps:
                 "must hold exactly one image_url and one audio_url item "
                 f"(got {len(images)} image(s), {len(audios)} audio)",
             )
-        image = jobs.image_from_url(self.state, *images[0])
-        jobs.check_url("audio_url", audios[0])
+        image = await jobs.image_from_url(self.state, *images[0])
+        length = await jobs.audio_from_url(self.state, "audio_url", audios[0])
         prompt, resolution = jobs.omni_options(body, masks, "mask_urls")
-        length = jobs.audio_length(self.state, audios[0])
+        await jobs.check_masks(self.state, "mask_urls", masks)
         render = jobs.omni_render(image, resolution, length)
         response = self._start(
             request, "omnihuman", OMNI.video_req_key, render, text=bool(prompt), images=True
@@ -375,7 +380,7 @@ class TokenOps:
         return path.stat().st_size, _file_reader(path)
 
     # -- OmniHuman subjects ---------------------------------------------------------------
-    def _subject_body(self, body: dict[str, Any], req_key: str) -> tuple[jobs.Image, str]:
+    async def _subject_body(self, body: dict[str, Any], req_key: str) -> tuple[jobs.Image, str]:
         jobs.check_fields(body, {"model", "req_key", "image_url"}, req_key)
         if body.get("model") != OMNI.tokenops_model:
             raise field_error("model", f"must be {OMNI.tokenops_model}")
@@ -383,15 +388,15 @@ class TokenOps:
             raise field_error("req_key", f"must be {req_key}")
         url = jobs.text(body, "image_url", required=True)
         assert url is not None
-        return jobs.image_from_url(self.state, "image_url", url), url
+        return await jobs.image_from_url(self.state, "image_url", url), url
 
     async def _detect(self, request: Request) -> Response:
-        image, url = self._subject_body(await self.body(request), OMNI.detection_req_key)
+        image, url = await self._subject_body(await self.body(request), OMNI.detection_req_key)
         status, masks = await jobs.detection_result(self.state, image, url)
         return JSONResponse({"status": status, "mask_urls": masks, "request_id": self.state.uuid()})
 
     async def _recognize(self, request: Request) -> Response:
-        image, url = self._subject_body(await self.body(request), OMNI.recognition_req_key)
+        image, url = await self._subject_body(await self.body(request), OMNI.recognition_req_key)
         contains = await jobs.subject_count(self.state, image, url) > 0
         task_id = self.state.numeric_id(20)
         self.sb.note(request, task_id=task_id)

@@ -185,12 +185,12 @@ class Volcengine:
             case "CVSync2AsyncSubmitTask":
                 if req_key not in catalog.REQ_KEY_TO_MODE:
                     raise field_error("req_key", f"{req_key!r} is not a Jimeng video req_key")
-                return self.submit_jimeng(request, req_key, body)
+                return await self.submit_jimeng(request, req_key, body)
             case "CVSync2AsyncGetResult":
                 return self.poll(request, body, frozenset(catalog.REQ_KEY_TO_MODE), True)
             case "CVSubmitTask":
                 if req_key == OMNI.video_req_key:
-                    return self.submit_omni(request, body)
+                    return await self.submit_omni(request, body)
                 if req_key == OMNI.recognition_req_key:
                     return await self.submit_recognition(request, body)
                 raise field_error("req_key", f"{req_key!r} is not an OmniHuman req_key")
@@ -236,7 +236,7 @@ class Volcengine:
         )
         return self.state.add_task(task)
 
-    def submit_jimeng(self, request: Request, req_key: str, body: dict[str, Any]) -> Response:
+    async def submit_jimeng(self, request: Request, req_key: str, body: dict[str, Any]) -> Response:
         mode = catalog.REQ_KEY_TO_MODE[req_key]
         spec = catalog.JIMENG[mode]
         allowed = {
@@ -251,7 +251,7 @@ class Volcengine:
         if spec.camera:
             allowed |= {"template_id", "camera_strength"}
         jobs.check_fields(body, allowed, req_key)
-        images = self._images(body)
+        images = await self._images(body)
         camera, strength = jobs.camera_of(body, spec.camera)
         params = jobs.JimengParams(
             mode=mode,
@@ -273,14 +273,17 @@ class Volcengine:
         self.sb.note(request, task_id=task.task_id)
         return self.reply(request, 10000, {"task_id": task.task_id})
 
-    def _images(self, body: dict[str, Any]) -> tuple[jobs.Image, ...]:
+    async def _images(self, body: dict[str, Any]) -> tuple[jobs.Image, ...]:
         urls = jobs.string_list(body, "image_urls")
         blobs = jobs.string_list(body, "binary_data_base64")
         if urls is not None and blobs is not None:
             raise field_error("image_urls", "and binary_data_base64 cannot both be given")
         if urls is not None:
             return tuple(
-                jobs.image_from_url(self.state, f"image_urls[{i}]", u) for i, u in enumerate(urls)
+                [
+                    await jobs.image_from_url(self.state, f"image_urls[{i}]", u)
+                    for i, u in enumerate(urls)
+                ]
             )
         if blobs is not None:
             return tuple(
@@ -288,7 +291,7 @@ class Volcengine:
             )
         return ()
 
-    def submit_omni(self, request: Request, body: dict[str, Any]) -> Response:
+    async def submit_omni(self, request: Request, body: dict[str, Any]) -> Response:
         allowed = {
             "req_key",
             "image_url",
@@ -303,14 +306,14 @@ class Volcengine:
         image_url = jobs.text(body, "image_url", required=True)
         audio_url = jobs.text(body, "audio_url", required=True)
         assert image_url is not None and audio_url is not None
-        image = jobs.image_from_url(self.state, "image_url", image_url)
-        jobs.check_url("audio_url", audio_url)
+        image = await jobs.image_from_url(self.state, "image_url", image_url)
+        length = await jobs.audio_from_url(self.state, "audio_url", audio_url)
         masks = jobs.string_list(body, "mask_url") or []
         prompt, resolution = jobs.omni_options(body, masks, "mask_url")
+        await jobs.check_masks(self.state, "mask_url", masks)
         refused = self._admit(request, text=bool(prompt), images=True)
         if refused is not None:
             return refused
-        length = jobs.audio_length(self.state, audio_url)
         render = jobs.omni_render(image, resolution, length)
         task = self._new_task("omnihuman", OMNI.video_req_key, render)
         if length is not None and length >= catalog.OMNIHUMAN_AUDIO_MAX_SECONDS:
@@ -324,7 +327,7 @@ class Volcengine:
         jobs.check_fields(body, {"req_key", "image_url"}, OMNI.recognition_req_key)
         image_url = jobs.text(body, "image_url", required=True)
         assert image_url is not None
-        image = jobs.image_from_url(self.state, "image_url", image_url)
+        image = await jobs.image_from_url(self.state, "image_url", image_url)
         contains = await jobs.subject_count(self.state, image, image_url) > 0
         task = self._new_task("recognition", OMNI.recognition_req_key, None)
         task.extra["contains"] = contains
@@ -339,7 +342,7 @@ class Volcengine:
         jobs.check_fields(body, {"req_key", "image_url"}, OMNI.detection_req_key)
         image_url = jobs.text(body, "image_url", required=True)
         assert image_url is not None
-        image = jobs.image_from_url(self.state, "image_url", image_url)
+        image = await jobs.image_from_url(self.state, "image_url", image_url)
         status, urls = await jobs.detection_result(self.state, image, image_url)
         resp = {"code": 0, "object_detection_result": {"mask": {"url": urls}}, "status": status}
         return self.reply(request, 10000, {"resp_data": jobs.resp_data_json(resp)})
