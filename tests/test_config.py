@@ -56,6 +56,8 @@ def test_half_a_volcengine_key_pair_is_refused() -> None:
         ("JIMENG_VIDEO_API_URL", "visual.example", "is not a URL"),
         ("VIDEOGEN_PROVIDER", "acme", "is not one of"),
         ("VIDEOGEN_SANDBOX", "maybe", "yes/no"),
+        ("VIDEOGEN_MAX_CONCURRENT", "0", "not a whole number between 1"),
+        ("VIDEOGEN_MAX_CONCURRENT_TOKENOPS", "2.5", "not a whole number between 1"),
     ],
 )
 def test_bad_values_stop_with_a_message_naming_the_variable(
@@ -65,6 +67,20 @@ def test_bad_values_stop_with_a_message_naming_the_variable(
         Settings.from_env({name: value})
     assert name in error.value.message
     assert words in error.value.message
+
+
+def test_concurrency_limits_apply_to_every_provider_or_one_which_wins() -> None:
+    settings = Settings.from_env(
+        {"VIDEOGEN_MAX_CONCURRENT": "3", "VIDEOGEN_MAX_CONCURRENT_VOLCENGINE": "1"}
+    )
+    assert [settings.concurrency_limit(p) for p in ("volcengine", "tokenops", "jenius")] == [
+        1,
+        3,
+        3,
+    ]
+    assert Settings.from_env({}).concurrency_limit("volcengine") is None
+    only = Settings.from_env({"VIDEOGEN_MAX_CONCURRENT_JENIUS": "2"})
+    assert (only.concurrency_limit("jenius"), only.concurrency_limit("tokenops")) == (2, None)
 
 
 def test_secrets_never_appear_in_the_settings_repr() -> None:

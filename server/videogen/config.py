@@ -103,6 +103,21 @@ VARIABLES["VIDEOGEN_PRICES"] = (
     "price per second of video, e.g. volcengine:t2v_720p=0.07,tokenops:*=0.1 (default: none)"
 )
 
+# -- the account-wide queue (README "How many at a time"; the rules are in engine.queue) ------
+#: Most tasks of one provider account and mode at the provider at once, for every provider
+#: (``VIDEOGEN_MAX_CONCURRENT``) or one (``VIDEOGEN_MAX_CONCURRENT_<PROVIDER>``, which wins).
+MAX_CONCURRENT_VARIABLE: Final = "VIDEOGEN_MAX_CONCURRENT"
+VARIABLES[MAX_CONCURRENT_VARIABLE] = (
+    "most tasks of one provider account and mode at the provider at once; more wait their "
+    "turn (default: no limit, learned from the provider's concurrency refusals)"
+)
+VARIABLES.update(
+    {
+        f"{MAX_CONCURRENT_VARIABLE}_{name.upper()}": f"{MAX_CONCURRENT_VARIABLE} for {name} alone"
+        for name in PROVIDERS
+    }
+)
+
 
 def default_output_dir(home: Path, platform: str = sys.platform) -> Path:
     """Where videos go when ``VIDEOGEN_OUTPUT_DIR`` is unset: the platform's own videos folder
@@ -193,6 +208,9 @@ class Settings:
     lease_seconds: float = LEASE_SECONDS
     #: Spending limits and prices (``VIDEOGEN_LIMIT_*``, ``VIDEOGEN_PRICES``); none by default.
     spending: Policy = field(default_factory=Policy)
+    #: Most tasks of one account and mode at each provider at once (``VIDEOGEN_MAX_CONCURRENT*``);
+    #: a provider missing here has no configured limit (see ``engine.queue``).
+    max_concurrent: tuple[tuple[ProviderName, int], ...] = ()
     #: ``VIDEOGEN_DATABASE_URL``: the PostgreSQL ledger's URL (it may hold a password), or None
     #: for the SQLite file in ``data_dir``.
     database_url: str | None = field(default=None, repr=False)
@@ -218,6 +236,10 @@ class Settings:
                 f"(or unset VIDEOGEN_PROVIDER / set VIDEOGEN_SANDBOX=1 to try the offline sandbox)."
             )
         return endpoint
+
+    def concurrency_limit(self, provider: ProviderName) -> int | None:
+        """The configured most tasks at ``provider`` at once (per account and mode), or None."""
+        return dict(self.max_concurrent).get(provider)
 
     def path_folders(self) -> tuple[Path, ...] | None:
         """Where local image paths may point: None for anywhere (the user's own machine), else
@@ -286,9 +308,22 @@ class Settings:
             input_dirs=read.folders("VIDEOGEN_INPUT_DIRS"),
             lease_seconds=read.number("VIDEOGEN_LEASE_SECONDS", LEASE_SECONDS, 1.0, 3600.0),
             spending=_spending(read),
+            max_concurrent=_max_concurrent(read),
             database_url=read.database_url("VIDEOGEN_DATABASE_URL"),
             storage=_storage(read),
         )
+
+
+def _max_concurrent(read: _Reader) -> tuple[tuple[ProviderName, int], ...]:
+    """``VIDEOGEN_MAX_CONCURRENT`` for every provider, ``..._<PROVIDER>`` for one (it wins)."""
+    every = read.whole(MAX_CONCURRENT_VARIABLE, 1, 10_000)
+    limits: list[tuple[ProviderName, int]] = []
+    for provider in PROVIDERS:
+        own = read.whole(f"{MAX_CONCURRENT_VARIABLE}_{provider.upper()}", 1, 10_000)
+        limit = every if own is None else own
+        if limit is not None:
+            limits.append((provider, limit))
+    return tuple(limits)
 
 
 def _spending(read: _Reader) -> Policy:
@@ -378,6 +413,17 @@ class _Reader:
             raise ConfigError(f"{name}={raw} is out of range: use a value between {low:g} and "
                               f"{high:g}, or unset it for the default ({default:g}).")  # fmt: skip
         return value
+
+    def whole(self, name: str, low: int, high: int) -> int | None:
+        """A whole number between ``low`` and ``high``, or None when unset."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ConfigError(f"{name}={raw!r} is not a whole number between {low} and {high}: "
+                              "set it to how many tasks may run at once, or unset it for no "
+                              "limit.")  # fmt: skip
+        return int(raw)
 
     def tokens(self, name: str) -> tuple[str, ...]:
         """Comma-separated secrets, each at least ``HTTP_TOKEN_MIN_CHARS`` long."""

@@ -186,12 +186,24 @@ class CapabilityNotEnabled(ProviderError):
 
 
 class RateLimited(ProviderError):
+    """``in_flight``: the provider refused because the account has too many tasks in flight
+    (Volcengine's 50430), not because of the request rate: the engine's queue waits for one to
+    finish instead of retrying on a timer."""
+
     kind = "rate_limited"
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        in_flight: bool = False,
+        **kw: object,
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self.in_flight = in_flight
 
 
 class ProviderUnavailable(ProviderError):

@@ -40,6 +40,7 @@ from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field
 
 from videogen.errors import TaskNotFound, VideogenError
+from videogen.report import waiting_words
 
 if TYPE_CHECKING:
     from videogen.app import App
@@ -214,6 +215,8 @@ def status_message(task: Task) -> str:
     """Where the task stands, in words: queued, rendering, downloading, saved ..."""
     where = task.provider
     if task.cancelled_at is not None and task.status == "failed":
+        if task.provider_task_id is None:
+            return f"Cancelled before it was sent to {where}: nothing was billed."
         return f"Cancelled at {where} while still queued: nothing was billed."
     if task.cancelled_at is not None:
         return (
@@ -221,6 +224,8 @@ def status_message(task: Task) -> str:
             f"billed; the video is still saved when it is ready: check_task {task.id} shows it."
         )
     match task.status:
+        case "waiting":
+            return waiting_words(task)
         case "submitting":
             return f"Submitting to {where}."
         case "queued":

@@ -25,14 +25,26 @@ from videogen.catalog import (
 )
 
 #: A task's life in the ledger.
-#: ``submitting``: written, submit in flight. ``queued``/``running``: the provider has it.
+#: ``waiting``: written, waiting its turn in the account-wide queue (``engine.queue``); nothing
+#: sent yet. ``submitting``: written, submit in flight. ``queued``/``running``: the provider has it.
 #: ``ready``: the provider finished; the video is not saved yet (download pending or failed).
 #: ``completed``: the file is saved. ``failed``: the provider failed or refused it.
 #: ``expired``: the provider no longer knows it. ``unknown``: the submit's outcome could not be
 #: learned (it may be billed); nothing is resent automatically.
 TaskStatus = Literal[
-    "submitting", "queued", "running", "ready", "completed", "failed", "expired", "unknown"
+    "waiting",
+    "submitting",
+    "queued",
+    "running",
+    "ready",
+    "completed",
+    "failed",
+    "expired",
+    "unknown",
 ]
+#: A task in one of these holds a place at the provider (``engine.queue`` counts them against its
+#: bucket's limit); ``ready`` is done there, ``waiting`` was not sent yet.
+OCCUPYING_STATUSES: Final[tuple[TaskStatus, ...]] = ("submitting", "queued", "running")
 TERMINAL_STATUSES: Final[frozenset[TaskStatus]] = frozenset(
     {"completed", "failed", "expired", "unknown"}
 )
@@ -57,6 +69,11 @@ def abbreviate_data_url(reference: str) -> str:
         raw = payload.encode()
     digest = hashlib.sha256(raw).hexdigest()[:12]
     return f"data:{match['mime']}{match['b64'] or ''},… (sha256 {digest}…, {len(raw)} bytes)"
+
+
+def abbreviated(reference: str) -> bool:
+    """True for a data URL ``abbreviate_data_url`` shortened (its bytes are gone)."""
+    return reference.startswith("data:") and ",… (sha256 " in reference
 
 
 def mode_label(mode: str, scene: str | None) -> str:
@@ -165,6 +182,13 @@ class Usage(BaseModel):
     summary: str = Field(description='e.g. "today: 3 videos, 15 s; limits: 3 of 20 videos today"')
 
 
+class QueuePlace(BaseModel):
+    """Where a ``waiting`` task stands in its queue (read from the ledger for one answer)."""
+
+    place: int = Field(description="1 for the next task to go, 2 for the one after ...")
+    limit: int | None = Field(description="How many of its kind may be at the provider at once.")
+
+
 class Task(BaseModel):
     """One generation as the ledger keeps it."""
 
@@ -210,10 +234,19 @@ class Task(BaseModel):
     #: Notes for this one answer (e.g. "an identical request ... returned the first task");
     #: not stored in the ledger.
     notes: list[str] = Field(default_factory=list, exclude=True)
+    #: For a ``waiting`` task in one answer: its place in line; not stored in the ledger.
+    queue_place: QueuePlace | None = Field(None, exclude=True)
 
     @property
     def provider(self) -> ProviderName:
         return self.request.provider
+
+    @property
+    def bucket(self) -> str:
+        """The queue this task waits in and counts against (``engine.queue``): where it is sent
+        (its origin: provider, endpoint, account) and its mode, as the provider counts tasks in
+        flight per account and model."""
+        return f"{self.origin}/{self.request.mode_label}"
 
     @property
     def terminal(self) -> bool:

@@ -38,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 _UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _AS_SPACE: Final = frozenset("\t\n\r\u2028\u2029")
 
-PENDING_STATUSES: frozenset[TaskStatus] = frozenset({"submitting", "queued", "running"})
+PENDING_STATUSES: frozenset[TaskStatus] = frozenset({"waiting", "submitting", "queued", "running"})
 #: Error kinds of a ``failed`` task the provider never accepted (refused, unreachable, cancelled
 #: between retries): nothing was billed.
 NEVER_ACCEPTED: frozenset[str] = frozenset({"rate_limited", "unavailable", "cancelled", "storage"})
@@ -49,8 +49,9 @@ class VideoResult(BaseModel):
 
     task_id: str = Field(description="Pass this back to check_task to follow the task.")
     status: TaskStatus = Field(
-        description="submitting | queued | running | ready (video made, not saved yet) | "
-        "completed (saved) | failed | expired | unknown (submit outcome unknown)"
+        description="waiting (its turn: the provider takes so many at a time) | submitting | "
+        "queued | running | ready (video made, not saved yet) | completed (saved) | failed | "
+        "expired | unknown (submit outcome unknown)"
     )
     done: bool = Field(description="True when nothing more will happen without a new request.")
     provider: ProviderName = Field(description="The provider API that makes the video.")
@@ -81,6 +82,9 @@ class VideoResult(BaseModel):
     requested_duration: int = Field(description="Seconds asked for.")
     requested_fps: int = Field(description="Frames per second asked for.")
     progress: float | None = Field(None, description="0..1 when the provider reports it.")
+    place_in_line: int | None = Field(
+        None, description="For a waiting task: 1 when it goes next, 2 after one more ..."
+    )
     elapsed: float = Field(description="Seconds since the task was created.")
     message: str = Field(description="One sentence on where the task stands.")
     next_step: str | None = Field(None, description="What to do next, if anything.")
@@ -135,6 +139,7 @@ def result_of(
         requested_duration=task.request.duration,
         requested_fps=task.request.fps,
         progress=task.progress,
+        place_in_line=task.queue_place.place if task.queue_place else None,
         elapsed=round(_elapsed(task, now), 1),
         message=describe(task),
         next_step=_next_step(task, interface, now),
@@ -303,6 +308,8 @@ def _status_block(r: VideoResult) -> list[str]:
 
 def _headline(status: TaskStatus) -> str:
     match status:
+        case "waiting":
+            return "Video request waiting its turn"
         case "submitting" | "queued" | "running":
             return "Video not ready yet"
         case "ready":
@@ -320,6 +327,8 @@ def _headline(status: TaskStatus) -> str:
 def describe(task: Task) -> str:
     """One sentence on where the task stands."""
     match task.status:
+        case "waiting":
+            return waiting_words(task)
         case "submitting":
             return "The request is being sent to the provider."
         case "queued":
@@ -343,7 +352,7 @@ def _next_step(task: Task, interface: Interface, now: float) -> str | None:
         else f"call check_task with task_id={task.id}"
     )
     match task.status:
-        case "submitting" | "queued" | "running":
+        case "waiting" | "submitting" | "queued" | "running":
             return f"{check} in about {_eta(task, now):.0f} s"
         case "ready":
             fix = " after fixing the error above" if task.error else ""
@@ -367,6 +376,21 @@ def _next_step(task: Task, interface: Interface, now: float) -> str | None:
                 "check the provider console or bill for this request; submit again (with "
                 f"{again}) only if it is not there"
             )
+
+
+def waiting_words(task: Task) -> str:
+    """A waiting task's place: "Waiting: 3rd in line for volcengine; 2 at a time." """
+    place = task.queue_place
+    if place is None:
+        return f"Waiting its turn for {task.provider}: nothing is sent or billed until then."
+    at_a_time = f"; {place.limit} at a time" if place.limit is not None else ""
+    return f"Waiting: {ordinal(place.place)} in line for {task.provider}{at_a_time}."
+
+
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th ... 11th, 12th, 13th ... 21st."""
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{'th' if 10 <= number % 100 <= 20 else suffix}"
 
 
 def _eta(task: Task, now: float) -> float:
@@ -542,6 +566,8 @@ def task_line(task: Task) -> str:
     prompt = task.request.prompt if len(task.request.prompt) <= 40 else task.request.prompt[:39]
     prompt = prompt + ("…" if prompt != task.request.prompt else "")
     where = task.local_path or (task.error.message if task.error else "")
+    if task.status == "waiting":
+        where = waiting_words(task)
     provider = f"{task.provider} (sandbox)" if task.sandbox else task.provider
     return printable(
         f"{task.id}  {task.status:<9}  {when}  {provider:<20}  "

@@ -222,7 +222,7 @@ def test_a_schema_1_ledger_is_migrated_and_keeps_its_tasks(tmp_path: Path) -> No
             (old.id, old.status, "volcengine", old.request.dedupe_key(), None, 1.0, 1.0, legacy),
         )
     ledger = Ledger.in_dir(tmp_path)
-    assert ledger.schema_version == SCHEMA_VERSION == 3
+    assert ledger.schema_version == SCHEMA_VERSION == 4
     migrated = ledger.get("vg_old")
     assert migrated.origin == UNRECORDED_ORIGIN and migrated.status == "running"
     assert ledger.lease("vg_old") == Lease(None, None)

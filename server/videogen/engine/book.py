@@ -1,5 +1,7 @@
 """The task book: the ledger as the engine's parts use it. Saving a task here also wakes
-everyone waiting on it (its watcher's waiters), in one call: nothing else publishes.
+everyone waiting on it (its watcher's waiters), in one call: nothing else publishes. A task
+that stops occupying the provider also wakes the tasks of this process waiting in its queue
+(``engine.queue``).
 
 It sits underneath every other engine module and imports none of them.
 """
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from videogen.ledger import Ledger
-from videogen.models import StatusEvent, Task, TaskError, TaskStatus
+from videogen.models import OCCUPYING_STATUSES, StatusEvent, Task, TaskError, TaskStatus
 from videogen.providers.base import PollResult
 
 
@@ -46,6 +48,8 @@ class TaskBook:
         self.ledger = ledger
         self._clock = clock
         self._watchers: dict[str, Watcher] = {}
+        #: Per bucket: set (and replaced) when a task of it stops occupying the provider.
+        self._freed: dict[str, anyio.Event] = {}
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -77,6 +81,41 @@ class TaskBook:
             task.error = error
         return self.save(task)
 
+    def take_turn(self, task: Task, *, limit: int | None, learned_since: float) -> Task | None:
+        """The ``waiting`` task moved to ``submitting`` if it is its turn in its queue
+        (``Ledger.take_turn``: one atomic step), else None (nothing written)."""
+        moved = self._moved(task, "submitting")
+        if not self.ledger.take_turn(
+            moved, limit=limit, learned_since=learned_since, now=self._clock()
+        ):
+            return None
+        self._wake(moved)
+        return moved
+
+    def end_waiting(self, task: Task, status: TaskStatus, error: TaskError) -> Task | None:
+        """The ``waiting`` task moved to ``status`` with ``error`` if it still waits (a cancel
+        racing its turn), else None (nothing written)."""
+        moved = self._moved(task, status)
+        moved.error = error
+        if not self.ledger.save_if_waiting(moved):
+            return None
+        self._wake(moved)
+        return moved
+
+    def _moved(self, task: Task, status: TaskStatus) -> Task:
+        moved = task.model_copy(deep=True)
+        moved.updated_at = self._clock()
+        moved.history.append(StatusEvent(status=status, at=moved.updated_at))
+        moved.status = status
+        return moved
+
+    def freed(self, bucket: str) -> anyio.Event:
+        """Set when a task of ``bucket`` next stops occupying the provider (in this process)."""
+        event = self._freed.get(bucket)
+        if event is None:
+            event = self._freed[bucket] = anyio.Event()
+        return event
+
     def refresh(self, task_id: str) -> Task:
         """Re-read a task another writer may have changed; its waiters hear of a change."""
         task = self.ledger.get(task_id)
@@ -97,6 +136,10 @@ class TaskBook:
         watcher = self._watchers.get(task.id)
         if watcher is not None:
             watcher._wake(task)
+        if task.status not in OCCUPYING_STATUSES:
+            freed = self._freed.pop(task.bucket, None)
+            if freed is not None:
+                freed.set()
 
     # -- watchers -----------------------------------------------------------------------------
 

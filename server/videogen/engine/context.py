@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 FIRST_POLL_SECONDS: Final = 1.0
 #: A waiting caller hears from the engine at least this often (MCP progress notifications).
 HEARTBEAT_SECONDS: Final = 5.0
+#: Tasks waiting their turn re-read the ledger this often for room other processes made.
+QUEUE_RECHECK_SECONDS: Final = 1.5
 #: Provider request ids kept per task (the submit's first, then the latest polls').
 REQUEST_IDS_KEPT: Final = 8
 
@@ -74,6 +76,7 @@ class Context:
     first_poll: float = FIRST_POLL_SECONDS
     heartbeat: float = HEARTBEAT_SECONDS
     lease_seconds: float = LEASE_SECONDS
+    queue_recheck: float = QUEUE_RECHECK_SECONDS
     #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
     conform: Conform | None = None
     #: The object store (``VIDEOGEN_STORAGE_URL``); None when not configured.

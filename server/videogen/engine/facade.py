@@ -37,6 +37,7 @@ from .finishing import Finisher
 from .leases import Leases
 from .origins import foreign
 from .polling import Poller
+from .queue import Queue
 from .subjects import detect_subjects
 from .submitting import Submitter
 from .tracking import Tracker
@@ -101,8 +102,10 @@ class Engine:
         self.holder = leases.holder
         self._poller = Poller(ctx, book)
         self._finisher = Finisher(ctx, book, self._poller)
-        self._tracker = Tracker(ctx, book, leases, self._poller, self._finisher)
-        self._submitter = Submitter(ctx, book, leases, self._tracker)
+        self._queue = Queue(ctx, book)
+        self._tracker = Tracker(ctx, book, leases, self._poller, self._finisher, self._queue)
+        self._submitter = Submitter(ctx, book, leases, self._tracker, self._queue)
+        self._tracker.sender = self._submitter
         self._delivery = Delivery(ctx, book, leases)
 
     @property
@@ -162,7 +165,7 @@ class Engine:
             request, notes, new=new, owner=owner, wait_seconds=wait_seconds
         )
         if on_submitted is not None:
-            on_submitted(_answer(task.model_copy(), notes, self._ctx))
+            on_submitted(self._answer(task.model_copy(), notes))
         if task.status == "completed":  # a duplicate of a finished task
             task = await self._delivery.reopen_if_lost(task, notes, destination=request)
         if not task.terminal:
@@ -174,7 +177,7 @@ class Engine:
             request
         ):
             notes.append(ELSEWHERE_NOTE)
-        return _answer(task, notes, self._ctx)
+        return self._answer(task, notes)
 
     async def submit(
         self,
@@ -198,7 +201,7 @@ class Engine:
         task = await self._submitter.submit(
             request, notes, new=new, owner=owner, wait_seconds=wait_seconds
         )
-        return _answer(task, notes, self._ctx)
+        return self._answer(task, notes)
 
     async def check(
         self,
@@ -231,15 +234,15 @@ class Engine:
             if output_dir is not None and task.status == "completed":
                 notes.append(f"The video is already saved at {task.local_path}; the output "
                              "folder given was not used.")  # fmt: skip
-            return _answer(task, notes, self._ctx)
+            return self._answer(task, notes)
         if elsewhere is not None:
-            return _answer(task, [elsewhere], self._ctx)
+            return self._answer(task, [elsewhere])
         save_now = task.status == "ready" and (output_dir is not None or saved_before)
         if output_dir is not None:
             folder = await anyio.to_thread.run_sync(prepare_folder, Path(output_dir))
             task = self._tracker.retarget(task, str(folder), notes)
         task = await self._tracker.wait(task, None if save_now else wait_seconds, on_progress)
-        return _answer(task, notes, self._ctx)
+        return self._answer(task, notes)
 
     def next_poll_in(self, task_id: str) -> float | None:
         """Seconds until this engine next polls the provider for the task (0 when a poll is
@@ -248,12 +251,12 @@ class Engine:
         return self._poller.next_poll_in(task_id)
 
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
-        """The task as the ledger has it (``TaskNotFound``)."""
-        return self._book.get(task_id, owner=owner)
+        """The task as the ledger has it (``TaskNotFound``), waiting: with its place in line."""
+        return self._queue.placed(self._book.get(task_id, owner=owner))
 
     def list_tasks(self, *, limit: int = 20, owner: str | None = None) -> list[Task]:
-        """The most recent tasks, newest first."""
-        return self.ledger.recent(limit=limit, owner=owner)
+        """The most recent tasks, newest first (waiting ones with their place in line)."""
+        return [self._queue.placed(t) for t in self.ledger.recent(limit=limit, owner=owner)]
 
     async def detect_subjects(
         self, image: str, *, provider: ProviderName | None = None, wait_seconds: float = 30
@@ -271,15 +274,22 @@ class Engine:
     async def cancel(self, task_id: str, *, owner: str | None = None) -> Task:
         """Cancel a task for its caller (``TaskNotFound``); returns it as recorded.
 
-        A task still queued at a provider that can cancel (Volcengine ``CVCancelTask``) is
-        cancelled there and recorded ``failed`` with kind ``cancelled`` (nothing billed). Any
-        other unfinished task only gets ``cancelled_at``: the provider may still bill it, and
-        the engine still saves the video, so ``check`` shows it. A finished task is left as it
-        is. The provider's refusal, if any, is in the returned task's notes.
+        A task still waiting its turn (``engine.queue``) ends at once, ``failed`` with kind
+        ``cancelled`` (nothing was sent, nothing billed). A task still queued at a provider that
+        can cancel (Volcengine ``CVCancelTask``) is cancelled there and recorded ``failed`` with
+        kind ``cancelled`` (nothing billed). Any other unfinished task only gets
+        ``cancelled_at``: the provider may still bill it, and the engine still saves the video,
+        so ``check`` shows it. A finished task is left as it is. The provider's refusal, if any,
+        is in the returned task's notes.
         """
         task = self._book.get(task_id, owner=owner)
         if task.terminal or task.cancelled_at is not None:
             return task
+        if task.status == "waiting":  # nothing sent yet: it ends here, nothing billed
+            ended = self._queue.cancel(task)
+            if ended is not None:
+                return ended
+            task = self._book.get(task_id)  # it took its turn meanwhile
         refusal: str | None = None
         if task.status == "queued" and foreign(self.settings, task) is None:
             try:
@@ -297,17 +307,16 @@ class Engine:
         task.cancelled_at = self._ctx.clock()
         task = self._book.save(task)
         why = refusal or f"{task.provider} cannot stop a task that is {task.status}."
-        return _answer(task, [why], self._ctx)
+        return self._answer(task, [why])
+
+    def _answer(self, task: Task, notes: list[str]) -> Task:
+        """The task as one answer gives it: with what this answer has to say, a fresh link to
+        its stored video and, waiting, its place in line (never stored)."""
+        task.notes = notes
+        return self._queue.placed(add_link(self._ctx, task))
 
     def poll_interval(self, task: Task) -> float:
         """How soon ``task`` may change (seconds), on the watcher's own schedule: the first poll
         after the submit, then the poll interval (slowed after ``max_poll_attempts``) while the
         provider works, and a ledger re-read while the video is being saved."""
         return self._poller.interval(task)
-
-
-def _answer(task: Task, notes: list[str], ctx: Context) -> Task:
-    """The task as one answer gives it: with what this answer has to say and a fresh link to
-    its stored video (never stored)."""
-    task.notes = notes
-    return add_link(ctx, task)

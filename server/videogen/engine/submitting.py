@@ -8,8 +8,15 @@ data dir's room is checked before billing, and so are the spending limits
 (``videogen.spending``), inside the transaction that records the task: a request past a limit
 is refused with nothing sent or recorded.
 
-The submit itself is retried only after a definitive refusal (429 / concurrency limit, a
-connection that was never made), within the caller's budget (at most ``SUBMIT_RETRY_SECONDS``);
+A request in a bucket with a concurrency limit (``engine.queue``) is recorded ``waiting``; it is
+sent at once when it is its turn, else its watcher waits for its turn and sends it
+(``send_waiting``), and the caller waits for the watcher like for any pending task. A
+concurrency refusal (50430) puts the task back in line (nothing billed, the limit learned)
+instead of failing it: the refusal is learned once every submit of the bucket this engine has in
+flight is answered, so the count of tasks at the provider is right.
+
+The submit itself is retried only after a definitive refusal (429, a connection that was never
+made), within the caller's budget (at most ``SUBMIT_RETRY_SECONDS``);
 each single send is shielded from cancellation so an answer in flight is always recorded, but
 the waits between sends are not. Refused every time, or cancelled while waiting to retry, the
 task is ``failed`` and nothing was billed. After an ambiguous failure (sent, then dropped or
@@ -20,13 +27,18 @@ nothing billed goes untraceable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Final
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from videogen.destination import prepare_folder
 from videogen.errors import (
+    InputError,
     LedgerError,
     ProviderError,
     ProviderUnavailable,
@@ -35,7 +47,14 @@ from videogen.errors import (
     SubmitUncertain,
     VideogenError,
 )
-from videogen.models import GenerationRequest, StatusEvent, Task, TaskError, TaskStatus
+from videogen.models import (
+    GenerationRequest,
+    StatusEvent,
+    Task,
+    TaskError,
+    TaskStatus,
+    abbreviated,
+)
 from videogen.models import new_task_id as _new_task_id
 from videogen.providers.base import PreparedInputs, Provider, Submitted
 from videogen.retry import wait_for
@@ -45,6 +64,7 @@ from .book import TaskBook
 from .context import Context, task_error, uncertain
 from .leases import Leases
 from .origins import origin_of
+from .queue import Queue
 from .tracking import Tracker
 from .uploads import release_uploads, upload_inputs
 
@@ -71,20 +91,44 @@ UNRECORDED_MESSAGE: Final = (
     "look it up in {provider}'s console by the task id {provider_task_id}; do not submit the "
     "request again before checking there."
 )
+INLINE_INPUTS_MESSAGE: Final = (
+    "This request's inputs were given inline (data URLs), which the task ledger does not keep, "
+    "and it was still waiting its turn when the process that recorded it stopped: nothing was "
+    "sent, so nothing was billed. Submit the request again."
+)
 CANCELLED_MESSAGE: Final = (
     "Cancelled while waiting to retry a submit the provider had refused: nothing was billed. "
     "Submit the request again."
 )
 
 
+@dataclass
+class _Prepared:
+    """What sending a waiting task needs, kept while it waits in this engine."""
+
+    provider: Provider
+    request: GenerationRequest
+    checked: Checked
+    #: Concurrency refusals so far, and when (``anyio.current_time()``) it may go again.
+    refusals: int = 0
+    not_before: float = 0.0
+
+
 class Submitter:
     """Records a request, sends it once and hands the task to the tracker."""
 
-    def __init__(self, ctx: Context, book: TaskBook, leases: Leases, tracker: Tracker) -> None:
+    def __init__(
+        self, ctx: Context, book: TaskBook, leases: Leases, tracker: Tracker, queue: Queue
+    ) -> None:
         self._ctx = ctx
         self._book = book
         self._leases = leases
         self._tracker = tracker
+        self._queue = queue
+        #: Waiting tasks of this engine, with their checked inputs.
+        self._waiting: dict[str, _Prepared] = {}
+        #: Per bucket: one event per submit in flight, set once its answer is recorded.
+        self._answering: defaultdict[str, set[anyio.Event]] = defaultdict(set)
 
     async def submit(
         self,
@@ -98,6 +142,70 @@ class Submitter:
         """See ``Engine.submit``; a duplicate's note goes to ``notes``."""
         await anyio.to_thread.run_sync(prepare_folder, self._ctx.folder(request.output_dir))
         provider = self._ctx.providers(request.provider)
+        checked = await self._check_inputs(request, provider)
+        # No await from here to the insert: finding a duplicate and recording this task are one
+        # ledger transaction, so identical requests at once make one task (and one submit).
+        task, earlier = self._record(request, owner, new=new)
+        if earlier is not None:
+            return self._reuse(earlier, request, notes)
+        prepared = _Prepared(provider, request, checked)
+        if task.status == "waiting":
+            moved = self._queue.try_turn(task)
+            if moved is None:  # not its turn: its watcher sends it when it is
+                self._waiting[task.id] = prepared
+                self._tracker.watch(task, fresh=True)
+                return task
+            task = moved
+        sent = self._tracker.sending[task.id] = anyio.Event()
+        watched = False
+        try:
+            with self._leases.working_on(task.id):
+                budget = _retry_budget(wait_seconds)
+                task = await self._send(task, prepared, budget)
+                if task.status == "waiting":  # refused for concurrency: its watcher sends it
+                    self._waiting[task.id] = prepared
+                watched = not task.terminal and self._tracker.watch(task, fresh=True) is not None
+        finally:
+            del self._tracker.sending[task.id]
+            sent.set()
+            if not watched:
+                if checked.staged:  # the submit failed: the provider needs no uploads
+                    await release_uploads(self._ctx, self._book, self._book.get(task.id))
+                self._leases.release(task.id)
+        return task
+
+    async def send_waiting(self, task: Task) -> Task:
+        """Wait for a ``waiting`` task's turn and send it (its watcher's part; this engine holds
+        its lease). Returns the task as it then stands; a refusal is recorded on it."""
+        prepared = self._waiting.pop(task.id, None) or await self._prepare_again(task)
+        while prepared is not None and task.status == "waiting":
+            await anyio.sleep_until(prepared.not_before)  # the back-off after a refusal
+            task = await self._queue.turn(task)
+            if task.status != "submitting":
+                return task  # cancelled while waiting
+            try:
+                task = await self._send(task, prepared, SUBMIT_RETRY_SECONDS)
+            except VideogenError:
+                return self._book.get(task.id)  # recorded on the task
+        return task
+
+    async def _prepare_again(self, task: Task) -> _Prepared | None:
+        """The inputs of a waiting task recorded by a process that stopped, read again from
+        the stored request; None (the task ended, nothing billed) when they cannot be."""
+        request = task.request
+        references = (*request.images, *request.masks, request.audio or "")
+        try:
+            if any(abbreviated(reference) for reference in references):
+                raise InputError(INLINE_INPUTS_MESSAGE)
+            provider = self._ctx.providers(request.provider)
+            checked = await self._check_inputs(request, provider)
+        except VideogenError as exc:
+            self._book.end_waiting(task, "failed", task_error(exc))
+            return None
+        return _Prepared(provider, request, checked)
+
+    async def _check_inputs(self, request: GenerationRequest, provider: Provider) -> Checked:
+        """The request's inputs checked (local files to upload staged, with object storage)."""
         from videogen.inputs import check_inputs  # the adapters' helper, loaded on first use
 
         storage = self._ctx.storage
@@ -109,27 +217,7 @@ class Submitter:
         )
         if storage is not None:  # videos and uploads go there: proven usable before billing
             await storage.check()
-        # No await from here to the insert: finding a duplicate and recording this task are one
-        # ledger transaction, so identical requests at once make one task (and one submit).
-        task, earlier = self._record(request, owner, new=new)
-        if earlier is not None:
-            return self._reuse(earlier, request, notes)
-        sent = self._tracker.sending[task.id] = anyio.Event()
-        watched = False
-        try:
-            with self._leases.working_on(task.id):
-                inputs = await self._upload(task, checked)
-                budget = _retry_budget(wait_seconds)
-                task = await self._send(task, provider, request, inputs, budget)
-                watched = not task.terminal and self._tracker.watch(task, fresh=True) is not None
-        finally:
-            del self._tracker.sending[task.id]
-            sent.set()
-            if not watched:
-                if checked.staged:  # the submit failed: the provider needs no uploads
-                    await release_uploads(self._ctx, self._book, self._book.get(task.id))
-                self._leases.release(task.id)
-        return task
+        return checked
 
     async def _upload(self, task: Task, checked: Checked) -> PreparedInputs:
         """The inputs with local files uploaded; a refusal fails the task (nothing billed)."""
@@ -142,11 +230,14 @@ class Submitter:
     def _record(
         self, request: GenerationRequest, owner: str | None, *, new: bool
     ) -> tuple[Task, Task | None]:
-        """The new task, recorded (``submitting``, leased here) unless an earlier duplicate
-        (returned second) was found instead."""
+        """The new task, recorded (``submitting``, or ``waiting`` in a bucket with a limit;
+        leased here) unless an earlier duplicate (returned second) was found instead."""
         ledger = self._book.ledger
         ledger.check_room()
         task = self._new_task(request, owner)
+        if self._queue.limit(task) is not None:
+            task.status = "waiting"
+            task.history = [StatusEvent(status="waiting", at=task.created_at)]
         lease = self._leases.new()
         # The spending limits are checked in the transaction that records the task.
         guard = Guard(self._ctx.settings.spending, now=task.created_at, owner=owner)
@@ -192,31 +283,31 @@ class Submitter:
             dedupe_key=request.dedupe_key(),
         )
 
-    async def _send(
-        self,
-        task: Task,
-        provider: Provider,
-        request: GenerationRequest,
-        inputs: PreparedInputs,
-        budget: float,
-    ) -> Task:
+    async def _send(self, task: Task, prepared: _Prepared, budget: float) -> Task:
         """Send the submit; retry definitive refusals within ``budget`` seconds; record the
-        outcome. Raises (after recording) what refused the request."""
+        outcome (a concurrency refusal: back in line, ``waiting``). Raises (after recording)
+        what refused the request."""
+        # Uploaded at each send: a presigned link outlives a short wait, not a long one.
+        inputs = await self._upload(task, prepared.checked)
         deadline = anyio.current_time() + budget
         attempt, policy, book = 1, self._ctx.policy, self._book
         while True:
-            try:
-                # Shielded: once the request may have left, its answer must be recorded even if
-                # the caller is cancelled meanwhile (the adapter's request timeout bounds it).
-                with anyio.CancelScope(shield=True):
-                    outcome = await _send_once(provider, request, inputs)
-            except BaseException:
-                # KeyboardInterrupt and the like mid-send: the outcome is unknown, say so.
-                book.update(task, "unknown", error=uncertain(task))
-                raise
-            match outcome:
-                case Submitted():
+            with self._in_flight(task.bucket):
+                try:
+                    # Shielded: once the request may have left, its answer must be recorded even
+                    # if the caller is cancelled meanwhile (the adapter's timeout bounds it).
+                    with anyio.CancelScope(shield=True):
+                        outcome = await _send_once(prepared.provider, prepared.request,
+                                                   inputs)  # fmt: skip
+                except BaseException:
+                    # KeyboardInterrupt and the like mid-send: the outcome is unknown, say so.
+                    book.update(task, "unknown", error=uncertain(task))
+                    raise
+                if isinstance(outcome, Submitted):
                     return await self._accepted(task, outcome)
+            match outcome:
+                case RateLimited() if outcome.in_flight:
+                    return await self._back_in_line(task, prepared, outcome)
                 case SubmitUncertain():
                     return book.update(task, "unknown", error=uncertain(task, outcome))
                 case RateLimited() | ProviderUnavailable():  # refused, or never sent: not billed
@@ -234,6 +325,33 @@ class Submitter:
                     # A bug or an unexpected library error: the outcome is unknown, say so.
                     book.update(task, "unknown", error=uncertain(task))
                     raise outcome
+
+    @contextlib.contextmanager
+    def _in_flight(self, bucket: str) -> Iterator[None]:
+        """Mark a submit of ``bucket`` in flight until its answer is recorded."""
+        answered = anyio.Event()
+        self._answering[bucket].add(answered)
+        try:
+            yield
+        finally:
+            answered.set()
+            self._answering[bucket].discard(answered)
+            if not self._answering[bucket]:
+                del self._answering[bucket]
+
+    async def _back_in_line(self, task: Task, prepared: _Prepared, refusal: RateLimited) -> Task:
+        """A concurrency refusal: once this engine's other submits of the bucket are answered
+        (so the tasks at the provider are counted right), learn the limit and put the task back
+        in line, to go again no sooner than the retry back-off. Shielded: a cancelled caller
+        leaves a waiting task, never a ``submitting`` one."""
+        with anyio.CancelScope(shield=True):
+            for answered in list(self._answering.get(task.bucket, ())):
+                await answered.wait()
+            task = self._queue.refused(task, refusal)
+        prepared.refusals += 1
+        wait = wait_for(refusal, prepared.refusals, self._ctx.policy)
+        prepared.not_before = anyio.current_time() + wait
+        return task
 
     async def _wait_to_resend(self, task: Task, seconds: float) -> None:
         """Sleep before a resend; a cancelled caller leaves a ``failed`` task (nothing billed)."""
@@ -297,7 +415,7 @@ def _retry_budget(wait_seconds: float | None) -> float:
 def _refused(error: RateLimited | ProviderUnavailable, attempts: int) -> ProviderError:
     """The error a submit refused ``attempts`` times ends with: nothing billed, when to retry."""
     times = "once" if attempts == 1 else f"{attempts} times"
-    data = {
+    data: dict[str, Any] = {
         "provider": error.provider,
         "code": error.code,
         "http_status": error.http_status,

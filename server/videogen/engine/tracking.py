@@ -3,7 +3,9 @@
 on the task's watcher with their own budget and get the task as it stands when it ends, so a
 caller that is cancelled or runs out of time abandons nothing.
 
-On start the tracker resumes every unfinished task of this origin, and while it runs it takes over
+A ``waiting`` task's watcher first waits for its turn in the queue and sends it (``Sender``,
+the submitter). On start the tracker resumes every unfinished task of this origin (waiting ones
+take their turn again), and while it runs it takes over
 the ones whose lease is free or ran out (``claim_due``, a few times per lease length): their
 holder died or stopped, so another replica finishes them without being restarted. A
 ``submitting`` row found then means a process died between writing the row and reading the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -31,11 +34,12 @@ from .finishing import Finisher
 from .leases import Leases
 from .origins import foreign, origin_of
 from .polling import Poller
+from .queue import Queue
 from .uploads import release_uploads
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("submitting", "queued", "running", "ready")
+ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("waiting", "submitting", "queued", "running", "ready")
 
 BUSY_ELSEWHERE_NOTE = (
     "Another process is saving this task right now, so its folder was not changed; if that "
@@ -43,13 +47,26 @@ BUSY_ELSEWHERE_NOTE = (
 )
 
 
+class Sender(Protocol):
+    """Sends a waiting task when its turn comes (``Submitter``)."""
+
+    async def send_waiting(self, task: Task) -> Task: ...
+
+
 class Tracker:
     """Starts, runs and waits on the tasks' watchers."""
 
     def __init__(
-        self, ctx: Context, book: TaskBook, leases: Leases, poller: Poller, finisher: Finisher
+        self,
+        ctx: Context,
+        book: TaskBook,
+        leases: Leases,
+        poller: Poller,
+        finisher: Finisher,
+        queue: Queue,
     ) -> None:
         self._ctx = ctx
+        self._queue = queue
         self._book = book
         self._leases = leases
         self._poller = poller
@@ -57,6 +74,8 @@ class Tracker:
         self._group: TaskGroup | None = None
         #: Tasks whose submit this engine has in flight, set when the answer is recorded.
         self.sending: dict[str, anyio.Event] = {}
+        #: Sends waiting tasks (set by the facade: the submitter is built after the tracker).
+        self.sender: Sender | None = None
         #: Set by ``stop_waiting``: every wait returns at once.
         self._stopping = False
 
@@ -135,6 +154,7 @@ class Tracker:
         return self._book.get(task.id)
 
     def _progress(self, task: Task) -> Progress:
+        task = self._queue.placed(task.model_copy())
         return Progress(
             task_id=task.id,
             status=task.status,
@@ -189,6 +209,9 @@ class Tracker:
             task = self._book.refresh(task_id)
             if task.status == "submitting":  # its answer could not be recorded
                 task = self._book.update(task, "unknown", error=uncertain(task))
+        if task.status == "waiting":
+            assert self.sender is not None, "the facade sets the sender"
+            task = await self.sender.send_waiting(task)
         if task.status == "submitting":
             task = await self._orphaned(task)
         if task.status in ("queued", "running"):

@@ -18,6 +18,11 @@ gives its -wal and -shm files the ledger's mode): it holds prompts, local paths 
 Every SQLite or file-system failure becomes a ``LedgerError`` that names the data dir, what is
 wrong (damaged, read-only, full, busy) and the fix.
 
+**The queue** (``engine.queue``): each task's ``bucket`` column (``Task.bucket``) and the
+``concurrency_limits`` table (limits learned from providers' concurrency refusals) back
+``take_turn``, the one atomic step that moves a ``waiting`` task to ``submitting`` within its
+bucket's limit, in order. Those methods are grouped, their SQL in module constants, plain SQL.
+
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version ``n`` to
 ``n + 1``.
 """
@@ -45,7 +50,7 @@ from videogen.ledger.base import (
     billed_row,
     row_values,
 )
-from videogen.models import Task, TaskStatus
+from videogen.models import OCCUPYING_STATUSES, Task, TaskStatus
 from videogen.spending import BILLED_WHERE, Billed, Guard
 
 LEDGER_FILENAME: Final = "tasks.sqlite3"
@@ -85,6 +90,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     UPDATE tasks SET origin = '{UNRECORDED_ORIGIN}',
         data = json_set(data, '$.origin', '{UNRECORDED_ORIGIN}')
         WHERE origin IS NULL;
+    """,
+    # 4: the account-wide queue (engine.queue): each task's bucket, and the limits learned from
+    # the providers' concurrency refusals. Tasks recorded before have no bucket: not counted.
+    """
+    ALTER TABLE tasks ADD COLUMN bucket TEXT;
+    CREATE INDEX tasks_bucket ON tasks (bucket, status, created_at);
+    CREATE TABLE concurrency_limits (
+        bucket TEXT PRIMARY KEY,
+        max_tasks INTEGER NOT NULL,
+        learned_at REAL NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -373,6 +389,70 @@ class SQLiteLedger(Ledger):
             billed = _billed_since(db, since, sandbox)
         return billed if owner is None else [b for b in billed if b.owner == owner]
 
+    # -- the account-wide queue (engine.queue) -------------------------------------------------
+    # A bucket is ``Task.bucket``. Its limit is the smaller of the configured one (passed in)
+    # and one learned from a concurrency refusal at or after ``learned_since`` (stored in
+    # ``concurrency_limits``); neither: no limit. A waiting task holds its place in line only
+    # while its lease is live (a process works on it), so a process that died or stopped does
+    # not block the line.
+
+    def take_turn(self, task: Task, *, limit: int | None, learned_since: float, now: float) -> bool:
+        """Write ``task`` (a ``waiting`` task moved on, e.g. to ``submitting``) if it is its
+        turn, as one atomic step; True when written.
+
+        Its turn: fewer tasks of its bucket occupy the provider (``OCCUPYING_STATUSES``) than the
+        bucket's limit, and it is among the first waiting tasks of the bucket (oldest first) that
+        fit in the free places. One ``BEGIN IMMEDIATE`` transaction: processes racing for the
+        last place cannot both take it. False (nothing written) when it is not its turn, or the
+        stored task no longer waits (cancelled meanwhile).
+        """
+        with self._transaction() as db:
+            free = _free_places(db, task.bucket, limit, learned_since)
+            if free is not None:
+                if free <= 0:
+                    return False
+                first = db.execute(_FIRST_WAITING, (task.bucket, task.id, now, free)).fetchall()
+                if task.id not in {row[0] for row in first}:
+                    return False
+            return _save_if_waiting(db, task)
+
+    def save_if_waiting(self, task: Task) -> bool:
+        """Write ``task`` only if the stored one is still ``waiting`` (a cancel racing its
+        turn); True when written."""
+        with self._using() as db:
+            return _save_if_waiting(db, task)
+
+    def queue_place(self, task: Task, *, now: float) -> int:
+        """The waiting ``task``'s place in its bucket's line: 1 + the live waiting tasks
+        recorded before it."""
+        with self._using() as db:
+            args = (task.bucket, now, task.created_at, task.created_at, task.id)
+            ahead: int = db.execute(_WAITING_AHEAD, args).fetchone()[0]
+        return ahead + 1
+
+    def at_provider(self, bucket: str) -> int:
+        """How many tasks of ``bucket`` the provider has accepted and not finished (``queued``,
+        ``running``): what a concurrency refusal says the provider's limit is."""
+        with self._using() as db:
+            count: int = db.execute(_AT_PROVIDER, (bucket,)).fetchone()[0]
+        return count
+
+    def learned_limit(self, bucket: str, *, since: float) -> int | None:
+        """The limit learned for ``bucket`` at or after ``since``, if any."""
+        with self._using() as db:
+            return _learned(db, bucket, since)
+
+    def learn_limit(self, bucket: str, at_provider: int, *, now: float, since: float) -> int:
+        """Record a concurrency refusal with ``at_provider`` tasks of ``bucket`` at the
+        provider: the learned limit becomes that (at least 1), or stays at a lower one learned
+        at or after ``since``; either way it holds from ``now``. Returns it."""
+        seen = max(1, at_provider)
+        with self._transaction() as db:
+            current = _learned(db, bucket, since)
+            learned = seen if current is None else min(current, seen)
+            db.execute(_LEARN, (bucket, learned, now))
+        return learned
+
 
 def _billed_since(db: sqlite3.Connection, since: float, sandbox: bool) -> list[Billed]:
     rows = db.execute(
@@ -398,6 +478,57 @@ _FINISH_TIMES: Final = """
       AND json_extract(data, '$.request.duration') IN ({marks})
     ORDER BY created_at DESC LIMIT ?
 """
+
+
+_OCCUPYING: Final = ", ".join(f"'{status}'" for status in OCCUPYING_STATUSES)
+#: The queue's statements (``Ledger.take_turn`` and its neighbours): plain SQL, no JSON.
+_COUNT_OCCUPYING: Final = (
+    f"SELECT COUNT(*) FROM tasks WHERE bucket = ? AND status IN ({_OCCUPYING})"
+)
+_AT_PROVIDER: Final = (
+    "SELECT COUNT(*) FROM tasks WHERE bucket = ? AND status IN ('queued', 'running')"
+)
+_FIRST_WAITING: Final = (
+    "SELECT id FROM tasks WHERE bucket = ? AND status = 'waiting' "
+    "AND (id = ? OR lease_until >= ?) ORDER BY created_at, id LIMIT ?"
+)
+_WAITING_AHEAD: Final = (
+    "SELECT COUNT(*) FROM tasks WHERE bucket = ? AND status = 'waiting' AND lease_until >= ? "
+    "AND (created_at < ? OR (created_at = ? AND id < ?))"
+)
+_SAVE_IF_WAITING: Final = (
+    "UPDATE tasks SET status = ?, updated_at = ?, data = ? WHERE id = ? AND status = 'waiting'"
+)
+_LEARNED: Final = "SELECT max_tasks FROM concurrency_limits WHERE bucket = ? AND learned_at >= ?"
+_LEARN: Final = (
+    "INSERT INTO concurrency_limits (bucket, max_tasks, learned_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (bucket) DO UPDATE SET max_tasks = excluded.max_tasks, "
+    "learned_at = excluded.learned_at"
+)
+
+
+def _learned(db: sqlite3.Connection, bucket: str, since: float) -> int | None:
+    row = db.execute(_LEARNED, (bucket, since)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _free_places(
+    db: sqlite3.Connection, bucket: str, limit: int | None, learned_since: float
+) -> int | None:
+    """How many more tasks of ``bucket`` may go to the provider now; None: no limit."""
+    learned = _learned(db, bucket, learned_since)
+    limits = [n for n in (limit, learned) if n is not None]
+    if not limits:
+        return None
+    occupying: int = db.execute(_COUNT_OCCUPYING, (bucket,)).fetchone()[0]
+    return min(limits) - occupying
+
+
+def _save_if_waiting(db: sqlite3.Connection, task: Task) -> bool:
+    cursor = db.execute(
+        _SAVE_IF_WAITING, (task.status, task.updated_at, task.model_dump_json(), task.id)
+    )
+    return cursor.rowcount == 1
 
 
 def ledger_error(path: Path, exc: BaseException, *, before_billing: bool = False) -> LedgerError:

@@ -163,10 +163,12 @@ def rate_limited(
     request_id: str | None,
     message: str | None,
     what: str,
+    in_flight: bool = False,
 ) -> RateLimited:
     return RateLimited(
         f"{provider} is limiting requests ({what}); waiting and asking again usually works.",
         retry_after=retry_after(response.headers),
+        in_flight=in_flight,
         provider=provider,
         code=code,
         http_status=response.status_code,

@@ -442,6 +442,7 @@ def _translate(response: httpx2.Response, what: str) -> VideogenError:
             request_id=request_id,
             message=message,
             what="too many requests or tasks in flight",
+            in_flight=code == 50430,
         )
     if http >= 500 or code in (50500, 50501):
         return unavailable(

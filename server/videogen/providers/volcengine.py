@@ -516,7 +516,13 @@ def _error_for(
     if code in (50429, 50430) or http == 429:
         what = "too many tasks in flight" if code == 50430 else "too many requests per second"
         return rate_limited(
-            PROVIDER, response, code=code, request_id=request_id, message=message, what=what
+            PROVIDER,
+            response,
+            code=code,
+            request_id=request_id,
+            message=message,
+            what=what,
+            in_flight=code == 50430,
         )
     if code in (50500, 50501) or http >= 500:
         return unavailable(PROVIDER, response, code=code, request_id=request_id, message=message)
