@@ -13,15 +13,12 @@ any credentials: the tests use the obviously fake ``testing``.
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from buckets import Bucket, next_bucket_name
 from postgres import INSTALL_HINT, Cluster, server_binaries, start_cluster, unavailable
 from videogen.ledger import Ledger
 
@@ -92,47 +89,6 @@ def ledger(open_ledger_here: Callable[[], Ledger]) -> Ledger:
     return open_ledger_here()
 
 
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-_buckets = itertools.count(1)
-
-
-@dataclass
-class Bucket:
-    """A bucket on the loopback S3 server, the environment that points videogen at it, and a
-    client to look inside it."""
-
-    endpoint: str
-    name: str
-    prefix: str
-    client: Any  # boto3's S3 client
-
-    def env(self) -> dict[str, str]:
-        """``VIDEOGEN_STORAGE_URL`` and the ``AWS_*`` variables for this bucket."""
-        return {
-            "VIDEOGEN_STORAGE_URL": f"s3://{self.name}/{self.prefix}",
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_REGION": "us-east-1",
-            **FAKE_CREDENTIALS,
-        }
-
-    def keys(self, under: str = "") -> list[str]:
-        """Every object key under the prefix (and ``under`` below it), sorted."""
-        listed = self.client.list_objects_v2(Bucket=self.name, Prefix=f"{self.prefix}/{under}")
-        return sorted(item["Key"] for item in listed.get("Contents", []))
-
-    def read(self, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-        return body
-
-    def deny_everything(self) -> None:
-        """A bucket policy that refuses every request (what a wrong or read-only key meets)."""
-        arn = f"arn:aws:s3:::{self.name}"
-        statement = {"Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                     "Resource": [arn, f"{arn}/*"]}  # fmt: skip
-        policy = {"Version": "2012-10-17", "Statement": [statement]}
-        self.client.put_bucket_policy(Bucket=self.name, Policy=json.dumps(policy))
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on a free loopback port, for this worker's whole session."""
@@ -159,6 +115,6 @@ def bucket(s3_endpoint: str) -> Bucket:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    name = f"videogen-test-{next(_buckets)}"
+    name = next_bucket_name()
     client.create_bucket(Bucket=name)
     return Bucket(endpoint=s3_endpoint, name=name, prefix="team", client=client)

@@ -33,7 +33,7 @@ from mcp_types import CallToolResult
 from starlette.requests import Request
 from tasks_client import CreatedTask, TasksClientExtension, follow, submit
 
-from conftest import Bucket
+from buckets import Bucket
 from videogen.ledger import Lease, Ledger
 from videogen.mcp_serving import Replica
 from videogen.models import Task
