@@ -15,7 +15,7 @@ import pytest
 
 from postgres import PASSWORD, Cluster
 from videogen.errors import ConfigError, LedgerError, SpendingLimitReached
-from videogen.ledger import Ledger
+from videogen.ledger import Change, Ledger
 from videogen.ledger.postgres import SCHEMA_VERSION, PostgresLedger
 from videogen.spending import Guard, Limit, Policy
 
@@ -117,12 +117,12 @@ def test_a_write_on_one_replica_wakes_a_waiter_on_another(
         task = make_task("vg_1")
         writer.insert(task)
         started = time.monotonic()
-        assert feed.wait(10.0) == {"vg_1"}
+        assert feed.wait(10.0) == {Change("vg_1", "queued")}
         task.status = "running"
         writer.save(task)
         writer.claim("vg_1", "a", until=9.0, now=1.0)  # a lease alone is not a change
         writer.release("vg_1", "a")
-        assert feed.wait(10.0) == {"vg_1"}
+        assert feed.wait(10.0) == {Change("vg_1", "running")}
     assert time.monotonic() - started < 5.0
     assert feed.wait(0.0) == set()  # closed: nothing more arrives
 

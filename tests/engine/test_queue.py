@@ -213,3 +213,25 @@ async def test_a_restart_resumes_a_waiting_task_which_still_waits_its_turn(
     assert len(log) == 2 and log[1].at >= log[0].at + options.job_seconds
     statuses = [h.status for h in finished[1].history]
     assert statuses[:2] == ["waiting", "submitting"]
+
+
+async def test_on_postgres_a_turn_freed_by_another_engine_is_heard_at_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The other engine's room is heard through the ledger's change feed (NOTIFY), not found by
+    re-reading: with the re-read timer set past the test's deadline, the second task still gets
+    its turn as soon as the first ends."""
+    env = {"VIDEOGEN_DATABASE_URL": postgres_url}
+    settings = settings_for(tmp_path, env, VIDEOGEN_MAX_CONCURRENT="1")
+    async with (
+        open_app(settings, sandbox_options=TWO_AT_A_TIME) as first,
+        open_app(settings, sandbox_options=TWO_AT_A_TIME) as second,
+    ):
+        second.engine._ctx.queue_recheck = 3600.0  # only the change feed can wake it in time
+        ahead = await first.engine.generate(t2v("ahead"), wait_seconds=0)
+        behind = await second.engine.generate(t2v("behind"), wait_seconds=0)
+        assert behind.status == "waiting"
+        with anyio.fail_after(30):
+            done = await second.engine.generate(t2v("behind"), wait_seconds=None)
+        assert (await first.engine.check(ahead.id)).status == "completed"
+    assert done.id == behind.id and done.status == "completed"

@@ -8,12 +8,12 @@ It sits underneath every other engine module and imports none of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import anyio
 
-from videogen.ledger import Ledger
+from videogen.ledger import Change, Ledger
 from videogen.models import OCCUPYING_STATUSES, StatusEvent, Task, TaskError, TaskStatus
 from videogen.providers.base import PollResult
 
@@ -50,6 +50,8 @@ class TaskBook:
         self._watchers: dict[str, Watcher] = {}
         #: Per bucket: set (and replaced) when a task of it stops occupying the provider.
         self._freed: dict[str, anyio.Event] = {}
+        #: Set (and replaced) when the ledger's change feed tells of a write by any process.
+        self._heard = anyio.Event()
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -115,6 +117,22 @@ class TaskBook:
         if event is None:
             event = self._freed[bucket] = anyio.Event()
         return event
+
+    def written(self) -> anyio.Event:
+        """Set when the ledger next tells of a task written by any process (``heard``); never,
+        on a ledger that does not notify: whoever waits on it re-reads on a timer as well."""
+        return self._heard
+
+    def heard(self, changes: Iterable[Change]) -> None:
+        """The ledger's change feed told of these writes (by this process or another): wake
+        whoever re-reads the ledger, and the queue of a bucket a task stopped occupying."""
+        heard, self._heard = self._heard, anyio.Event()
+        heard.set()
+        for change in changes:
+            if change.bucket is not None and change.status not in OCCUPYING_STATUSES:
+                freed = self._freed.pop(change.bucket, None)
+                if freed is not None:
+                    freed.set()
 
     def refresh(self, task_id: str) -> Task:
         """Re-read a task another writer may have changed; its waiters hear of a change."""

@@ -125,7 +125,8 @@ class Leases:
                 log.warning("could not renew task leases", exc_info=True)
 
     async def follow(self, task_id: str) -> Task:
-        """Follow a task another process works on by re-reading the ledger. Returns when it is
+        """Follow a task another process works on by re-reading the ledger (on a timer, and
+        whenever the ledger tells of a write: PostgreSQL). Returns when it is
         done, or when its lease is free, ran out, belongs to a dead process or was given to this
         engine meanwhile (``claim_due``): take it then."""
         interval = min(FOLLOWER_READ_SECONDS, self._ctx.settings.poll_interval)
@@ -138,4 +139,5 @@ class Leases:
                 return task
             if holder_is_dead(lease.holder):
                 return task
-            await anyio.sleep(interval)
+            with anyio.move_on_after(interval):  # or at once when the ledger tells of a write
+                await self._book.written().wait()

@@ -100,8 +100,9 @@ class Queue:
             await self.wait_for_room(freed)
 
     async def wait_for_room(self, freed: anyio.Event) -> None:
-        """The queue's one wait: until a task of the bucket stops occupying the provider in
-        this process (``freed``), or ``queue_recheck`` seconds for other processes' changes."""
+        """The queue's one wait: until a task of the bucket stops occupying the provider
+        (``freed``: set by this process's writes, and by other processes' as the ledger's change
+        feed tells of them), or ``queue_recheck`` seconds for what a feed cannot tell."""
         with anyio.move_on_after(self._ctx.queue_recheck):
             await freed.wait()
 

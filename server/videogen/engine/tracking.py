@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("waiting", "submitting", "queued", "running", "ready")
 
+#: How long one wait for the ledger's change feed lasts before it is renewed.
+HEAR_SECONDS = 5.0
+
 BUSY_ELSEWHERE_NOTE = (
     "Another process is saving this task right now, so its folder was not changed; if that "
     "save fails, check it again with the folder."
@@ -84,6 +87,8 @@ class Tracker:
         from this origin. Returns how many."""
         self._group = group
         group.start_soon(self._leases.renew_forever, name="renew task leases")
+        if self._book.ledger.notifies:
+            group.start_soon(self._listen_forever, name="hear task changes")
         if not resume:
             return 0
         active = self._book.ledger.with_status(ACTIVE_STATUSES)
@@ -92,6 +97,23 @@ class Tracker:
             self.watch(task)
         group.start_soon(self._take_over_forever, name="take over due tasks")
         return len(tasks)
+
+    async def _listen_forever(self) -> None:
+        """Hear every task write of every process (PostgreSQL's NOTIFY) and wake whoever waits
+        on the ledger: a caller following a task another replica works on, the queue when a
+        task of its bucket ends. Their timers stay the safety net for what a feed misses."""
+        with self._book.ledger.changes() as feed:
+            while True:
+                try:
+                    heard = await anyio.to_thread.run_sync(
+                        feed.wait, HEAR_SECONDS, abandon_on_cancel=True
+                    )
+                except LedgerError:  # the feed reconnects; the timers cover the gap
+                    log.warning("could not hear task changes", exc_info=True)
+                    await anyio.sleep(HEAR_SECONDS)
+                    continue
+                if heard:
+                    self._book.heard(heard)
 
     async def _take_over_forever(self) -> None:
         """Every lease round, take over the due tasks of this session's origins."""

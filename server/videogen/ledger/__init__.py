@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from videogen.errors import ConfigError
 from videogen.ledger.base import (
     UNRECORDED_ORIGIN,
+    Change,
     ChangeFeed,
     Lease,
     Ledger,
@@ -36,6 +37,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "UNRECORDED_ORIGIN",
+    "Change",
     "ChangeFeed",
     "Lease",
     "Ledger",

@@ -54,7 +54,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from videogen.catalog import provider_clip_seconds
 from videogen.errors import LedgerError, TaskNotFound
@@ -126,16 +126,37 @@ class TaskRows(list[Task]):
         self.skipped: list[str] = []
 
 
+@dataclass(frozen=True)
+class Change:
+    """A task written by some process: its id, and the status and queue bucket it was written
+    with (what a waiter needs to tell whether the change concerns it)."""
+
+    task_id: str
+    status: str
+    bucket: str | None = None
+
+    @property
+    def payload(self) -> str:
+        """The change as one notification's text: ``id status [bucket]`` (none has a space)."""
+        return " ".join(p for p in (self.task_id, self.status, self.bucket) if p)
+
+    @classmethod
+    def from_payload(cls, payload: str) -> Change:
+        task_id, _, rest = payload.partition(" ")
+        status, _, bucket = rest.partition(" ")
+        return cls(task_id, status, bucket or None)
+
+
 class ChangeFeed(abc.ABC):
-    """Task ids written by any process since the feed was opened, for a waiter to wake on.
+    """Tasks written by any process since the feed was opened, for a waiter to wake on.
 
     ``wait`` blocks (call it from a worker thread, e.g. ``anyio.to_thread.run_sync``): it returns
-    the ids that arrived since the last ``wait`` as soon as there is one, or an empty set after
-    ``timeout`` seconds. A feed may miss changes (its connection dropped): poll as well.
+    the changes that arrived since the last ``wait`` as soon as there is one, or an empty set
+    after ``timeout`` seconds. A feed may miss changes (its connection dropped): poll as well.
     """
 
     @abc.abstractmethod
-    def wait(self, timeout: float) -> set[str]: ...
+    def wait(self, timeout: float) -> set[Change]: ...
 
     def close(self) -> None:  # noqa: B027 - a feed with nothing to release keeps this
         """Stop receiving (idempotent)."""
@@ -369,8 +390,12 @@ class Ledger(abc.ABC):
         provider: the learned limit becomes that (at least 1), or stays at a lower one learned
         at or after ``since``; either way it holds from ``now``. Returns it."""
 
+    #: True when ``changes`` hears what other processes write (PostgreSQL's NOTIFY); False
+    #: when it never fires and waiters rely on re-reading alone.
+    notifies: ClassVar[bool] = False
+
     def changes(self) -> ChangeFeed:
-        """A feed of the task ids written from now on (see ``ChangeFeed``). This default never
+        """A feed of the tasks written from now on (see ``ChangeFeed``). This default never
         fires: its ``wait`` just times out, and polling finds the changes."""
         return _SilentFeed()
 
@@ -421,7 +446,7 @@ class Ledger(abc.ABC):
 
 
 class _SilentFeed(ChangeFeed):
-    def wait(self, timeout: float) -> set[str]:
+    def wait(self, timeout: float) -> set[Change]:
         threading.Event().wait(max(timeout, 0.0))
         return set()
 

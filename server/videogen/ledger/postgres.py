@@ -50,6 +50,7 @@ from psycopg_pool import ConnectionPool
 from videogen.errors import ConfigError, LedgerError
 from videogen.ledger.base import (
     COLUMNS,
+    Change,
     ChangeFeed,
     Lease,
     Ledger,
@@ -122,17 +123,18 @@ _KEEP_CANCELLED: Final = (
     "jsonb_set(excluded.data, '{cancelled_at}', COALESCE(NULLIF(excluded.data->'cancelled_at', "
     "'null'::jsonb), tasks.data->'cancelled_at', 'null'::jsonb))"
 )
-_NOTIFY: Final = f"SELECT pg_notify('{CHANNEL}', id) FROM written"
+#: The payload is ``Change.payload``'s: the task's id, status and queue bucket.
+_NOTIFY: Final = f"SELECT pg_notify('{CHANNEL}', concat_ws(' ', id, status, bucket)) FROM written"
 #: ``save`` rewrites every column but the lease's, and notifies: one statement.
 _UPSERT: Final = (
     f"WITH written AS (INSERT INTO tasks ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT (id) DO "
     "UPDATE SET "
     + ", ".join(f"{c} = {_KEEP_CANCELLED if c == 'data' else 'excluded.' + c}" for c in COLUMNS[1:])
-    + f" RETURNING id) {_NOTIFY}"
+    + f" RETURNING id, status, bucket) {_NOTIFY}"
 )
 _INSERT: Final = (
     f"WITH written AS (INSERT INTO tasks ({_COLUMNS}, lease_holder, lease_until) "
-    f"VALUES ({_MARKS}, %s, %s) RETURNING id) {_NOTIFY}"
+    f"VALUES ({_MARKS}, %s, %s) RETURNING id, status, bucket) {_NOTIFY}"
 )
 _SANDBOX: Final = "(data->>'sandbox')::boolean"
 _IS_BILLED: Final = billed_where("data->>'provider_task_id'")
@@ -158,6 +160,8 @@ _FINISH_TIMES: Final = """
 
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (see the module docstring)."""
+
+    notifies = True
 
     def __init__(
         self,
@@ -350,7 +354,7 @@ class PostgresLedger(Ledger):
         with self._using() as conn:
             conn.execute(
                 "WITH written AS (UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
-                f"WHERE id = %s AND lease_holder = %s RETURNING id) {_NOTIFY}",
+                f"WHERE id = %s AND lease_holder = %s RETURNING id, status, bucket) {_NOTIFY}",
                 (task_id, holder),
             )
 
@@ -358,7 +362,7 @@ class PostgresLedger(Ledger):
         with self._using() as conn:
             rows = conn.execute(
                 "WITH written AS (UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
-                f"WHERE lease_holder = %s RETURNING id) {_NOTIFY}",
+                f"WHERE lease_holder = %s RETURNING id, status, bucket) {_NOTIFY}",
                 (holder,),
             ).fetchall()
             return len(rows)
@@ -507,7 +511,7 @@ _WAITING_AHEAD: Final = (
 )
 _SAVE_IF_WAITING: Final = (
     "WITH written AS (UPDATE tasks SET status = %s, updated_at = %s, data = %s::jsonb "
-    f"WHERE id = %s AND status = 'waiting' RETURNING id) {_NOTIFY}"
+    f"WHERE id = %s AND status = 'waiting' RETURNING id, status, bucket) {_NOTIFY}"
 )
 _LEARNED: Final = "SELECT max_tasks FROM concurrency_limits WHERE bucket = %s AND learned_at >= %s"
 _LEARN: Final = (
@@ -556,18 +560,18 @@ class _Feed(ChangeFeed):
     def __init__(self, listener: _Listener) -> None:
         self._listener = listener
         self._arrived = threading.Condition()
-        self._ids: set[str] = set()
+        self._changes: set[Change] = set()
 
-    def put(self, task_id: str) -> None:
+    def put(self, payload: str) -> None:
         with self._arrived:
-            self._ids.add(task_id)
+            self._changes.add(Change.from_payload(payload))
             self._arrived.notify_all()
 
-    def wait(self, timeout: float) -> set[str]:
+    def wait(self, timeout: float) -> set[Change]:
         with self._arrived:
-            self._arrived.wait_for(lambda: bool(self._ids), timeout=max(timeout, 0.0))
-            ids, self._ids = self._ids, set()
-        return ids
+            self._arrived.wait_for(lambda: bool(self._changes), timeout=max(timeout, 0.0))
+            changes, self._changes = self._changes, set()
+        return changes
 
     def close(self) -> None:
         self._listener.unsubscribe(self)
