@@ -117,12 +117,12 @@ def test_a_write_on_one_replica_wakes_a_waiter_on_another(
         task = make_task("vg_1")
         writer.insert(task)
         started = time.monotonic()
-        assert feed.wait(10.0) == {Change("vg_1", "queued")}
+        assert feed.wait(10.0) == {Change("vg_1", "queued", task.bucket)}
         task.status = "running"
         writer.save(task)
         writer.claim("vg_1", "a", until=9.0, now=1.0)  # a lease alone is not a change
         writer.release("vg_1", "a")
-        assert feed.wait(10.0) == {Change("vg_1", "running")}
+        assert feed.wait(10.0) == {Change("vg_1", "running", task.bucket)}
     assert time.monotonic() - started < 5.0
     assert feed.wait(0.0) == set()  # closed: nothing more arrives
 
