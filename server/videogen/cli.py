@@ -55,6 +55,7 @@ from videogen.errors import (
     EXIT_USAGE,
     InputError,
     VideogenError,
+    scrub,
 )
 from videogen.report import (
     exit_code_for,
@@ -536,7 +537,7 @@ def error_object(kind: str, message: str, exit_code: int, task_id: str | None) -
 
 
 def _print_error_object(kind: str, message: str, exit_code: int) -> None:
-    data = error_object(kind, _scrub(message), exit_code, _RUN.task_id or _submitted_task())
+    data = error_object(kind, scrub(message), exit_code, _RUN.task_id or _submitted_task())
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -567,23 +568,8 @@ def _submitted_task() -> str | None:
     return None
 
 
-_SECRETS: list[str] = []
-
-
-def _scrub(message: str) -> str:
-    for secret in _SECRETS:
-        message = message.replace(secret, "***")
-    return message
-
-
 def _error(message: str) -> None:
-
-    print(f"{PROG}: error: {printable(_scrub(message))}", file=sys.stderr)
-
-
-def _note(message: str) -> None:
-
-    print(f"{PROG}: {printable(message)}", file=sys.stderr)
+    print(f"{PROG}: error: {printable(scrub(message))}", file=sys.stderr)
 
 
 def _configure_logging() -> None:
@@ -601,7 +587,6 @@ def load_settings(*, sandbox: bool = False, output: str | None = None) -> Settin
     if sandbox:
         env["VIDEOGEN_SANDBOX"] = "1"
     settings = Settings.from_env(env)
-    _SECRETS[:] = [s for s in settings.secrets() if len(s) >= 4]
     if output is not None:
         folder = output_target(output)[0]
         settings = replace(settings, output_dir=folder)

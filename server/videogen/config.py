@@ -217,6 +217,9 @@ class Settings:
     #: The object store for saved videos and uploaded inputs (``VIDEOGEN_STORAGE_URL``).
     storage: StorageSettings | None = None
 
+    def __post_init__(self) -> None:
+        remember_secrets(self.http_tokens)  # the endpoints and the store remember their own
+
     @property
     def notice(self) -> str | None:
         """The line every result starts with when nothing real is called."""
