@@ -12,11 +12,14 @@ those another process stopped working on while it runs. On exit the watchers are
 tasks stay in the ledger), every lease the engine holds is handed back (another process, or the
 next start, takes the tasks over at once), then the clients, the ledger and the sandbox are
 closed.
+
+``read_tasks`` and ``read_usage`` read the ledger alone, for commands that need no engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -26,15 +29,17 @@ import anyio
 
 from videogen.catalog import ProviderName
 from videogen.config import Settings
-from videogen.engine import Engine
+from videogen.engine import Engine, Task
 from videogen.errors import ConfigError
-from videogen.ledger import Ledger, open_ledger, private_dir
+from videogen.ledger import Ledger, ledger_exists, open_ledger, private_dir
+from videogen.spending import UsageReport, ledger_usage
 
 if TYPE_CHECKING:
     import httpx2
 
     from videogen.providers.base import Provider
-    from videogen.sandbox import RunningSandbox, SandboxOptions
+    from videogen.sandbox import RunningSandbox
+    from videogen.sandbox import SandboxOptions as SandboxOptions  # named by the interfaces
 
 
 @dataclass
@@ -135,3 +140,31 @@ def _private_data_dir(settings: Settings) -> None:
             f"The data dir {settings.data_dir} cannot be created ({exc.strerror or exc}): set "
             "VIDEOGEN_DATA_DIR to a folder this user can write."
         ) from exc
+
+
+def read_tasks(settings: Settings, limit: int) -> list[Task]:
+    """The newest tasks, read from the ledger alone: listing starts no sandbox, no HTTP client
+    and no engine (none of which it needs, and any of which could fail)."""
+    if not ledger_exists(settings):
+        return []  # nothing was ever submitted here: do not create a ledger just to say so
+    ledger = open_ledger(settings)
+    try:
+        return ledger.recent(limit=limit)
+    finally:
+        ledger.close()
+
+
+def read_usage(
+    settings: Settings, *, days: int, owner: str | None = None, ledger: Ledger | None = None
+) -> UsageReport:
+    """What was billed over the last ``days`` days (``owner``'s alone when given), from
+    ``ledger``, else from the settings' ledger opened for this read (none yet: nothing)."""
+    opened = None
+    if ledger is None and ledger_exists(settings):
+        ledger = opened = open_ledger(settings)
+    try:
+        return ledger_usage(ledger, settings.spending, now=time.time(), days=days,
+                            sandbox=settings.sandbox, owner=owner)  # fmt: skip
+    finally:
+        if opened is not None:
+            opened.close()

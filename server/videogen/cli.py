@@ -63,7 +63,9 @@ from videogen.report import (
     printable,
     render_markdown,
     render_subjects,
+    render_usage,
     result_of,
+    scenes_data,
     scenes_markdown,
     task_line,
 )
@@ -72,8 +74,7 @@ from videogen.skill import DEFAULT_SKILL_DIR, SKILL_NAME, install_skill, skill_s
 
 if TYPE_CHECKING:
     from videogen.app import App
-    from videogen.engine import Progress
-    from videogen.models import GenerationRequest, Task
+    from videogen.engine import GenerationRequest, Progress, Task
     from videogen.report import SubjectReport
 
 __all__ = ["EXIT_CODES_HELP", "exit_code_for", "install_skill", "main", "skill_source"]
@@ -242,17 +243,14 @@ def generate(
     **ask: Any,
 ) -> int:
     """Generate a video and save it (billed on real providers)."""
-    from videogen.intake import build_request, choose_provider
+    from videogen.engine import request_from
 
     asked = pick_ask({**ask, "prompt": prompt})
     settings = load_settings(sandbox=sandbox, output=output)
     wait_for = _generate_wait(no_wait, wait, settings)
     if output:
         asked = asked.model_copy(update={"filename": output_target(output)[1]})
-    provider = choose_provider(
-        explicit=asked.provider, mode=asked.mode, scene=asked.scene, default=settings.provider
-    )
-    intake = build_request(asked, provider=provider)
+    intake = request_from(asked, settings)
     request = intake.request
     if output:  # the task remembers its folder, so a later `check` saves there too
         request = request.model_copy(update={"output_dir": str(settings.output_dir)})
@@ -374,6 +372,8 @@ def tasks(
     json: Json = False,
 ) -> int:
     """List recent tasks, newest first."""
+    from videogen.app import read_tasks
+
     if limit < 1:
         raise InputError("--limit must be 1 or more.")
     found = read_tasks(load_settings(), limit)
@@ -398,19 +398,11 @@ def usage(
     json: Json = False,
 ) -> int:
     """Show what was billed by UTC day, provider, mode and owner."""
-    from videogen.ledger import ledger_exists, open_ledger
-    from videogen.spending import ledger_usage, render_usage
+    from videogen.app import read_usage
 
     if not 1 <= days <= 3660:
         raise InputError("--days must be between 1 and 3660.")
-    settings = load_settings()
-    ledger = open_ledger(settings) if ledger_exists(settings) else None
-    try:
-        report = ledger_usage(ledger, settings.spending, now=time.time(), days=days,
-                              sandbox=settings.sandbox)  # fmt: skip
-    finally:
-        if ledger is not None:
-            ledger.close()
+    report = read_usage(load_settings(), days=days)
     print(report.model_dump_json(indent=2) if json else render_usage(report))
     return EXIT_OK
 
@@ -423,17 +415,8 @@ def _json_text(data: object) -> str:
 
 def scenes(*, json: Json = False) -> int:
     """List the Jenius scenes and the camera moves."""
-    import dataclasses
-
-    from videogen import catalog
-
     if json:
-        data = {
-            "scenes": [dataclasses.asdict(s) for s in catalog.SCENES.values()],
-            "camera_moves": list(catalog.CAMERA_MOVES),
-            "camera_strengths": list(catalog.CAMERA_STRENGTHS),
-        }
-        print(_json_text(data))
+        print(_json_text(scenes_data()))
     else:
         print(scenes_markdown())
     return EXIT_OK
@@ -556,6 +539,8 @@ def _submitted_task() -> str | None:
     the newest task in the ledger with this run's request, made since this run started."""
     if _RUN.request is None or _RUN.settings is None:
         return None
+    from videogen.app import read_tasks
+
     key = _RUN.request.dedupe_key()
     try:
         recent = read_tasks(_RUN.settings, 20)
@@ -678,20 +663,6 @@ class ProgressLine:
         if self.active and self.width:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def read_tasks(settings: Settings, limit: int) -> list[Task]:
-    """The newest tasks, read from the ledger alone: listing starts no sandbox, no HTTP client
-    and no engine (none of which it needs, and any of which could fail)."""
-    from videogen.ledger import ledger_exists, open_ledger
-
-    if not ledger_exists(settings):
-        return []  # nothing was ever submitted here: do not create a ledger just to say so
-    ledger = open_ledger(settings)
-    try:
-        return ledger.recent(limit=limit)
-    finally:
-        ledger.close()
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
 
-from videogen.catalog import IMAGE_MAX_BYTES
 from videogen.config import Settings
 from videogen.errors import ConfigError, InputError
+from videogen.request import IMAGE_MAX_BYTES
 
 DEFAULT_HTTP_PORT: Final = 8000
 #: Most images one call may upload: a first and a tail frame (scenes and portraits take URLs).

@@ -65,7 +65,7 @@ from videogen.mcp_tools import answer as _answer
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from videogen.sandbox import SandboxOptions
+    from videogen.app import SandboxOptions
 
 __all__ = [
     "DEFAULT_HTTP_PORT",

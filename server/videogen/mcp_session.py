@@ -21,9 +21,8 @@ from videogen.report import leaf_error, with_notice
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from videogen.app import App
+    from videogen.app import App, SandboxOptions
     from videogen.engine import Progress, ProgressCallback
-    from videogen.sandbox import SandboxOptions
 
 logger = logging.getLogger("videogen.mcp")
 T = TypeVar("T")

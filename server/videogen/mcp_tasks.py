@@ -44,7 +44,7 @@ from videogen.report import waiting_words
 
 if TYPE_CHECKING:
     from videogen.app import App
-    from videogen.models import Task
+    from videogen.engine import Task
 
 EXTENSION_ID: Final = "io.modelcontextprotocol/tasks"
 #: The protocol revision that carries the extension (tasks left the core there).

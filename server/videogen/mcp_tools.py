@@ -7,14 +7,11 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-import os
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import (
@@ -28,7 +25,6 @@ from mcp_types import (
 )
 from pydantic import Field
 
-from videogen.catalog import URL_IMAGE_FORM, ProviderName
 from videogen.errors import TaskNotFound, VideogenError
 from videogen.mcp_apps import player_tool_meta
 from videogen.mcp_http import caller
@@ -55,10 +51,10 @@ from videogen.report import (
     tasks_markdown,
     with_notice,
 )
-from videogen.request import ask_parameters, pick_ask
+from videogen.request import URL_IMAGE_FORM, ProviderName, ask_parameters, pick_ask
 
 if TYPE_CHECKING:
-    from videogen.models import Task
+    from videogen.engine import Task
 
 #: Largest MP4 served through ``videogen://videos/{task_id}`` (about 11 MB once base64-encoded):
 #: a 5 s 720p clip fits. Some hosts refuse any message over about 1 MB whatever this says, and a
@@ -105,16 +101,9 @@ async def generate_video(
     """
     lazy = lazy_app(ctx)
     with tool_errors("generate_video", lazy.settings.notice):
-        from videogen.intake import build_request, choose_provider
+        from videogen.engine import request_from
 
-        asked = pick_ask(ask)
-        chosen = choose_provider(
-            explicit=asked.provider,
-            mode=asked.mode,
-            scene=asked.scene,
-            default=lazy.settings.provider,
-        )
-        intake = build_request(asked, provider=chosen)
+        intake = request_from(pick_ask(ask), lazy.settings)
         app = await lazy.get()
         owner = caller()
         task: Task = await waiting(
@@ -289,9 +278,12 @@ async def answer(task: Task, *, notice: str | None, notes: Sequence[str] = ()) -
     """The markdown block, the poster when there is one, a link to the saved video."""
     result = result_of(task, notice=notice, notes=notes)
     content: list[ContentBlock] = [TextContent(type="text", text=render_markdown(result))]
-    poster = await _poster(result.poster_path, result.local_path)
+    from videogen.engine import read_poster
+
+    poster = await read_poster(task, POSTER_MAX_BYTES)
     if poster is not None:
-        content.append(poster)
+        data = base64.b64encode(poster).decode()
+        content.append(ImageContent(type="image", data=data, mime_type="image/jpeg"))
     if result.status == "completed" and result.local_path:
         content.append(
             ResourceLink(
@@ -306,30 +298,6 @@ async def answer(task: Task, *, notice: str | None, notes: Sequence[str] = ()) -
     return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
-async def _poster(path: str | None, video: str | None) -> ImageContent | None:
-    """The poster inlined, when it is a plain file in the video's ``.posters`` folder."""
-    from videogen.files import POSTERS
-
-    if not path or not video or Path(path).parent != Path(video).parent / POSTERS:
-        return None
-    try:
-        data = await anyio.to_thread.run_sync(_read_saved, Path(path), POSTER_MAX_BYTES)
-    except OSError:
-        return None
-    if isinstance(data, int):
-        return None
-    return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type="image/jpeg")
-
-
-def _read_saved(path: Path, limit: int = VIDEO_RESOURCE_MAX_BYTES) -> bytes | int:
-    """A saved file's bytes, or its size when over ``limit``; never through a link (OSError)."""
-    from videogen.files import open_saved
-
-    with open_saved(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        return size if size > limit else f.read()
-
-
 # --- the resources -----------------------------------------------------------------------------
 
 
@@ -340,18 +308,17 @@ async def video(task_id: str, ctx: Context) -> bytes:
     task = await _find_task(ctx, task_id)
     if task.status != "completed" or not task.local_path:
         raise ResourceNotFoundError(f"Task {task_id} has no saved video yet ({task.status}).")
-    data: bytes | int | None
     try:
-        data = await anyio.to_thread.run_sync(_read_saved, Path(task.local_path))
-    except FileNotFoundError as error:
-        data = await _from_bucket(ctx, task)
-        if data is None:
-            raise ResourceNotFoundError(f"The video of {task_id} is gone from disk.") from error
+        data = await (await running_app(ctx)).engine.saved_video(task, VIDEO_RESOURCE_MAX_BYTES)
+    except VideogenError as error:  # the object store's
+        raise ResourceError(error.message) from error
     except OSError as error:
         raise ResourceError(
             f"The video of {task_id} is not served: {task.local_path} is no longer a plain "
             "file in its folder (it was replaced, e.g. by a link)."
         ) from error
+    if data is None:
+        raise ResourceNotFoundError(f"The video of {task_id} is gone from disk.")
     if isinstance(data, int):
         raise ResourceError(
             f"The video of {task_id} is {data / 1048576:.1f} MB, more than this resource "
@@ -359,20 +326,6 @@ async def video(task_id: str, ctx: Context) -> bytes:
             f"local_path ({task.local_path}) given in the task's result instead."
         )
     return data
-
-
-async def _from_bucket(ctx: Context, task: Task) -> bytes | int | None:
-    """The stored video streamed from the object store (its size when over the limit); None
-    when there is no store or no object."""
-    storage = (await running_app(ctx)).engine.storage
-    if storage is None or task.object_key is None:
-        return None
-    try:
-        return await storage.read(task.object_key, VIDEO_RESOURCE_MAX_BYTES)
-    except FileNotFoundError:
-        return None
-    except VideogenError as error:
-        raise ResourceError(error.message) from error
 
 
 async def task_json(task_id: str, ctx: Context) -> str:
@@ -383,13 +336,12 @@ async def task_json(task_id: str, ctx: Context) -> str:
 
 async def usage_json(ctx: Context, days: int = 30) -> str:
     """What was billed over the last ``days`` days; over HTTP, the calling token's alone."""
-    from videogen.spending import ledger_usage
+    from videogen.app import read_usage
 
     if not 1 <= days <= 3660:
         raise ResourceError("days must be between 1 and 3660.")
     app = await running_app(ctx)
-    report = ledger_usage(app.ledger, app.settings.spending, now=time.time(), days=days,
-                          sandbox=app.settings.sandbox, owner=caller())  # fmt: skip
+    report = read_usage(app.settings, days=days, owner=caller(), ledger=app.ledger)
     return report.model_dump_json(indent=2)
 
 

@@ -8,6 +8,7 @@ writes a short status block that says what to call next.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from videogen.errors import (
     VideogenError,
 )
 from videogen.models import Task, TaskStatus, Usage
+from videogen.spending import UsageReport
 
 Interface = Literal["mcp", "cli"]
 M = TypeVar("M", bound=BaseModel)
@@ -585,4 +587,36 @@ def scenes_markdown() -> str:
     lines.append("**Camera moves** (`--mode i2v_recamera_720p --camera MOVE --camera-strength S`):")
     lines.append("- " + ", ".join(CAMERA_MOVES))
     lines.append("- strengths: " + ", ".join(CAMERA_STRENGTHS))
+    return "\n".join(lines)
+
+
+def scenes_data() -> dict[str, object]:
+    """``videogen scenes --json``: the Jenius scenes and the camera moves."""
+    return {
+        "scenes": [dataclasses.asdict(s) for s in SCENES.values()],
+        "camera_moves": list(CAMERA_MOVES),
+        "camera_strengths": list(CAMERA_STRENGTHS),
+    }
+
+
+def render_usage(report: UsageReport) -> str:
+    """The report as a markdown table."""
+    where = " (sandbox: not billed)" if report.sandbox else ""
+    total = f"{report.videos} videos, {report.seconds} s"
+    if report.spend is not None:
+        total += f", {report.spend:g} spent"
+    lines = [f"**Usage, last {report.days} day(s), UTC{where}:** {total}"]
+    if report.rows:
+        lines += ["", "| Day | Provider | Mode | Owner | Videos | Seconds | Spend |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {r.day} | {r.provider} | {r.mode} | {r.owner or 'local'} | {r.videos} | "
+            f"{r.seconds} | {'' if r.spend is None else f'{r.spend:g}'} |"
+            for r in report.rows
+        ]
+    if report.limits:
+        limits = ", ".join(f"{k}={v:g}" for k, v in report.limits.items())
+        lines += ["", f"Limits: {limits}"]
+    else:
+        lines += ["", "No spending limits are set (VIDEOGEN_LIMIT_*)."]
     return "\n".join(lines)

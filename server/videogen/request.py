@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from videogen.catalog import (
     DEFAULT_DURATION,
     DEFAULT_FPS,
+    IMAGE_MAX_BYTES,
     PROMPT_MAX_CHARS,
     SCENES,
+    URL_IMAGE_FORM,
     AspectRatio,
     CameraMove,
     CameraStrength,
@@ -29,6 +31,19 @@ from videogen.catalog import (
     ProviderName,
     image_help,
 )
+
+#: The catalogue's names an interface needs to describe a caller's input are re-exported here,
+#: so the interfaces read the caller's side of the catalogue through this module alone.
+__all__ = [
+    "IMAGE_MAX_BYTES",
+    "URL_IMAGE_FORM",
+    "ProviderName",
+    "VideoAsk",
+    "ask_parameters",
+    "cli_flag",
+    "option",
+    "pick_ask",
+]
 
 _MODE_HELP: Final = (
     "Generation mode. Omit it to let the server choose from the inputs (text only -> t2v_720p, "

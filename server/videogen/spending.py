@@ -372,26 +372,3 @@ def usage_report(
         rows=rows,
         limits={lim.variable: lim.value for lim in policy.limits},
     )
-
-
-def render_usage(report: UsageReport) -> str:
-    """The report as a markdown table."""
-    where = " (sandbox: not billed)" if report.sandbox else ""
-    total = f"{report.videos} videos, {report.seconds} s"
-    if report.spend is not None:
-        total += f", {report.spend:g} spent"
-    lines = [f"**Usage, last {report.days} day(s), UTC{where}:** {total}"]
-    if report.rows:
-        lines += ["", "| Day | Provider | Mode | Owner | Videos | Seconds | Spend |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        lines += [
-            f"| {r.day} | {r.provider} | {r.mode} | {r.owner or 'local'} | {r.videos} | "
-            f"{r.seconds} | {'' if r.spend is None else f'{r.spend:g}'} |"
-            for r in report.rows
-        ]
-    if report.limits:
-        limits = ", ".join(f"{k}={v:g}" for k, v in report.limits.items())
-        lines += ["", f"Limits: {limits}"]
-    else:
-        lines += ["", "No spending limits are set (VIDEOGEN_LIMIT_*)."]
-    return "\n".join(lines)

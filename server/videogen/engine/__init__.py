@@ -17,14 +17,32 @@ download error).
 
 Modules, lowest first: ``context`` (settings, timings, shared conversions), ``book`` (the
 task book and watchers), ``origins``, ``polling``, ``finishing``, ``leases``, ``tracking``,
-``delivering`` (lost files, copies for repeated requests), ``submitting``, ``subjects``, and
-``facade`` (``Engine``).
+``delivering`` (lost files, copies for repeated requests), ``submitting``, ``subjects``,
+``cancelling``, ``saved`` (a saved video or poster read back for serving), and ``facade``
+(``Engine``, and ``request_from``: intake behind the engine).
+
+The interfaces name ``Task`` and ``GenerationRequest`` from here, not from the models below.
 """
 
 from __future__ import annotations
 
-from .context import Conform, Progress, ProgressCallback
-from .facade import Engine
-from .origins import origin_of
+from videogen.intake import Intake
+from videogen.models import GenerationRequest, Task
 
-__all__ = ["Conform", "Engine", "Progress", "ProgressCallback", "origin_of"]
+from .context import Conform, Progress, ProgressCallback
+from .facade import Engine, request_from
+from .origins import origin_of
+from .saved import read_poster
+
+__all__ = [
+    "Conform",
+    "Engine",
+    "GenerationRequest",
+    "Intake",
+    "Progress",
+    "ProgressCallback",
+    "Task",
+    "origin_of",
+    "read_poster",
+    "request_from",
+]

@@ -15,13 +15,15 @@ from anyio.abc import TaskGroup
 from videogen.catalog import ProviderName
 from videogen.config import Settings
 from videogen.destination import prepare_folder
-from videogen.errors import VideogenError
+from videogen.intake import Intake, build_request, choose_provider
 from videogen.ledger import Ledger
-from videogen.models import GenerationRequest, Task, TaskError
+from videogen.models import GenerationRequest, Task
 from videogen.report import SubjectReport
+from videogen.request import VideoAsk
 from videogen.retry import RetryPolicy
 
 from .book import TaskBook
+from .cancelling import cancel_task
 from .context import (
     FIRST_POLL_SECONDS,
     HEARTBEAT_SECONDS,
@@ -30,7 +32,6 @@ from .context import (
     Context,
     ProgressCallback,
     ProviderFactory,
-    task_ref,
 )
 from .delivering import Delivery
 from .finishing import Finisher
@@ -38,6 +39,7 @@ from .leases import Leases
 from .origins import foreign
 from .polling import Poller
 from .queue import Queue
+from .saved import read_video
 from .subjects import detect_subjects
 from .submitting import Submitter
 from .tracking import Tracker
@@ -46,14 +48,20 @@ from .uploads import add_link
 if TYPE_CHECKING:
     from videogen.storage import Storage
 
-CANCELLED_AT_PROVIDER_MESSAGE: Final = (
-    "Cancelled at the provider while it was still queued: nothing was billed. Submit the "
-    "request again to make the video."
-)
 ELSEWHERE_NOTE: Final = (
     "It is saved where the first request asked once it is ready; make this request again then "
     "to get a copy where this one asks (nothing is billed)."
 )
+
+
+def request_from(asked: VideoAsk, settings: Settings) -> Intake:
+    """The checked request for what the caller asked (``InputError`` naming the fix), its
+    provider chosen: the one asked for, else the one its mode or scene needs, else the
+    configured one. Needs no running engine: interfaces refuse bad input before starting one."""
+    provider = choose_provider(
+        explicit=asked.provider, mode=asked.mode, scene=asked.scene, default=settings.provider
+    )
+    return build_request(asked, provider=provider)
 
 
 class Engine:
@@ -282,32 +290,13 @@ class Engine:
         so ``check`` shows it. A finished task is left as it is. The provider's refusal, if any,
         is in the returned task's notes.
         """
-        task = self._book.get(task_id, owner=owner)
-        if task.terminal or task.cancelled_at is not None:
-            return task
-        if task.status == "waiting":  # nothing sent yet: it ends here, nothing billed
-            ended = self._queue.cancel(task)
-            if ended is not None:
-                return ended
-            task = self._book.get(task_id)  # it took its turn meanwhile
-        refusal: str | None = None
-        if task.status == "queued" and foreign(self.settings, task) is None:
-            try:
-                await self._ctx.providers(task.provider).cancel(task_ref(task))
-            except VideogenError as exc:
-                refusal = exc.message
-            else:
-                task = self._book.refresh(task_id)
-                if task.terminal:
-                    return task
-                task.cancelled_at = self._ctx.clock()
-                error = TaskError(kind="cancelled", message=CANCELLED_AT_PROVIDER_MESSAGE)
-                return self._book.update(task, "failed", error=error)
-        task = self._book.get(task_id)
-        task.cancelled_at = self._ctx.clock()
-        task = self._book.save(task)
-        why = refusal or f"{task.provider} cannot stop a task that is {task.status}."
-        return self._answer(task, [why])
+        task, why = await cancel_task(self._ctx, self._book, self._queue, task_id, owner)
+        return task if why is None else self._answer(task, [why])
+
+    async def saved_video(self, task: Task, limit: int) -> bytes | int | None:
+        """A completed task's saved MP4 for serving (``saved.read_video``: the file, else the
+        stored object; its size when over ``limit``; None when neither is there)."""
+        return await read_video(task, self.storage, limit)
 
     def _answer(self, task: Task, notes: list[str]) -> Task:
         """The task as one answer gives it: with what this answer has to say, a fresh link to
