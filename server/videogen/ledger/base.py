@@ -58,6 +58,7 @@ from typing import Any, ClassVar, Final
 
 from videogen.catalog import provider_clip_seconds
 from videogen.errors import LedgerError, TaskNotFound
+from videogen.ledger.queueing import QueueSteps
 from videogen.models import GenerationRequest, Task, TaskStatus, mode_label
 from videogen.spending import Billed, Guard
 
@@ -170,12 +171,13 @@ class ChangeFeed(abc.ABC):
         self.close()
 
 
-class Ledger(abc.ABC):
+class Ledger(QueueSteps, abc.ABC):
     """Tasks by id, with the queries the engine and the interfaces need.
 
     ``owner`` filters: ``None`` means "no isolation" (stdio server, CLI: one local user sees every
     task); a string restricts reads to that owner's tasks (HTTP transport, one owner per token).
     Every method raises ``LedgerError`` (never a driver's own error) when the store fails.
+    The queue's steps are declared in ``queueing.QueueSteps``.
     """
 
     #: How messages name this ledger: its file, or its database (never a password).
@@ -347,48 +349,6 @@ class Ledger(abc.ABC):
     ) -> list[Billed]:
         """Every billed task (``spending.billed_where``) created at or after ``since`` with this
         sandbox flag, oldest first; ``owner`` (when given) keeps that owner's alone."""
-
-    # -- the account-wide queue (engine.queue) -------------------------------------------------
-    # A bucket is ``Task.bucket``. Its limit is the smaller of the configured one (passed in)
-    # and one learned from a concurrency refusal at or after ``learned_since``; neither: no
-    # limit. A waiting task holds its place in line only while its lease is live (a process
-    # works on it), so a process that died or stopped does not block the line.
-
-    @abc.abstractmethod
-    def take_turn(self, task: Task, *, limit: int | None, learned_since: float, now: float) -> bool:
-        """Write ``task`` (a ``waiting`` task moved on, e.g. to ``submitting``) if it is its
-        turn, as one atomic step that excludes every other on its bucket; True when written.
-
-        Its turn: fewer tasks of its bucket occupy the provider (``OCCUPYING_STATUSES``) than the
-        bucket's limit, and it is among the first waiting tasks of the bucket (oldest first,
-        with a lease live at ``now``, or ``task`` itself) that fit in the free places. False
-        (nothing written) when it is not its turn, or the stored task no longer waits.
-        """
-
-    @abc.abstractmethod
-    def save_if_waiting(self, task: Task) -> bool:
-        """Write ``task`` only if the stored one is still ``waiting`` (a cancel racing its
-        turn); True when written."""
-
-    @abc.abstractmethod
-    def queue_place(self, task: Task, *, now: float) -> int:
-        """The waiting ``task``'s place in its bucket's line: 1 + the waiting tasks with a live
-        lease recorded before it."""
-
-    @abc.abstractmethod
-    def at_provider(self, bucket: str) -> int:
-        """How many tasks of ``bucket`` the provider has accepted and not finished (``queued``,
-        ``running``): what a concurrency refusal says the provider's limit is."""
-
-    @abc.abstractmethod
-    def learned_limit(self, bucket: str, *, since: float) -> int | None:
-        """The limit learned for ``bucket`` at or after ``since``, if any."""
-
-    @abc.abstractmethod
-    def learn_limit(self, bucket: str, at_provider: int, *, now: float, since: float) -> int:
-        """Record a concurrency refusal with ``at_provider`` tasks of ``bucket`` at the
-        provider: the learned limit becomes that (at least 1), or stays at a lower one learned
-        at or after ``since``; either way it holds from ``now``. Returns it."""
 
     #: True when ``changes`` hears what other processes write (PostgreSQL's NOTIFY); False
     #: when it never fires and waiters rely on re-reading alone.

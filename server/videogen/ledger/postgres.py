@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
-import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
 import psycopg
@@ -50,7 +48,6 @@ from psycopg_pool import ConnectionPool
 from videogen.errors import ConfigError, LedgerError
 from videogen.ledger.base import (
     COLUMNS,
-    Change,
     ChangeFeed,
     Lease,
     Ledger,
@@ -58,13 +55,12 @@ from videogen.ledger.base import (
     billed_row,
     row_values,
 )
-from videogen.models import OCCUPYING_STATUSES, Task, TaskStatus
+from videogen.ledger.postgres_changes import NOTIFY, Listener
+from videogen.ledger.postgres_leases import PostgresLeases
+from videogen.ledger.postgres_queue import PostgresQueue
+from videogen.models import Task, TaskStatus
 from videogen.spending import Billed, Guard, billed_where
 
-log = logging.getLogger(__name__)
-
-#: The channel every task write notifies, with the task id as payload.
-CHANNEL: Final = "videogen_tasks"
 CONNECT_TIMEOUT_SECONDS: Final = 5
 #: How long a call waits for a pooled connection before it fails (the database is unreachable).
 POOL_WAIT_SECONDS: Final = 5.0
@@ -72,14 +68,10 @@ POOL_WAIT_SECONDS: Final = 5.0
 #: bounds how long a stalled database can hold the event loop.
 STATEMENT_TIMEOUT_SECONDS: Final = 10
 POOL_SIZE: Final = 4
-#: How often the change listener looks up from its socket (to stop when the ledger closes).
-LISTEN_TICK_SECONDS: Final = 0.1
-LISTEN_RETRY_SECONDS: Final = 2.0
 #: ``pg_advisory_xact_lock(class, key)`` classes: one per kind of lock this module takes.
 _MIGRATION_LOCK: Final = 0x56470001
 _SPENDING_LOCK: Final = 0x56470002
 _DEDUPE_LOCK: Final = 0x56470003
-_QUEUE_LOCK: Final = 0x56470004
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     """
@@ -123,18 +115,16 @@ _KEEP_CANCELLED: Final = (
     "jsonb_set(excluded.data, '{cancelled_at}', COALESCE(NULLIF(excluded.data->'cancelled_at', "
     "'null'::jsonb), tasks.data->'cancelled_at', 'null'::jsonb))"
 )
-#: The payload is ``Change.payload``'s: the task's id, status and queue bucket.
-_NOTIFY: Final = f"SELECT pg_notify('{CHANNEL}', concat_ws(' ', id, status, bucket)) FROM written"
 #: ``save`` rewrites every column but the lease's, and notifies: one statement.
 _UPSERT: Final = (
     f"WITH written AS (INSERT INTO tasks ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT (id) DO "
     "UPDATE SET "
     + ", ".join(f"{c} = {_KEEP_CANCELLED if c == 'data' else 'excluded.' + c}" for c in COLUMNS[1:])
-    + f" RETURNING id, status, bucket) {_NOTIFY}"
+    + f" RETURNING id, status, bucket) {NOTIFY}"
 )
 _INSERT: Final = (
     f"WITH written AS (INSERT INTO tasks ({_COLUMNS}, lease_holder, lease_until) "
-    f"VALUES ({_MARKS}, %s, %s) RETURNING id, status, bucket) {_NOTIFY}"
+    f"VALUES ({_MARKS}, %s, %s) RETURNING id, status, bucket) {NOTIFY}"
 )
 _SANDBOX: Final = "(data->>'sandbox')::boolean"
 _IS_BILLED: Final = billed_where("data->>'provider_task_id'")
@@ -158,7 +148,7 @@ _FINISH_TIMES: Final = """
 """
 
 
-class PostgresLedger(Ledger):
+class PostgresLedger(PostgresQueue, PostgresLeases, Ledger):
     """The ledger in a PostgreSQL database (see the module docstring)."""
 
     notifies = True
@@ -197,7 +187,7 @@ class PostgresLedger(Ledger):
             num_workers=1,
             name="videogen-ledger",
         )
-        self._listener = _Listener(url, self.where)
+        self._listener = Listener(url, self.where, connect_timeout=CONNECT_TIMEOUT_SECONDS)
 
     def __repr__(self) -> str:
         return f"PostgresLedger({self.where})"
@@ -292,81 +282,6 @@ class PostgresLedger(Ledger):
         with self._using() as conn:
             conn.execute(_UPSERT, row_values(task))
 
-    # -- leases -------------------------------------------------------------------------------
-
-    def claim(
-        self, task_id: str, holder: str, *, until: float, now: float, replacing: str | None = None
-    ) -> bool:
-        with self._using() as conn:
-            cursor = conn.execute(
-                "UPDATE tasks SET lease_holder = %s, lease_until = %s WHERE id = %s AND ("
-                "lease_holder IS NULL OR lease_holder = %s OR lease_until < %s "
-                "OR lease_holder = %s)",
-                (holder, until, task_id, holder, now, replacing),
-            )
-            return cursor.rowcount == 1
-
-    def claim_due(
-        self,
-        holder: str,
-        *,
-        until: float,
-        now: float,
-        statuses: Collection[TaskStatus],
-        origin: str | None = None,
-        limit: int = 20,
-    ) -> TaskRows:
-        with self._using() as conn:
-            rows = conn.execute(
-                "SELECT id, data::text FROM tasks WHERE status = ANY(%s) "
-                "AND (%s::text IS NULL OR origin = %s) "
-                "AND (lease_holder IS NULL OR lease_until < %s) "
-                "ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                (list(statuses), origin, origin, now, limit),
-            ).fetchall()
-            due = self._read_all(rows)
-            if due:
-                conn.execute(
-                    "UPDATE tasks SET lease_holder = %s, lease_until = %s WHERE id = ANY(%s)",
-                    (holder, until, [t.id for t in due]),
-                )
-        return due
-
-    def lease(self, task_id: str) -> Lease:
-        with self._using() as conn:
-            row = conn.execute(
-                "SELECT lease_holder, lease_until FROM tasks WHERE id = %s", (task_id,)
-            ).fetchone()
-        return Lease(None, None) if row is None else Lease(row[0], row[1])
-
-    def renew(self, holder: str, task_ids: Iterable[str], *, until: float) -> int:
-        ids = list(task_ids)
-        if not ids:
-            return 0
-        with self._using() as conn:
-            cursor = conn.execute(
-                "UPDATE tasks SET lease_until = %s WHERE lease_holder = %s AND id = ANY(%s)",
-                (until, holder, ids),
-            )
-            return cursor.rowcount
-
-    def release(self, task_id: str, holder: str) -> None:
-        with self._using() as conn:
-            conn.execute(
-                "WITH written AS (UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
-                f"WHERE id = %s AND lease_holder = %s RETURNING id, status, bucket) {_NOTIFY}",
-                (task_id, holder),
-            )
-
-    def release_all(self, holder: str) -> int:
-        with self._using() as conn:
-            rows = conn.execute(
-                "WITH written AS (UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
-                f"WHERE lease_holder = %s RETURNING id, status, bucket) {_NOTIFY}",
-                (holder,),
-            ).fetchall()
-            return len(rows)
-
     # -- reads --------------------------------------------------------------------------------
 
     def _row(self, task_id: str) -> tuple[str, str, str | None] | None:
@@ -444,97 +359,10 @@ class PostgresLedger(Ledger):
             billed = [billed_row(*r) for r in conn.execute(_BILLED, (since, sandbox))]
         return billed if owner is None else [b for b in billed if b.owner == owner]
 
-    # -- the account-wide queue (engine.queue; the contract is in base) -----------------------
-    # One bucket's steps are serialised by ``pg_advisory_xact_lock`` on the bucket: replicas
-    # racing for its last place cannot both take it.
-
-    def take_turn(self, task: Task, *, limit: int | None, learned_since: float, now: float) -> bool:
-        with self._using() as conn:
-            conn.execute(_LOCK_BUCKET, (_QUEUE_LOCK, task.bucket))
-            learned = _learned(conn, task.bucket, learned_since)
-            limits = [n for n in (limit, learned) if n is not None]
-            if limits:
-                row = conn.execute(_COUNT_OCCUPYING, (task.bucket, list(OCCUPYING_STATUSES)))
-                free = min(limits) - _count(row.fetchone())
-                if free <= 0:
-                    return False
-                first = conn.execute(_FIRST_WAITING, (task.bucket, task.id, now, free))
-                if task.id not in {r[0] for r in first.fetchall()}:
-                    return False
-            return _save_if_waiting(conn, task)
-
-    def save_if_waiting(self, task: Task) -> bool:
-        with self._using() as conn:
-            return _save_if_waiting(conn, task)
-
-    def queue_place(self, task: Task, *, now: float) -> int:
-        args = (task.bucket, now, task.created_at, task.created_at, task.id)
-        with self._using() as conn:
-            return _count(conn.execute(_WAITING_AHEAD, args).fetchone()) + 1
-
-    def at_provider(self, bucket: str) -> int:
-        with self._using() as conn:
-            return _count(conn.execute(_AT_PROVIDER, (bucket,)).fetchone())
-
-    def learned_limit(self, bucket: str, *, since: float) -> int | None:
-        with self._using() as conn:
-            return _learned(conn, bucket, since)
-
-    def learn_limit(self, bucket: str, at_provider: int, *, now: float, since: float) -> int:
-        seen = max(1, at_provider)
-        with self._using() as conn:
-            conn.execute(_LOCK_BUCKET, (_QUEUE_LOCK, bucket))
-            current = _learned(conn, bucket, since)
-            learned = seen if current is None else min(current, seen)
-            conn.execute(_LEARN, (bucket, learned, now))
-        return learned
-
     def changes(self) -> ChangeFeed:
         """A feed of the ids of tasks written by any replica (this one included) from now on:
         the listener is ``LISTEN``ing before this returns."""
         return self._listener.subscribe()
-
-
-#: The queue's statements (``PostgresLedger.take_turn`` and its neighbours).
-_LOCK_BUCKET: Final = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-_COUNT_OCCUPYING: Final = "SELECT count(*) FROM tasks WHERE bucket = %s AND status = ANY(%s)"
-_AT_PROVIDER: Final = (
-    "SELECT count(*) FROM tasks WHERE bucket = %s AND status IN ('queued', 'running')"
-)
-_FIRST_WAITING: Final = (
-    "SELECT id FROM tasks WHERE bucket = %s AND status = 'waiting' "
-    "AND (id = %s OR lease_until >= %s) ORDER BY created_at, id LIMIT %s"
-)
-_WAITING_AHEAD: Final = (
-    "SELECT count(*) FROM tasks WHERE bucket = %s AND status = 'waiting' AND lease_until >= %s "
-    "AND (created_at < %s OR (created_at = %s AND id < %s))"
-)
-_SAVE_IF_WAITING: Final = (
-    "WITH written AS (UPDATE tasks SET status = %s, updated_at = %s, data = %s::jsonb "
-    f"WHERE id = %s AND status = 'waiting' RETURNING id, status, bucket) {_NOTIFY}"
-)
-_LEARNED: Final = "SELECT max_tasks FROM concurrency_limits WHERE bucket = %s AND learned_at >= %s"
-_LEARN: Final = (
-    "INSERT INTO concurrency_limits (bucket, max_tasks, learned_at) VALUES (%s, %s, %s) "
-    "ON CONFLICT (bucket) DO UPDATE SET max_tasks = excluded.max_tasks, "
-    "learned_at = excluded.learned_at"
-)
-
-
-def _count(row: tuple[object, ...] | None) -> int:
-    return 0 if row is None else int(row[0])  # type: ignore[call-overload]
-
-
-def _learned(conn: psycopg.Connection, bucket: str, since: float) -> int | None:
-    row = conn.execute(_LEARNED, (bucket, since)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _save_if_waiting(conn: psycopg.Connection, task: Task) -> bool:
-    written = conn.execute(
-        _SAVE_IF_WAITING, (task.status, task.updated_at, task.model_dump_json(), task.id)
-    ).fetchall()
-    return len(written) == 1
 
 
 def _configure(conn: psycopg.Connection, *, statement_timeout: float) -> None:
@@ -551,97 +379,6 @@ def _stored_version(conn: psycopg.Connection) -> int | None:
         return None
     row = conn.execute("SELECT version FROM videogen_schema").fetchone()
     return 0 if row is None else int(row[0])
-
-
-# -- the change feed ---------------------------------------------------------------------------
-
-
-class _Feed(ChangeFeed):
-    def __init__(self, listener: _Listener) -> None:
-        self._listener = listener
-        self._arrived = threading.Condition()
-        self._changes: set[Change] = set()
-
-    def put(self, payload: str) -> None:
-        with self._arrived:
-            self._changes.add(Change.from_payload(payload))
-            self._arrived.notify_all()
-
-    def wait(self, timeout: float) -> set[Change]:
-        with self._arrived:
-            self._arrived.wait_for(lambda: bool(self._changes), timeout=max(timeout, 0.0))
-            changes, self._changes = self._changes, set()
-        return changes
-
-    def close(self) -> None:
-        self._listener.unsubscribe(self)
-
-
-class _Listener:
-    """One ``LISTEN`` connection in a thread, fanning notifications out to the open feeds;
-    reconnects after a failure (feeds miss what was sent meanwhile: polling covers it)."""
-
-    def __init__(self, url: str, where: str) -> None:
-        self._url, self._where = url, where
-        self._feeds: set[_Feed] = set()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def subscribe(self) -> _Feed:
-        feed = _Feed(self)
-        if self._stopping.is_set():
-            return feed  # the ledger is closed: a feed that never fires
-        with self._lock:
-            self._feeds.add(feed)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="videogen-ledger-listen", daemon=True
-                )
-                self._thread.start()
-        self._listening.wait(CONNECT_TIMEOUT_SECONDS + 1)
-        return feed
-
-    def unsubscribe(self, feed: _Feed) -> None:
-        with self._lock:
-            self._feeds.discard(feed)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            thread.join()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._listen()
-            except psycopg.Error as exc:
-                log.warning(
-                    "listening for task changes in %s failed (%s); retrying in %g s, polling "
-                    "meanwhile",
-                    self._where,
-                    " ".join(str(exc).split()),
-                    LISTEN_RETRY_SECONDS,
-                )
-            finally:
-                self._listening.set()  # never keep a subscriber waiting on a failed connection
-            self._stopping.wait(LISTEN_RETRY_SECONDS)
-
-    def _listen(self) -> None:
-        with psycopg.connect(
-            self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
-        ) as conn:
-            conn.execute(f"LISTEN {CHANNEL}")
-            self._listening.set()
-            while not self._stopping.is_set():
-                for note in conn.notifies(timeout=LISTEN_TICK_SECONDS):
-                    with self._lock:
-                        feeds = list(self._feeds)
-                    for feed in feeds:
-                        feed.put(note.payload)
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -50,7 +50,9 @@ from videogen.ledger.base import (
     billed_row,
     row_values,
 )
-from videogen.models import OCCUPYING_STATUSES, Task, TaskStatus
+from videogen.ledger.sqlite_leases import SQLiteLeases
+from videogen.ledger.sqlite_queue import SQLiteQueue
+from videogen.models import Task, TaskStatus
 from videogen.spending import BILLED_WHERE, Billed, Guard
 
 LEDGER_FILENAME: Final = "tasks.sqlite3"
@@ -120,7 +122,7 @@ _UPSERT: Final = (
 )
 
 
-class SQLiteLedger(Ledger):
+class SQLiteLedger(SQLiteQueue, SQLiteLeases, Ledger):
     """The ledger in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
@@ -241,74 +243,6 @@ class SQLiteLedger(Ledger):
         with self._using() as db:
             db.execute(_UPSERT, row_values(task))
 
-    # -- leases -------------------------------------------------------------------------------
-
-    def claim(
-        self, task_id: str, holder: str, *, until: float, now: float, replacing: str | None = None
-    ) -> bool:
-        with self._using() as db:
-            cursor = db.execute(
-                "UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id = ? AND ("
-                "lease_holder IS NULL OR lease_holder = ? OR lease_until < ? OR lease_holder = ?)",
-                (holder, until, task_id, holder, now, replacing),
-            )
-            return cursor.rowcount == 1
-
-    def claim_due(
-        self,
-        holder: str,
-        *,
-        until: float,
-        now: float,
-        statuses: Collection[TaskStatus],
-        origin: str | None = None,
-        limit: int = 20,
-    ) -> TaskRows:
-        wanted = tuple(statuses)
-        marks = ", ".join("?" * len(wanted)) or "''"
-        with self._transaction() as db:
-            rows = db.execute(
-                f"SELECT id, data FROM tasks WHERE status IN ({marks}) "
-                "AND (? IS NULL OR origin = ?) AND (lease_holder IS NULL OR lease_until < ?) "
-                "ORDER BY created_at LIMIT ?",
-                (*wanted, origin, origin, now, limit),
-            ).fetchall()
-            due = self._read_all(rows)
-            if due:
-                taken = ", ".join("?" * len(due))
-                db.execute(
-                    f"UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id IN ({taken})",
-                    (holder, until, *(t.id for t in due)),
-                )
-        return due
-
-    def release_all(self, holder: str) -> int:
-        with self._using() as db:
-            cursor = db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
-                                "WHERE lease_holder = ?", (holder,))  # fmt: skip
-            return cursor.rowcount
-
-    def lease(self, task_id: str) -> Lease:
-        with self._using() as db:
-            row = db.execute("SELECT lease_holder, lease_until FROM tasks WHERE id = ?",
-                             (task_id,)).fetchone()  # fmt: skip
-        return Lease(None, None) if row is None else Lease(row[0], row[1])
-
-    def renew(self, holder: str, task_ids: Iterable[str], *, until: float) -> int:
-        ids = tuple(task_ids)
-        if not ids:
-            return 0
-        marks = ", ".join("?" * len(ids))
-        with self._using() as db:
-            cursor = db.execute(f"UPDATE tasks SET lease_until = ? WHERE lease_holder = ? "
-                                f"AND id IN ({marks})", (until, holder, *ids))  # fmt: skip
-            return cursor.rowcount
-
-    def release(self, task_id: str, holder: str) -> None:
-        with self._using() as db:
-            db.execute("UPDATE tasks SET lease_holder = NULL, lease_until = NULL "
-                       "WHERE id = ? AND lease_holder = ?", (task_id, holder))  # fmt: skip
-
     # -- reads --------------------------------------------------------------------------------
 
     def _row(self, task_id: str) -> tuple[str, str, str | None] | None:
@@ -389,70 +323,6 @@ class SQLiteLedger(Ledger):
             billed = _billed_since(db, since, sandbox)
         return billed if owner is None else [b for b in billed if b.owner == owner]
 
-    # -- the account-wide queue (engine.queue) -------------------------------------------------
-    # A bucket is ``Task.bucket``. Its limit is the smaller of the configured one (passed in)
-    # and one learned from a concurrency refusal at or after ``learned_since`` (stored in
-    # ``concurrency_limits``); neither: no limit. A waiting task holds its place in line only
-    # while its lease is live (a process works on it), so a process that died or stopped does
-    # not block the line.
-
-    def take_turn(self, task: Task, *, limit: int | None, learned_since: float, now: float) -> bool:
-        """Write ``task`` (a ``waiting`` task moved on, e.g. to ``submitting``) if it is its
-        turn, as one atomic step; True when written.
-
-        Its turn: fewer tasks of its bucket occupy the provider (``OCCUPYING_STATUSES``) than the
-        bucket's limit, and it is among the first waiting tasks of the bucket (oldest first) that
-        fit in the free places. One ``BEGIN IMMEDIATE`` transaction: processes racing for the
-        last place cannot both take it. False (nothing written) when it is not its turn, or the
-        stored task no longer waits (cancelled meanwhile).
-        """
-        with self._transaction() as db:
-            free = _free_places(db, task.bucket, limit, learned_since)
-            if free is not None:
-                if free <= 0:
-                    return False
-                first = db.execute(_FIRST_WAITING, (task.bucket, task.id, now, free)).fetchall()
-                if task.id not in {row[0] for row in first}:
-                    return False
-            return _save_if_waiting(db, task)
-
-    def save_if_waiting(self, task: Task) -> bool:
-        """Write ``task`` only if the stored one is still ``waiting`` (a cancel racing its
-        turn); True when written."""
-        with self._using() as db:
-            return _save_if_waiting(db, task)
-
-    def queue_place(self, task: Task, *, now: float) -> int:
-        """The waiting ``task``'s place in its bucket's line: 1 + the live waiting tasks
-        recorded before it."""
-        with self._using() as db:
-            args = (task.bucket, now, task.created_at, task.created_at, task.id)
-            ahead: int = db.execute(_WAITING_AHEAD, args).fetchone()[0]
-        return ahead + 1
-
-    def at_provider(self, bucket: str) -> int:
-        """How many tasks of ``bucket`` the provider has accepted and not finished (``queued``,
-        ``running``): what a concurrency refusal says the provider's limit is."""
-        with self._using() as db:
-            count: int = db.execute(_AT_PROVIDER, (bucket,)).fetchone()[0]
-        return count
-
-    def learned_limit(self, bucket: str, *, since: float) -> int | None:
-        """The limit learned for ``bucket`` at or after ``since``, if any."""
-        with self._using() as db:
-            return _learned(db, bucket, since)
-
-    def learn_limit(self, bucket: str, at_provider: int, *, now: float, since: float) -> int:
-        """Record a concurrency refusal with ``at_provider`` tasks of ``bucket`` at the
-        provider: the learned limit becomes that (at least 1), or stays at a lower one learned
-        at or after ``since``; either way it holds from ``now``. Returns it."""
-        seen = max(1, at_provider)
-        with self._transaction() as db:
-            current = _learned(db, bucket, since)
-            learned = seen if current is None else min(current, seen)
-            db.execute(_LEARN, (bucket, learned, now))
-        return learned
-
 
 def _billed_since(db: sqlite3.Connection, since: float, sandbox: bool) -> list[Billed]:
     rows = db.execute(
@@ -478,57 +348,6 @@ _FINISH_TIMES: Final = """
       AND json_extract(data, '$.request.duration') IN ({marks})
     ORDER BY created_at DESC LIMIT ?
 """
-
-
-_OCCUPYING: Final = ", ".join(f"'{status}'" for status in OCCUPYING_STATUSES)
-#: The queue's statements (``Ledger.take_turn`` and its neighbours): plain SQL, no JSON.
-_COUNT_OCCUPYING: Final = (
-    f"SELECT COUNT(*) FROM tasks WHERE bucket = ? AND status IN ({_OCCUPYING})"
-)
-_AT_PROVIDER: Final = (
-    "SELECT COUNT(*) FROM tasks WHERE bucket = ? AND status IN ('queued', 'running')"
-)
-_FIRST_WAITING: Final = (
-    "SELECT id FROM tasks WHERE bucket = ? AND status = 'waiting' "
-    "AND (id = ? OR lease_until >= ?) ORDER BY created_at, id LIMIT ?"
-)
-_WAITING_AHEAD: Final = (
-    "SELECT COUNT(*) FROM tasks WHERE bucket = ? AND status = 'waiting' AND lease_until >= ? "
-    "AND (created_at < ? OR (created_at = ? AND id < ?))"
-)
-_SAVE_IF_WAITING: Final = (
-    "UPDATE tasks SET status = ?, updated_at = ?, data = ? WHERE id = ? AND status = 'waiting'"
-)
-_LEARNED: Final = "SELECT max_tasks FROM concurrency_limits WHERE bucket = ? AND learned_at >= ?"
-_LEARN: Final = (
-    "INSERT INTO concurrency_limits (bucket, max_tasks, learned_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (bucket) DO UPDATE SET max_tasks = excluded.max_tasks, "
-    "learned_at = excluded.learned_at"
-)
-
-
-def _learned(db: sqlite3.Connection, bucket: str, since: float) -> int | None:
-    row = db.execute(_LEARNED, (bucket, since)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _free_places(
-    db: sqlite3.Connection, bucket: str, limit: int | None, learned_since: float
-) -> int | None:
-    """How many more tasks of ``bucket`` may go to the provider now; None: no limit."""
-    learned = _learned(db, bucket, learned_since)
-    limits = [n for n in (limit, learned) if n is not None]
-    if not limits:
-        return None
-    occupying: int = db.execute(_COUNT_OCCUPYING, (bucket,)).fetchone()[0]
-    return min(limits) - occupying
-
-
-def _save_if_waiting(db: sqlite3.Connection, task: Task) -> bool:
-    cursor = db.execute(
-        _SAVE_IF_WAITING, (task.status, task.updated_at, task.model_dump_json(), task.id)
-    )
-    return cursor.rowcount == 1
 
 
 def ledger_error(path: Path, exc: BaseException, *, before_billing: bool = False) -> LedgerError:
