@@ -17,7 +17,8 @@ download error).
 
 Modules, lowest first: ``context`` (settings, timings, shared conversions), ``book`` (the
 task book and watchers), ``origins``, ``polling``, ``finishing``, ``leases``, ``tracking``,
-``delivering`` (lost files, copies for repeated requests), ``submitting``, ``subjects``,
+``delivering`` (lost files, copies for repeated requests), ``preparing`` (inputs checked,
+re-read and uploaded), ``submitting``, ``subjects``,
 ``cancelling``, ``saved`` (a saved video or poster read back for serving), and ``facade``
 (``Engine``, and ``request_from``: intake behind the engine).
 

@@ -31,19 +31,16 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anyio
 
 from videogen.destination import prepare_folder
 from videogen.errors import (
-    InputError,
     LedgerError,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
-    StorageError,
     SubmitUncertain,
     VideogenError,
 )
@@ -53,7 +50,6 @@ from videogen.models import (
     Task,
     TaskError,
     TaskStatus,
-    abbreviated,
 )
 from videogen.models import new_task_id as _new_task_id
 from videogen.providers.base import PreparedInputs, Provider, Submitted
@@ -64,12 +60,10 @@ from .book import TaskBook
 from .context import Context, task_error, uncertain
 from .leases import Leases
 from .origins import origin_of
+from .preparing import Prepared, Preparer
 from .queue import Queue
 from .tracking import Tracker
-from .uploads import release_uploads, upload_inputs
-
-if TYPE_CHECKING:
-    from videogen.inputs import Checked
+from .uploads import release_uploads
 
 log = logging.getLogger(__name__)
 
@@ -91,27 +85,10 @@ UNRECORDED_MESSAGE: Final = (
     "look it up in {provider}'s console by the task id {provider_task_id}; do not submit the "
     "request again before checking there."
 )
-INLINE_INPUTS_MESSAGE: Final = (
-    "This request's inputs were given inline (data URLs), which the task ledger does not keep, "
-    "and it was still waiting its turn when the process that recorded it stopped: nothing was "
-    "sent, so nothing was billed. Submit the request again."
-)
 CANCELLED_MESSAGE: Final = (
     "Cancelled while waiting to retry a submit the provider had refused: nothing was billed. "
     "Submit the request again."
 )
-
-
-@dataclass
-class _Prepared:
-    """What sending a waiting task needs, kept while it waits in this engine."""
-
-    provider: Provider
-    request: GenerationRequest
-    checked: Checked
-    #: Concurrency refusals so far, and when (``anyio.current_time()``) it may go again.
-    refusals: int = 0
-    not_before: float = 0.0
 
 
 class Submitter:
@@ -125,8 +102,9 @@ class Submitter:
         self._leases = leases
         self._tracker = tracker
         self._queue = queue
+        self._inputs = Preparer(ctx, book)
         #: Waiting tasks of this engine, with their checked inputs.
-        self._waiting: dict[str, _Prepared] = {}
+        self._waiting: dict[str, Prepared] = {}
         #: Per bucket: one event per submit in flight, set once its answer is recorded.
         self._answering: defaultdict[str, set[anyio.Event]] = defaultdict(set)
 
@@ -141,14 +119,12 @@ class Submitter:
     ) -> Task:
         """See ``Engine.submit``; a duplicate's note goes to ``notes``."""
         await anyio.to_thread.run_sync(prepare_folder, self._ctx.folder(request.output_dir))
-        provider = self._ctx.providers(request.provider)
-        checked = await self._check_inputs(request, provider)
+        prepared = await self._inputs.prepare(request)
         # No await from here to the insert: finding a duplicate and recording this task are one
         # ledger transaction, so identical requests at once make one task (and one submit).
         task, earlier = self._record(request, owner, new=new)
         if earlier is not None:
             return self._reuse(earlier, request, notes)
-        prepared = _Prepared(provider, request, checked)
         if task.status == "waiting":
             moved = self._queue.try_turn(task)
             if moved is None:  # not its turn: its watcher sends it when it is
@@ -169,7 +145,7 @@ class Submitter:
             del self._tracker.sending[task.id]
             sent.set()
             if not watched:
-                if checked.staged:  # the submit failed: the provider needs no uploads
+                if prepared.checked.staged:  # the submit failed: the provider needs no uploads
                     await release_uploads(self._ctx, self._book, self._book.get(task.id))
                 self._leases.release(task.id)
         return task
@@ -177,7 +153,7 @@ class Submitter:
     async def send_waiting(self, task: Task) -> Task:
         """Wait for a ``waiting`` task's turn and send it (its watcher's part; this engine holds
         its lease). Returns the task as it then stands; a refusal is recorded on it."""
-        prepared = self._waiting.pop(task.id, None) or await self._prepare_again(task)
+        prepared = self._waiting.pop(task.id, None) or await self._inputs.again(task)
         while prepared is not None and task.status == "waiting":
             await anyio.sleep_until(prepared.not_before)  # the back-off after a refusal
             task = await self._queue.turn(task)
@@ -188,44 +164,6 @@ class Submitter:
             except VideogenError:
                 return self._book.get(task.id)  # recorded on the task
         return task
-
-    async def _prepare_again(self, task: Task) -> _Prepared | None:
-        """The inputs of a waiting task recorded by a process that stopped, read again from
-        the stored request; None (the task ended, nothing billed) when they cannot be."""
-        request = task.request
-        references = (*request.images, *request.masks, request.audio or "")
-        try:
-            if any(abbreviated(reference) for reference in references):
-                raise InputError(INLINE_INPUTS_MESSAGE)
-            provider = self._ctx.providers(request.provider)
-            checked = await self._check_inputs(request, provider)
-        except VideogenError as exc:
-            self._book.end_waiting(task, "failed", task_error(exc))
-            return None
-        return _Prepared(provider, request, checked)
-
-    async def _check_inputs(self, request: GenerationRequest, provider: Provider) -> Checked:
-        """The request's inputs checked (local files to upload staged, with object storage)."""
-        from videogen.inputs import check_inputs  # the adapters' helper, loaded on first use
-
-        storage = self._ctx.storage
-        checked = await check_inputs(
-            request,
-            accepts_uploaded_images=provider.accepts_uploaded_images,
-            folders=self._ctx.settings.path_folders(),
-            staging=storage is not None,
-        )
-        if storage is not None:  # videos and uploads go there: proven usable before billing
-            await storage.check()
-        return checked
-
-    async def _upload(self, task: Task, checked: Checked) -> PreparedInputs:
-        """The inputs with local files uploaded; a refusal fails the task (nothing billed)."""
-        try:
-            return await upload_inputs(self._ctx, self._book, task, checked)
-        except StorageError as exc:
-            self._book.update(task, "failed", error=task_error(exc))
-            raise
 
     def _record(
         self, request: GenerationRequest, owner: str | None, *, new: bool
@@ -283,12 +221,12 @@ class Submitter:
             dedupe_key=request.dedupe_key(),
         )
 
-    async def _send(self, task: Task, prepared: _Prepared, budget: float) -> Task:
+    async def _send(self, task: Task, prepared: Prepared, budget: float) -> Task:
         """Send the submit; retry definitive refusals within ``budget`` seconds; record the
         outcome (a concurrency refusal: back in line, ``waiting``). Raises (after recording)
         what refused the request."""
         # Uploaded at each send: a presigned link outlives a short wait, not a long one.
-        inputs = await self._upload(task, prepared.checked)
+        inputs = await self._inputs.upload(task, prepared.checked)
         deadline = anyio.current_time() + budget
         attempt, policy, book = 1, self._ctx.policy, self._book
         while True:
@@ -339,7 +277,7 @@ class Submitter:
             if not self._answering[bucket]:
                 del self._answering[bucket]
 
-    async def _back_in_line(self, task: Task, prepared: _Prepared, refusal: RateLimited) -> Task:
+    async def _back_in_line(self, task: Task, prepared: Prepared, refusal: RateLimited) -> Task:
         """A concurrency refusal: once this engine's other submits of the bucket are answered
         (so the tasks at the provider are counted right), learn the limit and put the task back
         in line, to go again no sooner than the retry back-off. Shielded: a cancelled caller
