@@ -259,24 +259,7 @@ class Settings:
         """Read every setting; raise ``ConfigError`` naming the variable for a bad value."""
         env = os.environ if env is None else env
         read = _Reader(env)
-        volcengine = ProviderEndpoint(
-            base_url=read.url("JIMENG_VIDEO_API_URL", "https://visual.volcengineapi.com"),
-            access_key=read.text("VOLC_ACCESSKEY"),
-            secret_key=read.text("VOLC_SECRETKEY"),
-            session_token=read.text("VOLC_SESSIONTOKEN"),
-        )
-        tokenops = ProviderEndpoint(
-            base_url=read.url("TOKENOPS_BASE_URL", "https://api.tokenops.ai/v1"),
-            api_key=read.text("TOKENOPS_API_KEY"),
-        )
-        jenius = ProviderEndpoint(
-            base_url=read.url("JENIUS_BASE_URL", "https://www.jenius.cn/api"),
-            api_key=read.text("JENIUS_API_KEY"),
-        )
-        if bool(volcengine.access_key) != bool(volcengine.secret_key):
-            missing = "VOLC_SECRETKEY" if volcengine.access_key else "VOLC_ACCESSKEY"
-            raise ConfigError(f"{missing} is not set: Volcengine needs both VOLC_ACCESSKEY and "
-                              "VOLC_SECRETKEY.")  # fmt: skip
+        volcengine, tokenops, jenius = _endpoints(read)
         endpoints = {"volcengine": volcengine, "tokenops": tokenops, "jenius": jenius}
         chosen = read.choice("VIDEOGEN_PROVIDER", PROVIDERS)
         forced_sandbox = read.flag("VIDEOGEN_SANDBOX")
@@ -315,6 +298,29 @@ class Settings:
             database_url=read.database_url("VIDEOGEN_DATABASE_URL"),
             storage=_storage(read),
         )
+
+
+def _endpoints(read: _Reader) -> tuple[ProviderEndpoint, ProviderEndpoint, ProviderEndpoint]:
+    """Volcengine's, TokenOps' and Jenius' endpoints and credentials (in that order)."""
+    volcengine = ProviderEndpoint(
+        base_url=read.url("JIMENG_VIDEO_API_URL", "https://visual.volcengineapi.com"),
+        access_key=read.text("VOLC_ACCESSKEY"),
+        secret_key=read.text("VOLC_SECRETKEY"),
+        session_token=read.text("VOLC_SESSIONTOKEN"),
+    )
+    tokenops = ProviderEndpoint(
+        base_url=read.url("TOKENOPS_BASE_URL", "https://api.tokenops.ai/v1"),
+        api_key=read.text("TOKENOPS_API_KEY"),
+    )
+    jenius = ProviderEndpoint(
+        base_url=read.url("JENIUS_BASE_URL", "https://www.jenius.cn/api"),
+        api_key=read.text("JENIUS_API_KEY"),
+    )
+    if bool(volcengine.access_key) != bool(volcengine.secret_key):
+        missing = "VOLC_SECRETKEY" if volcengine.access_key else "VOLC_ACCESSKEY"
+        raise ConfigError(f"{missing} is not set: Volcengine needs both VOLC_ACCESSKEY and "
+                          "VOLC_SECRETKEY.")  # fmt: skip
+    return volcengine, tokenops, jenius
 
 
 def _max_concurrent(read: _Reader) -> tuple[tuple[ProviderName, int], ...]:
