@@ -45,19 +45,15 @@ from rich.console import Console
 
 from videogen.config import VARIABLES, Settings
 from videogen.errors import (
-    EXIT_CONFIG,
-    EXIT_CREDENTIALS,
     EXIT_ERROR,
-    EXIT_FAILED,
     EXIT_OK,
-    EXIT_PENDING,
-    EXIT_REJECTED,
     EXIT_USAGE,
     InputError,
     VideogenError,
     scrub,
 )
 from videogen.report import (
+    EXIT_CODES_HELP,
     exit_code_for,
     leaf_error,
     printable,
@@ -67,7 +63,7 @@ from videogen.report import (
     result_of,
     scenes_data,
     scenes_markdown,
-    task_line,
+    task_lines,
 )
 from videogen.request import VideoAsk, ask_parameters, cli_flag, pick_ask
 from videogen.skill import DEFAULT_SKILL_DIR, SKILL_NAME, install_skill, skill_source
@@ -85,17 +81,6 @@ T = TypeVar("T")
 
 PROG: Final = "videogen"
 
-EXIT_CODES_HELP: Final = f"""\
-exit codes:
-  {EXIT_OK}  done: the video is saved as asked (or the command did what it was asked)
-  {EXIT_ERROR}  other error: provider unavailable, download or conform failed, unexpected error
-  {EXIT_USAGE}  usage: bad arguments, or inputs refused before anything was billed; unknown task
-  {EXIT_CONFIG}  configuration: a bad environment variable, or an unusable output path
-  {EXIT_CREDENTIALS}  credentials: keys missing or rejected, or the capability is not enabled
-  {EXIT_REJECTED}  rejected: the provider's content review refused the input or the output
-  {EXIT_FAILED}  failed: the task failed or expired, or its submit outcome is unknown
-  {EXIT_PENDING}  still running: the wait ended first; run `videogen check TASK_ID` later
-"""
 EXIT_INTERRUPTED: Final = 130
 
 
@@ -381,14 +366,7 @@ def tasks(
         items = [result_of(t, notice=None, interface="cli").model_dump(mode="json") for t in found]
         print(_json_text(items))
         return EXIT_OK
-    skipped = getattr(found, "skipped", [])
-    if not found and not skipped:
-        print("No tasks yet. Start one with `videogen generate PROMPT`.")
-    for task in found:
-        print(task_line(task))
-    if skipped:
-        print(f"{len(skipped)} task(s) recorded by a newer videogen cannot be read by this one "
-              f"and are not listed: {', '.join(skipped)}.")  # fmt: skip
+    print(task_lines(found, getattr(found, "skipped", [])))
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ from videogen.errors import (
     EXIT_OK,
     EXIT_PENDING,
     EXIT_REJECTED,
+    EXIT_USAGE,
     VideogenError,
 )
 from videogen.models import Task, TaskStatus, Usage
@@ -544,6 +545,20 @@ def leaf_error(error: BaseException) -> BaseException:
     return leaves[0] if len(leaves) == 1 else error
 
 
+#: The exit codes as ``videogen --help`` lists them (``exit_code_for`` gives a task's).
+EXIT_CODES_HELP: Final = f"""\
+exit codes:
+  {EXIT_OK}  done: the video is saved as asked (or the command did what it was asked)
+  {EXIT_ERROR}  other error: provider unavailable, download or conform failed, unexpected error
+  {EXIT_USAGE}  usage: bad arguments, or inputs refused before anything was billed; unknown task
+  {EXIT_CONFIG}  configuration: a bad environment variable, or an unusable output path
+  {EXIT_CREDENTIALS}  credentials: keys missing or rejected, or the capability is not enabled
+  {EXIT_REJECTED}  rejected: the provider's content review refused the input or the output
+  {EXIT_FAILED}  failed: the task failed or expired, or its submit outcome is unknown
+  {EXIT_PENDING}  still running: the wait ended first; run `videogen check TASK_ID` later
+"""
+
+
 def exit_code_for(task: Task) -> int:
     """The exit code a task's state means (the CLI's exit-code table)."""
     if task.status == "completed" and task.error is None:
@@ -575,6 +590,17 @@ def task_line(task: Task) -> str:
         f"{task.id}  {task.status:<9}  {when}  {provider:<20}  "
         f'{task.request.mode_label:<20}  "{prompt}"  {where}'
     ).rstrip()
+
+
+def task_lines(tasks: Sequence[Task], skipped: Sequence[str] = ()) -> str:
+    """``videogen tasks``: one ``task_line`` each, and the rows this version cannot read."""
+    lines = [task_line(task) for task in tasks]
+    if not tasks and not skipped:
+        lines.append("No tasks yet. Start one with `videogen generate PROMPT`.")
+    if skipped:
+        lines.append(f"{len(skipped)} task(s) recorded by a newer videogen cannot be read by this "
+                     f"one and are not listed: {', '.join(skipped)}.")  # fmt: skip
+    return "\n".join(lines)
 
 
 def scenes_markdown() -> str:
