@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from videogen.destination import prepare_folder
 from videogen.errors import (
     InputError,
     LedgerError,
@@ -140,7 +139,7 @@ class Submitter:
         wait_seconds: float | None,
     ) -> Task:
         """See ``Engine.submit``; a duplicate's note goes to ``notes``."""
-        await anyio.to_thread.run_sync(prepare_folder, self._ctx.folder(request.output_dir))
+        await self._ctx.folders.prepare(self._ctx.folder(request.output_dir))
         provider = self._ctx.providers(request.provider)
         checked = await self._check_inputs(request, provider)
         # No await from here to the insert: finding a duplicate and recording this task are one
