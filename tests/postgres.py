@@ -3,8 +3,9 @@
 One cluster per pytest-xdist worker (``initdb`` into a temp dir, ``postgres`` on a free loopback
 port with fsync off), started the first time a test asks for it and stopped when the session
 ends; each test gets a database of its own. ``bench/bench_replicas.py`` starts its cluster here
-too, with settings of its own (``start_cluster(binaries, settings=...)``). Run as root (CI, containers), ``initdb`` and
-``postgres`` refuse to start: they are run as the ``postgres`` user, owner of the temp dir.
+too, with settings of its own (``start_cluster(binaries, settings=...)``). Run as root (CI,
+containers), ``initdb`` and ``postgres`` refuse to start: they are run as the ``postgres`` user,
+owner of the temp dir.
 
 Without the binaries the PostgreSQL tests are skipped, naming the package to install; with
 ``VIDEOGEN_TEST_REQUIRE_POSTGRES=1`` (CI) they fail instead.
