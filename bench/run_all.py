@@ -1,7 +1,8 @@
 """Every benchmark in one command, and the results page regenerated from that run.
 
     uv run --group dev python bench/run_all.py          # full: the benches' own defaults
-                                                        # (long: 1 GiB download, 500 tasks)
+                                                        # (long: 1 GiB download, 500 tasks,
+                                                        # 1,000 tasks x 3 cases x 3 runs)
     uv run --group dev python bench/run_all.py --quick  # fewer repetitions, smaller sizes
     uv run --group dev python bench/run_all.py --only polls,startup --no-page
 
@@ -32,6 +33,33 @@ from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "bench" / "README.md"
+
+
+#: What ``bench_replicas.py`` measures (its figures are in the table above and its raw output
+#: below).
+REPLICAS_SECTION = """## Replicas on PostgreSQL (`bench/bench_replicas.py`)
+
+Issue 19's benchmark: N tasks (default 1,000) through one and three `videogen serve --http`
+replicas on one PostgreSQL, against one process on SQLite (the embedded default), in the same
+run. Each case runs `--runs` times (default 3), case after case, with a fresh sandbox (a child
+process, 5 s jobs, no concurrency limit), fresh folders and a fresh database in the one
+PostgreSQL cluster the script starts from the system's binaries (`tests/postgres.py`; fsync on,
+commits not waited for, as SQLite's `synchronous=NORMAL`). The client, in the bench process,
+sends N distinct `generate_video` calls over MCP streamable HTTP with a bearer token,
+round-robin over the replicas, 16 at once; the replicas answer each at once with the pending
+task (`VIDEOGEN_WAIT_SECONDS=0`) and go on in the background. Measured (medians):
+
+- *all saved*: first call sent -> the ledger says every task is `completed` (read every 0.1 s);
+  *submits in*: first call sent -> last answer;
+- *CPU per task*: user + system CPU of the replica processes, and of every process of the
+  PostgreSQL cluster, from the replicas being up to just before they stop, divided by N (the
+  client's own CPU is reported apart and not counted);
+- the peak RSS of each replica; tasks completed, files saved and submits in the sandbox's log
+  (each task must be submitted once).
+
+On one machine the replicas, PostgreSQL, the sandbox and the client share the same CPUs, so
+three replicas cannot be faster than one here by having more hardware: the figures say what
+PostgreSQL and the extra replicas cost per task, not how far a fleet scales."""
 
 
 @dataclass
@@ -187,6 +215,39 @@ def parse_polls(out: str) -> list[Row]:
     return rows
 
 
+def parse_replicas(out: str) -> list[Row]:
+    f = _last_json(out)
+    tasks, runs = int(cast(Any, f["tasks"])), int(cast(Any, f["runs"]))
+    cases = {c["case"]: c for c in cast(list[dict[str, Any]], f["cases"])}
+    base = cases["sqlite x1"]
+    rows: list[Row] = []
+    for name, case in cases.items():
+        if case is base:
+            continue
+        saved, cpu = float(case["all_saved_s"]), float(case["server_cpu_ms_per_task"])
+        base_saved, base_cpu = float(base["all_saved_s"]), float(base["server_cpu_ms_per_task"])
+        rows += [
+            Row("replicas", f"{tasks} tasks over MCP, {name} on one PostgreSQL: first call -> "
+                f"all saved (median of {runs})", f"{saved:.2f} s",
+                f"{base_saved:.2f} s (one process on SQLite)", f"{saved / base_saved:.2f}x",
+                "-", None),
+            Row("replicas", f"{tasks} tasks over MCP, {name} on one PostgreSQL: CPU per task, "
+                f"replicas + PostgreSQL (median of {runs})",
+                f"{cpu:.1f} ms ({float(case['replica_cpu_ms_per_task']):.1f} + "
+                f"{float(case['postgres_cpu_ms_per_task']):.1f})",
+                f"{base_cpu:.1f} ms (one process on SQLite)", f"{cpu / base_cpu:.2f}x",
+                "-", None),
+        ]  # fmt: skip
+    once = all(bool(c["every_task_saved_once"]) for c in cases.values())
+    peak = max(float(c["replica_peak_rss_mb_max"]) for c in cases.values())
+    rows.append(
+        Row("replicas", "every task saved, one file and one submit each, no call refused, in "
+            "every case and run; highest peak RSS of a replica",
+            f"{'yes' if once else 'NO'}; {peak:g} MB", "-", "-", "every task saved once", once)
+    )  # fmt: skip
+    return rows
+
+
 def parse_matrix(out: str) -> list[Row]:
     passed = re.search(r"(\d+) passed", out)
     failed = re.search(r"(\d+) failed", out)
@@ -211,6 +272,8 @@ def benches(evidence_out: Path) -> list[Bench]:
               "--runs", "1"], parse_conform),
         Bench("polls", [*py, "bench/bench_polls.py"], [*py, "bench/bench_polls.py",
               "--tasks", "2", "--runs", "1"], parse_polls),
+        Bench("replicas", [*py, "bench/bench_replicas.py"], [*py, "bench/bench_replicas.py",
+              "--tasks", "200", "--runs", "1"], parse_replicas),
         Bench("faults", [*py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "slow",
               "tests/evidence/test_fault_matrix.py"], [], parse_matrix),
     ]  # fmt: skip
@@ -316,6 +379,7 @@ def render(outcomes: list[Outcome], quick: bool, started: str, total: float, ev:
         if table.exists():
             lines += [f"### {name.removeprefix('fault_matrix_').upper()}", "",
                       table.read_text().strip(), ""]  # fmt: skip
+    lines += [REPLICAS_SECTION, ""]
     lines += ["## Raw output of each bench", ""]
     for outcome in outcomes:
         lines += [

@@ -2,8 +2,10 @@
 
 One cluster per pytest-xdist worker (``initdb`` into a temp dir, ``postgres`` on a free loopback
 port with fsync off), started the first time a test asks for it and stopped when the session
-ends; each test gets a database of its own. Run as root (CI, containers), ``initdb`` and
-``postgres`` refuse to start: they are run as the ``postgres`` user, owner of the temp dir.
+ends; each test gets a database of its own. ``bench/bench_replicas.py`` starts its cluster here
+too, with settings of its own (``start_cluster(binaries, settings=...)``). Run as root (CI,
+containers), ``initdb`` and ``postgres`` refuse to start: they are run as the ``postgres`` user,
+owner of the temp dir.
 
 Without the binaries the PostgreSQL tests are skipped, naming the package to install; with
 ``VIDEOGEN_TEST_REQUIRE_POSTGRES=1`` (CI) they fail instead.
@@ -11,6 +13,7 @@ Without the binaries the PostgreSQL tests are skipped, naming the package to ins
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -19,7 +22,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,13 +101,17 @@ class Cluster:
         return self.url(name)
 
     def stop(self) -> None:
-        _run_as_owner(self, [str(self.binaries / "pg_ctl"), "-D", str(self.data),
-                             "-m", "immediate", "stop"])  # fmt: skip
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Stop the server and remove its files (the files go even if the stop failed)."""
+        try:
+            _run_as_owner(self, [str(self.binaries / "pg_ctl"), "-D", str(self.data),
+                                 "-m", "immediate", "stop"])  # fmt: skip
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster(binaries: Path) -> Cluster:
+def start_cluster(binaries: Path, settings: Mapping[str, str] | None = None) -> Cluster:
     """``initdb`` and start a server in a new temp dir; waits until it accepts connections.
+    ``settings`` override ``SETTINGS`` (the server's ``-c`` options).
 
     The dir is made directly in the system's temp folder: pytest's own are private to root,
     and the server (run as ``postgres`` under root) must reach its files."""
@@ -122,17 +129,22 @@ def start_cluster(binaries: Path) -> Cluster:
         for path in (root, password_file):
             os.chown(path, owner.pw_uid, owner.pw_gid)
         root.chmod(0o700)
-    _run_as_owner(cluster, [
-        str(binaries / "initdb"), "-D", str(cluster.data), "-U", USER, "-E", "UTF8",
-        "--no-locale", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
-        f"--pwfile={password_file}",
-    ])  # fmt: skip
-    options = " ".join(f"-c {k}={v}" for k, v in SETTINGS.items())
+    options = " ".join(f"-c {k}={v}" for k, v in {**SETTINGS, **(settings or {})}.items())
     options += f" -p {cluster.port} -k {root}"
-    _run_as_owner(cluster, [
-        str(binaries / "pg_ctl"), "-D", str(cluster.data), "-l", str(root / "log"),
-        "-o", options, "-w", "-t", "60", "start",
-    ])  # fmt: skip
+    try:
+        _run_as_owner(cluster, [
+            str(binaries / "initdb"), "-D", str(cluster.data), "-U", USER, "-E", "UTF8",
+            "--no-locale", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
+            f"--pwfile={password_file}",
+        ])  # fmt: skip
+        _run_as_owner(cluster, [
+            str(binaries / "pg_ctl"), "-D", str(cluster.data), "-l", str(root / "log"),
+            "-o", options, "-w", "-t", "60", "start",
+        ])  # fmt: skip
+    except BaseException:  # a failed or interrupted start leaves no server and no files
+        with contextlib.suppress(RuntimeError):
+            cluster.stop()
+        raise
     return cluster
 
 

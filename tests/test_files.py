@@ -189,3 +189,36 @@ def test_a_regular_saved_file_opens(tmp_path: Path) -> None:
     (tmp_path / "boat.mp4").write_bytes(MP4)
     with open_saved(tmp_path / "boat.mp4") as f:
         assert f.read() == MP4
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_submits_proves_a_folder_once_and_a_failure_is_not_remembered(
+    tmp_path: Path,
+) -> None:
+    """``ProvenFolders``: the preflight runs once per folder within ``PROVEN_SECONDS`` (a
+    write-check file made and removed each time it runs), again after it, and never
+    remembers a folder it could not prove."""
+    from videogen.destination import PROVEN_SECONDS, ProvenFolders
+
+    now = [100.0]
+    folders = ProvenFolders(clock=lambda: now[0])
+    made: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if ".videogen-write-check-" in os.fspath(path):
+            made.append(os.fspath(path))
+        return real_open(path, flags, mode)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "open", counting_open)
+        for _ in range(50):
+            assert await folders.prepare(tmp_path / "out") == tmp_path / "out"
+        assert len(made) == 1
+        now[0] += PROVEN_SECONDS
+        await folders.prepare(tmp_path / "out")
+        assert len(made) == 2
+        (tmp_path / "file").write_text("not a folder")
+        for _ in range(2):
+            with pytest.raises(OutputError, match="not a folder"):
+                await folders.prepare(tmp_path / "file")

@@ -5,6 +5,7 @@ Synchronous file-system helpers; the engine runs them through ``anyio.to_thread`
 - ``prepare_folder`` is the preflight ``Engine.submit`` runs *before* anything is billed: the
   folder is created with its parents (a user who names a folder wants it) and proven writable by
   creating and removing a file in it, or ``OutputError`` names the folder and the fix.
+  ``ProvenFolders`` runs it off the event loop, once per folder per burst of submits.
 - The temporary files a killed process left are swept by ``files`` (``sweep_temporaries``
   for one task, ``sweep_orphans`` for a whole folder).
 - ``posters_folder`` creates/opens ``.posters`` without following a symlink planted there.
@@ -16,8 +17,12 @@ import contextlib
 import os
 import secrets
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+
+import anyio
 
 from videogen.errors import OutputError
 from videogen.files import POSTERS
@@ -55,6 +60,29 @@ def prepare_folder(folder: Path) -> Path:
         raise OutputError(f"Cannot write in the output folder {str(folder)!r} "
                           f"({exc.strerror or exc}). Please {FIX}.") from exc  # fmt: skip
     return folder.absolute()
+
+
+#: How long a folder ``prepare_folder`` proved writable counts as proven (``ProvenFolders``).
+PROVEN_SECONDS: Final = 2.0
+
+
+class ProvenFolders:
+    """``prepare_folder`` in a worker thread, remembered for ``PROVEN_SECONDS``: a thousand
+    submits to one folder at once prove it once, not a thousand times. A folder that turns
+    unwritable within that time fails at save time instead, the task kept with its URL."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._proven: dict[Path, tuple[float, Path]] = {}
+
+    async def prepare(self, folder: Path) -> Path:
+        now = self._clock()
+        proven = self._proven.get(folder)
+        if proven is not None and now - proven[0] < PROVEN_SECONDS:
+            return proven[1]
+        absolute = await anyio.to_thread.run_sync(prepare_folder, folder)
+        self._proven[folder] = (now, absolute)
+        return absolute
 
 
 def posters_folder(video_folder: Path) -> Path:

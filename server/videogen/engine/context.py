@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 from videogen.catalog import ProviderName
 from videogen.config import LEASE_SECONDS, Settings
+from videogen.destination import ProvenFolders
 from videogen.errors import InputError, ProviderError, SubmitUncertain, VideogenError
 from videogen.models import MediaInfo, Task, TaskError, TaskStatus
 from videogen.providers.base import Provider, TaskRef
@@ -81,6 +82,8 @@ class Context:
     conform: Conform | None = None
     #: The object store (``VIDEOGEN_STORAGE_URL``); None when not configured.
     storage: Storage | None = None
+    #: Output folders proven writable before billing (``destination.prepare_folder``).
+    folders: ProvenFolders = field(default_factory=ProvenFolders)
 
     def __post_init__(self) -> None:
         settings = self.settings

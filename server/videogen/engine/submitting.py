@@ -35,7 +35,6 @@ from typing import Any, Final
 
 import anyio
 
-from videogen.destination import prepare_folder
 from videogen.errors import (
     LedgerError,
     ProviderError,
@@ -118,7 +117,7 @@ class Submitter:
         wait_seconds: float | None,
     ) -> Task:
         """See ``Engine.submit``; a duplicate's note goes to ``notes``."""
-        await anyio.to_thread.run_sync(prepare_folder, self._ctx.folder(request.output_dir))
+        await self._ctx.folders.prepare(self._ctx.folder(request.output_dir))
         prepared = await self._inputs.prepare(request)
         # No await from here to the insert: finding a duplicate and recording this task are one
         # ledger transaction, so identical requests at once make one task (and one submit).
