@@ -147,3 +147,13 @@ def test_the_embedded_default_never_imports_psycopg(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_http_tokens_are_scrubbed_like_every_other_secret() -> None:
+    """A VIDEOGEN_HTTP_TOKEN never reaches a printed or stored message: the one scrubber
+    (errors.scrub, which the CLI's error lines go through too) knows it once it is read."""
+    from videogen.errors import scrub
+
+    token = "tok-not-a-real-secret-5150-abcdefghijklmnop"
+    Settings.from_env({"VIDEOGEN_HTTP_TOKEN": token})
+    assert scrub(f"refused {token}.") == "refused ***."
