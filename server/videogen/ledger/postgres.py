@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
@@ -181,7 +183,7 @@ class PostgresLedger(PostgresQueue, PostgresLeases, Ledger):
             min_size=1,
             max_size=pool_size,
             open=True,
-            check=ConnectionPool.check_connection,
+            check=_check_if_idle,
             configure=functools.partial(_configure, statement_timeout=statement_timeout),
             timeout=POOL_WAIT_SECONDS,
             num_workers=1,
@@ -193,12 +195,21 @@ class PostgresLedger(PostgresQueue, PostgresLeases, Ledger):
         return f"PostgresLedger({self.where})"
 
     @contextlib.contextmanager
-    def _using(self, *, before_billing: bool = False) -> Iterator[psycopg.Connection]:
-        """A pooled connection in one transaction (committed when the block ends, rolled back
-        when it raises); psycopg failures become ``LedgerError``."""
+    def _using(
+        self, *, atomic: bool = False, before_billing: bool = False
+    ) -> Iterator[psycopg.Connection]:
+        """A pooled connection; psycopg failures become ``LedgerError``. Each statement is its
+        own transaction (one round trip: most calls are one statement) unless ``atomic``: then
+        the block is one transaction, committed when it ends and rolled back when it raises
+        (what several statements that must hold together, or a transaction lock, need)."""
         try:
             with self._pool.connection() as conn:
-                yield conn
+                if atomic:
+                    with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+                _LAST_USED[conn] = time.monotonic()
         except psycopg.Error as exc:
             raise self._error(exc, before_billing=before_billing) from exc
 
@@ -241,7 +252,7 @@ class PostgresLedger(PostgresQueue, PostgresLeases, Ledger):
     # -- writes -------------------------------------------------------------------------------
 
     def insert(self, task: Task, *, lease: Lease | None = None, guard: Guard | None = None) -> None:
-        with self._using() as conn:
+        with self._using(atomic=True) as conn:
             self._insert(conn, task, lease, guard)
 
     def record_new(
@@ -255,7 +266,7 @@ class PostgresLedger(PostgresQueue, PostgresLeases, Ledger):
         guard: Guard | None = None,
     ) -> Task | None:
         key = task.dedupe_key or task.request.dedupe_key()
-        with self._using() as conn:
+        with self._using(atomic=True) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DEDUPE_LOCK, key))
             found = self._duplicate(
                 conn, key, task.owner, since, exclude, sandbox=sandbox, origin=task.origin
@@ -366,10 +377,25 @@ class PostgresLedger(PostgresQueue, PostgresLeases, Ledger):
 
 
 def _configure(conn: psycopg.Connection, *, statement_timeout: float) -> None:
-    """Every pooled connection: statements bounded in time."""
+    """Every pooled connection: statements bounded in time, each its own transaction unless
+    the caller opens one (``PostgresLedger._using(atomic=True)``)."""
     conn.autocommit = True
     conn.execute(f"SET statement_timeout = {round(statement_timeout * 1000)}")
-    conn.autocommit = False
+
+
+#: When each pooled connection was last used successfully (``_check_if_idle``).
+_LAST_USED: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+#: A pooled connection idle this long is checked (one round trip) before it is handed out.
+IDLE_CHECK_SECONDS: Final = 5.0
+
+
+def _check_if_idle(conn: psycopg.Connection) -> None:
+    """The pool's check when handing a connection out: one that served a call moments ago is
+    alive; one idle for a while is probed (a restarted server or a dropped link shows here, and
+    the pool replaces it, rather than failing the caller's call)."""
+    last = _LAST_USED.get(conn)
+    if last is None or time.monotonic() - last >= IDLE_CHECK_SECONDS:
+        ConnectionPool.check_connection(conn)
 
 
 def _stored_version(conn: psycopg.Connection) -> int | None:

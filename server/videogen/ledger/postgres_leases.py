@@ -21,7 +21,7 @@ class PostgresLeases:
 
     if TYPE_CHECKING:  # given by PostgresLedger and base.Ledger
 
-        def _using(self) -> AbstractContextManager[psycopg.Connection]: ...
+        def _using(self, *, atomic: bool = False) -> AbstractContextManager[psycopg.Connection]: ...
         def _read_all(self, rows: Iterable[tuple[str, str]]) -> TaskRows: ...
 
     def claim(
@@ -46,7 +46,7 @@ class PostgresLeases:
         origin: str | None = None,
         limit: int = 20,
     ) -> TaskRows:
-        with self._using() as conn:
+        with self._using(atomic=True) as conn:
             rows = conn.execute(
                 "SELECT id, data::text FROM tasks WHERE status = ANY(%s) "
                 "AND (%s::text IS NULL OR origin = %s) "

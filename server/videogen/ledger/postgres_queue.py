@@ -24,10 +24,10 @@ class PostgresQueue(QueueSteps):
 
     if TYPE_CHECKING:  # given by PostgresLedger
 
-        def _using(self) -> AbstractContextManager[psycopg.Connection]: ...
+        def _using(self, *, atomic: bool = False) -> AbstractContextManager[psycopg.Connection]: ...
 
     def take_turn(self, task: Task, *, limit: int | None, learned_since: float, now: float) -> bool:
-        with self._using() as conn:
+        with self._using(atomic=True) as conn:
             conn.execute(_LOCK_BUCKET, (_QUEUE_LOCK, task.bucket))
             learned = _learned(conn, task.bucket, learned_since)
             limits = [n for n in (limit, learned) if n is not None]
@@ -60,7 +60,7 @@ class PostgresQueue(QueueSteps):
 
     def learn_limit(self, bucket: str, at_provider: int, *, now: float, since: float) -> int:
         seen = max(1, at_provider)
-        with self._using() as conn:
+        with self._using(atomic=True) as conn:
             conn.execute(_LOCK_BUCKET, (_QUEUE_LOCK, bucket))
             current = _learned(conn, bucket, since)
             learned = seen if current is None else min(current, seen)
