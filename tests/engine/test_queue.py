@@ -235,3 +235,22 @@ async def test_on_postgres_a_turn_freed_by_another_engine_is_heard_at_once(
             done = await second.engine.generate(t2v("behind"), wait_seconds=None)
         assert (await first.engine.check(ahead.id)).status == "completed"
     assert done.id == behind.id and done.status == "completed"
+
+
+async def test_a_refusal_with_none_of_ours_at_the_provider_is_reported_not_queued(
+    tmp_path: Path, ledger_env: dict[str, str]
+) -> None:
+    """An account that takes no job at all (another client holds every slot): none of our
+    tasks is at the provider, so waiting in line cannot help. The refusal is retried within the
+    caller's budget and then reported, nothing billed, and no task is left waiting."""
+    from videogen.errors import RateLimited
+
+    refusing = SandboxOptions(job_seconds=0.5, faults=("concurrency:0",))
+    async with open_app(settings_for(tmp_path, ledger_env), sandbox_options=refusing) as app:
+        with anyio.fail_after(30), pytest.raises(RateLimited) as refused:
+            await app.engine.generate(t2v("nobody gets in"), wait_seconds=1)
+        (task,) = app.engine.list_tasks()
+        sent = submits(app)
+    assert "50430" in str(refused.value) or "concurren" in str(refused.value).lower()
+    assert task.status == "failed" and task.provider_task_id is None
+    assert 1 <= len(sent) <= 6 and all(e.code == 50430 for e in sent)

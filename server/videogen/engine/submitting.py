@@ -242,9 +242,13 @@ class Submitter:
                     raise
                 if isinstance(outcome, Submitted):
                     return await self._accepted(task, outcome)
+            if (
+                isinstance(outcome, RateLimited)
+                and outcome.in_flight
+                and await self._ours_at_provider(task.bucket)
+            ):
+                return self._back_in_line(task, prepared, outcome)
             match outcome:
-                case RateLimited() if outcome.in_flight:
-                    return await self._back_in_line(task, prepared, outcome)
                 case SubmitUncertain():
                     return book.update(task, "unknown", error=uncertain(task, outcome))
                 case RateLimited() | ProviderUnavailable():  # refused, or never sent: not billed
@@ -276,15 +280,21 @@ class Submitter:
             if not self._answering[bucket]:
                 del self._answering[bucket]
 
-    async def _back_in_line(self, task: Task, prepared: Prepared, refusal: RateLimited) -> Task:
-        """A concurrency refusal: once this engine's other submits of the bucket are answered
-        (so the tasks at the provider are counted right), learn the limit and put the task back
-        in line, to go again no sooner than the retry back-off. Shielded: a cancelled caller
-        leaves a waiting task, never a ``submitting`` one."""
+    async def _ours_at_provider(self, bucket: str) -> bool:
+        """After a concurrency refusal: whether tasks of ours occupy the bucket at the provider,
+        counted once this engine's other submits of it are answered. Only then does waiting in
+        line help; with none of ours there (another client on the account, or an account allowed
+        none at all) the refusal is retried like any other and then reported."""
         with anyio.CancelScope(shield=True):
-            for answered in list(self._answering.get(task.bucket, ())):
+            for answered in list(self._answering.get(bucket, ())):
                 await answered.wait()
-            task = self._queue.refused(task, refusal)
+        return self._book.ledger.at_provider(bucket) > 0
+
+    def _back_in_line(self, task: Task, prepared: Prepared, refusal: RateLimited) -> Task:
+        """A concurrency refusal with tasks of ours at the provider: learn the limit and put
+        the task back in line, to go again no sooner than the retry back-off (no await: a
+        cancelled caller leaves a waiting task, never a ``submitting`` one)."""
+        task = self._queue.refused(task, refusal)
         prepared.refusals += 1
         wait = wait_for(refusal, prepared.refusals, self._ctx.policy)
         prepared.not_before = anyio.current_time() + wait
