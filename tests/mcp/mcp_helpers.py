@@ -20,6 +20,19 @@ from mcp_types import CallToolResult, TextContent
 JOB_SECONDS = "1"
 
 
+#: A 2025-11-25 client's first message over raw HTTP (one request, no SDK client).
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"},
+    },
+}
+
+
 def settings_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a server with no credentials: sandbox, private folders, 1 s jobs."""
     return {

@@ -28,7 +28,7 @@ import pytest
 from anyio.abc import SocketStream
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import child_env, free_port, stop, text_of, wait_for_port
+from mcp_helpers import INITIALIZE, child_env, free_port, stop, text_of, wait_for_port
 from mcp_types import CallToolResult
 from starlette.requests import Request
 from tasks_client import CreatedTask, TasksClientExtension, follow, submit
@@ -43,16 +43,6 @@ pytestmark = pytest.mark.anyio
 
 PROMPT = {"prompt": "a lighthouse in the rain", "provider": "volcengine"}
 TOK_A, TOK_B = "tok-replicas-a".ljust(40, "a"), "tok-replicas-b".ljust(40, "b")
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "0"},
-    },
-}
 LEGACY = {
     "Accept": "application/json, text/event-stream",
     "Content-Type": "application/json",

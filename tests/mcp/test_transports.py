@@ -17,7 +17,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import child_env, free_port, text_of, write_png
+from mcp_helpers import INITIALIZE, child_env, free_port, text_of, write_png
 
 from videogen.catalog import IMAGE_MAX_BYTES
 from videogen.config import SANDBOX_NOTICE, Settings
@@ -27,16 +27,6 @@ from videogen.mcp_server import owner_of, plan_http
 
 pytestmark = pytest.mark.anyio
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "0"},
-    },
-}
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 #: Two bearer tokens long enough to be accepted (32 characters or more).
 TOK_A, TOK_B = "tok-a".ljust(32, "a"), "tok-b".ljust(32, "b")
