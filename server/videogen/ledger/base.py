@@ -91,6 +91,16 @@ class Lease:
     until: float | None
 
 
+#: When ``claim`` may take a task's lease, as SQL (parameters: the claimer, now, the holder the
+#: claimer proved dead): nobody holds it, the claimer already does, it ran out, or its holder is
+#: the dead one. Both backends use this text (PostgreSQL's driver writes ``%s`` for ``?``).
+TAKEABLE_LEASE: Final = (
+    "(lease_holder IS NULL OR lease_holder = ? OR lease_until < ? OR lease_holder = ?)"
+)
+#: A task nobody works on, for ``claim_due`` (parameter: now): no holder, or its lease ran out.
+UNHELD_LEASE: Final = "(lease_holder IS NULL OR lease_until < ?)"
+
+
 def new_holder() -> str:
     """A lease holder name for this process: ``host:pid:random`` (unique per engine)."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from videogen.ledger.base import Lease, TaskRows
+from videogen.ledger.base import TAKEABLE_LEASE, UNHELD_LEASE, Lease, TaskRows
 from videogen.ledger.postgres_changes import NOTIFY
 from videogen.models import TaskStatus
 
@@ -29,9 +29,8 @@ class PostgresLeases:
     ) -> bool:
         with self._using() as conn:
             cursor = conn.execute(
-                "UPDATE tasks SET lease_holder = %s, lease_until = %s WHERE id = %s AND ("
-                "lease_holder IS NULL OR lease_holder = %s OR lease_until < %s "
-                "OR lease_holder = %s)",
+                "UPDATE tasks SET lease_holder = %s, lease_until = %s WHERE id = %s AND "
+                + TAKEABLE_LEASE.replace("?", "%s"),
                 (holder, until, task_id, holder, now, replacing),
             )
             return cursor.rowcount == 1
@@ -50,7 +49,7 @@ class PostgresLeases:
             rows = conn.execute(
                 "SELECT id, data::text FROM tasks WHERE status = ANY(%s) "
                 "AND (%s::text IS NULL OR origin = %s) "
-                "AND (lease_holder IS NULL OR lease_until < %s) "
+                f"AND {UNHELD_LEASE.replace('?', '%s')} "
                 "ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED",
                 (list(statuses), origin, origin, now, limit),
             ).fetchall()

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
-from videogen.ledger.base import Lease, TaskRows
+from videogen.ledger.base import TAKEABLE_LEASE, UNHELD_LEASE, Lease, TaskRows
 from videogen.models import TaskStatus
 
 
@@ -27,8 +27,8 @@ class SQLiteLeases:
     ) -> bool:
         with self._using() as db:
             cursor = db.execute(
-                "UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id = ? AND ("
-                "lease_holder IS NULL OR lease_holder = ? OR lease_until < ? OR lease_holder = ?)",
+                "UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE id = ? AND "
+                + TAKEABLE_LEASE,
                 (holder, until, task_id, holder, now, replacing),
             )
             return cursor.rowcount == 1
@@ -48,7 +48,7 @@ class SQLiteLeases:
         with self._transaction() as db:
             rows = db.execute(
                 f"SELECT id, data FROM tasks WHERE status IN ({marks}) "
-                "AND (? IS NULL OR origin = ?) AND (lease_holder IS NULL OR lease_until < ?) "
+                f"AND (? IS NULL OR origin = ?) AND {UNHELD_LEASE} "
                 "ORDER BY created_at LIMIT ?",
                 (*wanted, origin, origin, now, limit),
             ).fetchall()
