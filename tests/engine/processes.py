@@ -31,13 +31,7 @@ def submit_rounds(
 async def _submit_rounds(
     home: Path, rounds: int, barrier: multiprocessing.synchronize.Barrier
 ) -> list[str]:
-    settings = Settings.from_env(
-        {
-            "HOME": str(home),
-            "VIDEOGEN_OUTPUT_DIR": str(home / "out"),
-            "VIDEOGEN_DATA_DIR": str(home / "data"),
-        }
-    )
+    settings = _settings(home, {})
     ids: list[str] = []
     # Long jobs: nothing finishes (and nothing is downloaded) while the rounds run.
     async with open_app(
@@ -68,14 +62,7 @@ def submit_at_once(
 async def _submit_at_once(
     home: Path, env: dict[str, str], count: int, barrier: multiprocessing.synchronize.Barrier
 ) -> list[str]:
-    settings = Settings.from_env(
-        {
-            "HOME": str(home),
-            "VIDEOGEN_OUTPUT_DIR": str(home / "out"),
-            "VIDEOGEN_DATA_DIR": str(home / "data"),
-            **env,
-        }
-    )
+    settings = _settings(home, env)
     answers: list[str] = []
     async with open_app(
         settings, track=False, sandbox_options=SandboxOptions(job_seconds=60)
@@ -95,3 +82,15 @@ async def _submit_at_once(
             for n in range(count):
                 group.start_soon(one, n)
     return answers
+
+
+def _settings(home: Path, env: dict[str, str]) -> Settings:
+    """A sandboxed app's settings on ``home``'s folders, with ``env`` added."""
+    return Settings.from_env(
+        {
+            "HOME": str(home),
+            "VIDEOGEN_OUTPUT_DIR": str(home / "out"),
+            "VIDEOGEN_DATA_DIR": str(home / "data"),
+            **env,
+        }
+    )
