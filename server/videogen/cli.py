@@ -42,6 +42,8 @@ from cyclopts import CycloptsError, Parameter
 from cyclopts.help import DefaultFormatter, PanelSpec
 from rich.box import SIMPLE
 from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from videogen.config import VARIABLES, Settings
 from videogen.errors import (
@@ -291,7 +293,7 @@ async def _with_progress(
 ) -> T:
     progress = ProgressLine(sys.stderr)
     try:
-        return await progress.run(partial(body, app, progress.update))
+        return await body(app, progress.update)
     finally:
         progress.close()
 
@@ -593,54 +595,36 @@ def check_folder(raw: str | None) -> str | None:
 
 
 class ProgressLine:
-    """One ``\\r``-updated line on a terminal (elapsed time + status); silent when piped."""
+    """The status and elapsed time of a waiting command, on one line of a terminal redrawn in
+    place (rich's ``Live``, refreshed every second); nothing at all when stderr is not a
+    terminal."""
 
     def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.active = stream.isatty()
         self.started = time.monotonic()
-        self.status = "submitting"
-        self.message = ""
-        self.width = 0
+        self.status, self.message = "submitting", ""
+        console = Console(file=stream, highlight=False)
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(
+                self, console=console, refresh_per_second=1, redirect_stdout=False,
+                redirect_stderr=False,
+            )  # fmt: skip
+            self.live.start()
 
     async def update(self, progress: Progress) -> None:
         self.status, self.message = progress.status, progress.message
-        self.draw()
+        if self.live is not None:
+            self.live.refresh()
 
-    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Await ``call`` while redrawing the elapsed time every second (terminal only)."""
-        if not self.active:
-            return await call()
-        result: list[T] = []
-        async with anyio.create_task_group() as tg:
-
-            async def ticker() -> None:
-                while True:
-                    self.draw()
-                    await anyio.sleep(1)
-
-            tg.start_soon(ticker)
-            result.append(await call())
-            tg.cancel_scope.cancel()
-        return result[0]
-
-    def draw(self) -> None:
-
-        if not self.active:
-            return
-        elapsed = time.monotonic() - self.started
-        text = f"{self.status} — {elapsed:.0f} s elapsed"
+    def __rich__(self) -> Text:
+        text = f"{self.status} — {time.monotonic() - self.started:.0f} s elapsed"
         if self.message:
             text += f" — {self.message}"
-        text = printable(text)[:100]
-        self.stream.write("\r" + text.ljust(self.width))
-        self.stream.flush()
-        self.width = len(text)
+        return Text(printable(text)[:100], no_wrap=True, overflow="ellipsis")
 
     def close(self) -> None:
-        if self.active and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.live is not None:
+            self.live.stop()
 
 
 if __name__ == "__main__":
