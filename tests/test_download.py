@@ -415,14 +415,15 @@ async def test_a_missing_output_directory_is_created_when_its_parent_exists(
 
 
 @pytest.mark.anyio
-async def test_an_output_directory_whose_parent_is_missing_is_an_output_error(
+async def test_an_output_folder_whose_parents_are_missing_is_made(
     server: FileServer, body: tuple[str, bytes], tmp_path: Path
 ) -> None:
-    """The error names the setting that fixes it."""
-    name, _ = body
-    with pytest.raises(OutputError, match="VIDEOGEN_OUTPUT_DIR"):
-        await fetch(server.url(name), tmp_path / "a" / "b")
-    assert files_in(tmp_path) == []
+    """The one folder rule (``destination.open_folder``) holds at save time as before billing:
+    a missing folder is made with its parents."""
+    name, data = body
+    saved = await fetch(server.url(name), tmp_path / "a" / "b")
+    assert saved == (tmp_path / "a" / "b" / "out.mp4").resolve()
+    assert saved.read_bytes() == data
 
 
 @pytest.mark.anyio
@@ -432,7 +433,7 @@ async def test_an_output_path_that_is_a_file_is_an_output_error(
     """A regular file where the directory should be is refused."""
     name, _ = body
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="not a directory"):
+    with pytest.raises(OutputError, match="not a folder.*VIDEOGEN_OUTPUT_DIR"):
         await fetch(server.url(name), tmp_path / "file")
 
 
@@ -458,7 +459,7 @@ async def test_an_unwritable_output_directory_is_an_output_error(
 ) -> None:
     """A directory without write permission is refused before any byte is fetched."""
     name, _ = body
-    with pytest.raises(OutputError, match="not writable"):
+    with pytest.raises(OutputError, match="Cannot write in .*VIDEOGEN_OUTPUT_DIR"):
         await fetch(server.url(name), locked)
     assert server.count(name) == 0
     assert files_in(locked) == []

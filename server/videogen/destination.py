@@ -2,6 +2,8 @@
 
 Synchronous file-system helpers; the engine runs them through ``anyio.to_thread``.
 
+- ``open_folder`` is the one folder rule (made with its parents, or ``OutputError`` naming the
+  fix), at save time as before billing.
 - ``prepare_folder`` is the preflight ``Engine.submit`` runs *before* anything is billed: the
   folder is created with its parents (a user who names a folder wants it) and proven writable by
   creating and removing a file in it, or ``OutputError`` names the folder and the fix.
@@ -37,11 +39,10 @@ FIX: Final = (
 )
 
 
-def prepare_folder(folder: Path) -> Path:
-    """Create ``folder`` (with parents) and prove a file can be made in it; its absolute path.
-
-    Raises ``OutputError`` naming the folder, what is wrong and the fix.
-    """
+def open_folder(folder: Path) -> Path:
+    """The one folder rule: ``folder`` (``~`` expanded) made with its parents when missing (a
+    user who names a folder wants it); its absolute path. ``OutputError`` names the folder,
+    what is wrong and the fix. Used before billing (``prepare_folder``) and at save time."""
     folder = folder.expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,12 @@ def prepare_folder(folder: Path) -> Path:
     except OSError as exc:
         raise OutputError(f"Cannot create the output folder {str(folder)!r} "
                           f"({exc.strerror or exc}). Please {FIX}.") from exc  # fmt: skip
+    return folder.absolute()
+
+
+def prepare_folder(folder: Path) -> Path:
+    """``open_folder``, then prove a file can be made in it: the preflight before billing."""
+    folder = open_folder(folder)
     probe = folder / f".videogen-write-check-{secrets.token_hex(4)}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -59,7 +66,7 @@ def prepare_folder(folder: Path) -> Path:
     except OSError as exc:
         raise OutputError(f"Cannot write in the output folder {str(folder)!r} "
                           f"({exc.strerror or exc}). Please {FIX}.") from exc  # fmt: skip
-    return folder.absolute()
+    return folder
 
 
 #: How long a folder ``prepare_folder`` proved writable counts as proven (``ProvenFolders``).

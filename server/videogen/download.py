@@ -48,7 +48,7 @@ import httpcore2
 import httpx2
 from anyio.streams.memory import MemoryObjectSendStream
 
-from videogen.destination import FIX
+from videogen.destination import FIX, open_folder
 from videogen.errors import DownloadError, InputError, OutputError
 from videogen.files import (
     check_name,
@@ -105,27 +105,6 @@ def _check_bare(filename: str) -> None:
 
 
 # ------------------------------------------------------------------------- output directory
-
-
-def _prepare_dir(dest_dir: Path) -> Path:
-    """The resolved output directory, created when its parent exists; OutputError otherwise."""
-    path = Path(dest_dir).expanduser()
-    if not path.exists():
-        try:
-            path.mkdir()
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise OutputError(
-                f"The output directory {str(path)!r} does not exist and cannot be created "
-                f"({exc.strerror}): {_OUTPUT_HINT}."
-            ) from exc
-    root = path.resolve()
-    if not root.is_dir():
-        raise OutputError(f"The output path {str(root)!r} is not a directory: {_OUTPUT_HINT}.")
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise OutputError(f"The output directory {str(root)!r} is not writable: {_OUTPUT_HINT}.")
-    return root
 
 
 def _output_error(exc: OSError, root: Path) -> OutputError:
@@ -623,7 +602,7 @@ async def download(
 
 
 def _start(dest_dir: Path, filename: str) -> _PartFile:
-    root = _prepare_dir(dest_dir)
+    root = open_folder(dest_dir).resolve()
     sweep_orphans_now_and_then(root)
     return _PartFile.create(root, filename)
 

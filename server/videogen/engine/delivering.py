@@ -8,7 +8,8 @@ from pathlib import Path
 
 import anyio
 
-from videogen.destination import FIX
+from videogen.destination import FIX, open_folder
+from videogen.errors import OutputError
 from videogen.files import copy_into, is_numbered, open_saved, safe_filename, saved_file
 from videogen.models import GenerationRequest, Task, TaskError
 
@@ -87,11 +88,16 @@ class Delivery:
             return task  # saved on another replica: the bucket's link is the delivery
         try:
             made = await anyio.to_thread.run_sync(_copy_saved, saved, folder, name)
-        except OSError as exc:
+        except (OSError, OutputError) as exc:
+            why = (
+                exc.message
+                if isinstance(exc, OutputError)
+                else f"Cannot write in {str(folder)!r} ({exc.strerror or exc}). Please {FIX}."
+            )
             task.error = TaskError(
                 kind="output",
-                message=f"The video is saved at {saved}, but a copy could not be saved in "
-                f"{str(folder)!r} as asked ({exc.strerror or exc}). Please {FIX}.",
+                message=f"The video is saved at {saved}, but a copy could not be saved as asked: "
+                f"{why}",
             )
             return task
         if made is not None:
@@ -104,8 +110,7 @@ class Delivery:
 def _copy_saved(saved: Path, folder: Path, name: str) -> Path | None:
     """Copy the saved video ``saved`` into ``folder`` as ``name`` (or ``stem-N``); None when
     it already is there (under that name or a numbered one)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    root = folder.resolve()
+    root = open_folder(folder).resolve()
     if saved.parent == root and is_numbered(saved.name, name):
         return None
     with open_saved(saved) as source:

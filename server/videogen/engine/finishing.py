@@ -18,8 +18,8 @@ from typing import Final
 import anyio
 
 from videogen.catalog import JIMENG_MODES
-from videogen.destination import posters_folder
-from videogen.errors import DownloadError, TaskExpired, VideogenError
+from videogen.destination import open_folder, posters_folder
+from videogen.errors import DownloadError, OutputError, TaskExpired, VideogenError
 from videogen.files import safe_filename, saved_file, sweep_temporaries
 from videogen.models import GenerationRequest, MediaInfo, StatusEvent, Task, TaskError
 from videogen.providers.base import DownloadSource, PollResult, Provider
@@ -131,8 +131,8 @@ class Finisher:
         """Where a task's video goes: the folder it was asked for, else the configured one,
         created with its parents (``submit`` made it; it may have been removed since)."""
         folder = self._ctx.folder(task.request.output_dir)
-        with contextlib.suppress(OSError):  # the download names the folder and the fix
-            folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OutputError):  # the download names the folder and the fix
+            open_folder(folder)
         return folder
 
     def _url_stale(self, task: Task) -> bool:
