@@ -44,6 +44,8 @@ def open_folder(folder: Path) -> Path:
     user who names a folder wants it); its absolute path. ``OutputError`` names the folder,
     what is wrong and the fix. Used before billing (``prepare_folder``) and at save time."""
     folder = folder.expanduser()
+    if folder.is_dir():  # the usual case, at every save: one stat
+        return folder.absolute()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
