@@ -37,16 +37,17 @@ import os
 import re
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import httpcore2
 import httpx2
-from anyio.streams.memory import MemoryObjectSendStream
 
 from videogen.destination import FIX
 from videogen.errors import DownloadError, InputError, OutputError
@@ -60,12 +61,16 @@ from videogen.files import safe_filename as safe_filename  # where callers long 
 from videogen.providers.base import DownloadSource
 from videogen.retry import RetryPolicy, honouring, retry_after
 
-#: Bytes handed to the disk per write: large enough that thread hops cost little, small enough
-#: that a block is still in the CPU cache when it is copied to the page cache (that copy is the
-#: largest cost of a download; 2, 4 and 8 MiB measured slower, 256 KiB costs more hops). With
-#: WRITE_QUEUE blocks waiting, at most (WRITE_QUEUE + 2) blocks are in memory at once.
+#: Bytes gathered before one write to the file (the body arrives in pieces of up to
+#: SOCKET_READ_BYTES, or one TLS record). The write happens on the event loop right after the
+#: read, while the bytes are still in this CPU's cache: copying them to the page cache is the
+#: largest cost of a download, and it doubled when a worker thread did it (bench_download).
 WRITE_BLOCK: Final = 1 << 20
-WRITE_QUEUE: Final = 1
+#: Bytes written between two writeback hints (``_start_writeback``, in a worker thread).
+WRITEBACK_STEP: Final = 8 << 20
+#: A write on the event loop slower than this means the disk, not the page cache, sets the
+#: pace: the rest of that download writes from a worker thread so the loop never waits for it.
+SLOW_WRITE_SECONDS: Final = 0.01
 #: Bytes httpcore2 may read per HTTP/1.1 socket read (see ``_widen_http11_reads``).
 HTTP11_READ_BYTES: Final = 256 * 1024
 #: Bytes read per call when the body comes straight off the connection (``_socket_body``).
@@ -172,7 +177,6 @@ class _PartFile:
             raise _output_error(exc, self.root) from exc
         if written < sum(map(len, blocks)):
             self.write(memoryview(b"".join(blocks))[written:])
-        _start_writeback(self.fd)
 
     def restart(self) -> None:
         """Throw away what was received (the server would not resume)."""
@@ -388,55 +392,40 @@ class _Transfer:
         return self.total is None or self.received == self.total
 
     async def _stream_to_disk(self, response: httpx2.Response) -> None:
-        """Read the body while a second task writes the previous blocks: network and disk
-        overlap. ``received`` counts only bytes on disk, so a resume starts exactly there."""
-        send, receive = anyio.create_memory_object_stream[list[bytes]](WRITE_QUEUE)
-        failures: list[Exception] = []
-
-        async def write_blocks() -> None:
+        """Write the body to the file as it arrives. ``received`` counts only bytes on disk,
+        so a resume starts exactly there; what did arrive before a drop is kept."""
+        failure: Exception | None = None
+        async with anyio.create_task_group() as group:  # for the writeback hints
             try:
-                async with receive:
-                    async for block in receive:
-                        await anyio.to_thread.run_sync(self.part.write_blocks, block)
-                        self.received += sum(map(len, block))
-            except OutputError as exc:
-                failures.append(exc)
-                group.cancel_scope.cancel()
+                await self._copy_body(response, _Disk(self.part, group))
+            except (httpx2.TransportError, DownloadError, OutputError) as exc:
+                failure = exc  # raised below, not wrapped in the task group's ExceptionGroup
+        if failure is not None:
+            raise failure
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(write_blocks)
-            async with send:
-                try:
-                    await self._read_blocks(response, send)
-                except (httpx2.TransportError, DownloadError) as exc:
-                    # What did arrive is good: the writer finishes it before the retry.
-                    failures.append(exc)
-        if failures:
-            raise failures[0]
-
-    async def _read_blocks(
-        self, response: httpx2.Response, send: MemoryObjectSendStream[list[bytes]]
-    ) -> None:
+    async def _copy_body(self, response: httpx2.Response, disk: _Disk) -> None:
         limit = self.max_bytes - self.received
         read = pending = 0
         block: list[bytes] = []
-        chunks = self._body(response)
         try:
-            async for chunk in chunks:
+            async for chunk in self._body(response):
                 read += len(chunk)
                 if read > limit:
                     raise DownloadError(_too_big(self.max_bytes), retryable=False)
                 block.append(chunk)
                 pending += len(chunk)
                 if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
-                    await send.send(block)
+                    await disk.write(block)
+                    self.received += pending
                     block, pending = [], 0
         except httpx2.TransportError:
-            if block:  # what did arrive is good: keep it so the resume starts after it
-                await send.send(block)
+            if block:  # good bytes: keep them so the resume starts after them
+                await disk.write(block)
+                self.received += pending
             raise
         if block:
-            await send.send(block)
+            await disk.write(block)
+            self.received += pending
 
     def _body(self, response: httpx2.Response) -> AsyncIterator[bytes]:
         """The body's bytes: straight off the connection when its length is known (see
@@ -491,6 +480,39 @@ class _Transfer:
             self.total = int(length) if length and length.isdigit() else None
         if self.total is not None and self.total > self.max_bytes:
             raise DownloadError(_too_big(self.max_bytes, self.total), retryable=False)
+
+
+class _Disk:
+    """The part file's writer for one request: ``write`` copies a block to the page cache from
+    the event loop (no thread hop, the bytes still hot in the CPU cache) until one such write is
+    slow, then from a worker thread; every WRITEBACK_STEP bytes a worker thread asks the kernel
+    to start writing back (``_start_writeback``), so the disk works while the network does and
+    the loop never waits for the disk."""
+
+    def __init__(self, part: _PartFile, group: anyio.abc.TaskGroup) -> None:
+        self.part = part
+        self.group = group
+        self.in_thread = False
+        self.written = self.hinted = 0
+        self.hinting = False
+
+    async def write(self, block: list[bytes]) -> None:
+        if self.in_thread:
+            await anyio.to_thread.run_sync(self.part.write_blocks, block)
+        else:
+            started = time.perf_counter()
+            self.part.write_blocks(block)
+            self.in_thread = time.perf_counter() - started > SLOW_WRITE_SECONDS
+        self.written += sum(map(len, block))
+        if self.written - self.hinted >= WRITEBACK_STEP and not self.hinting:
+            self.hinting, self.hinted = True, self.written
+            self.group.start_soon(self._hint)
+
+    async def _hint(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(_start_writeback, self.part.fd)
+        finally:
+            self.hinting = False
 
 
 async def _socket_body(
