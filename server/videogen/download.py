@@ -33,12 +33,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import math
 import os
 import re
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
@@ -407,17 +408,27 @@ class _Transfer:
         limit = self.max_bytes - self.received
         read = pending = 0
         block: list[bytes] = []
+        timeout = self.client.timeout.read
         try:
-            async for chunk in self._body(response):
-                read += len(chunk)
-                if read > limit:
-                    raise DownloadError(_too_big(self.max_bytes), retryable=False)
-                block.append(chunk)
-                pending += len(chunk)
-                if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
-                    await disk.write(block)
-                    self.received += pending
-                    block, pending = [], 0
+            # One deadline for the whole body, moved on after each read (not a timeout scope
+            # per read): a server that sends nothing for the client's read timeout is given up
+            # on, and the download resumes. The disk's time does not count.
+            with anyio.CancelScope(deadline=_after(timeout)) as stall:
+                async with contextlib.aclosing(self._body(response)) as chunks:
+                    async for chunk in chunks:
+                        read += len(chunk)
+                        if read > limit:
+                            raise DownloadError(_too_big(self.max_bytes), retryable=False)
+                        block.append(chunk)
+                        pending += len(chunk)
+                        if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
+                            stall.deadline = math.inf
+                            await disk.write(block)
+                            self.received += pending
+                            block, pending = [], 0
+                        stall.deadline = _after(timeout)
+            if stall.cancelled_caught:
+                raise httpx2.ReadTimeout(f"no byte of the body arrived for {timeout:g} s")
         except httpx2.TransportError:
             if block:  # good bytes: keep them so the resume starts after them
                 await disk.write(block)
@@ -427,7 +438,7 @@ class _Transfer:
             await disk.write(block)
             self.received += pending
 
-    def _body(self, response: httpx2.Response) -> AsyncIterator[bytes]:
+    def _body(self, response: httpx2.Response) -> AsyncGenerator[bytes]:
         """The body's bytes: straight off the connection when its length is known (see
         ``_socket_body``), else through the client's own reader."""
         if response.is_stream_consumed:
@@ -441,8 +452,7 @@ class _Transfer:
             and int(length) > 0
             and "transfer-encoding" not in response.headers
         ):
-            timeout = self.client.timeout.read
-            return _socket_body(response.stream, stream, int(length), read_timeout=timeout)
+            return _socket_body(response.stream, stream, int(length))
         return response.aiter_raw()
 
     def _check_status(self, response: httpx2.Response) -> None:
@@ -516,21 +526,19 @@ class _Disk:
 
 
 async def _socket_body(
-    body: httpx2.AsyncByteStream,
-    stream: httpcore2.AsyncNetworkStream,
-    length: int,
-    *,
-    read_timeout: float | None,
-) -> AsyncIterator[bytes]:
+    body: httpx2.AsyncByteStream, stream: httpcore2.AsyncNetworkStream, length: int
+) -> AsyncGenerator[bytes]:
     """The ``length`` bytes of an HTTP/1.1 body, the first chunk through the client (it holds
     what arrived with the headers) and the rest read from the connection itself.
 
     Why: the client's HTTP/1.1 parser copies every body byte three times more and reads 64 KiB
     at a time, which costs a 1 GiB download about a second of CPU more than ``curl``; read
-    here, a byte is copied once off the socket, up to ``SOCKET_READ_BYTES`` at a time (see
-    bench/bench_download.py). The parser is left behind mid-body, so the client closes this
-    connection instead of reusing it; a download is one request anyway. Errors are the
-    client's (``httpx2.ReadError``/``ReadTimeout``), the read timeout the client's own.
+    here, a byte is copied once off the socket, up to ``SOCKET_READ_BYTES`` at a time, and
+    straight from the anyio stream under it when there is one (the client's ``read`` wraps
+    each call in a timeout scope and an exception map; the caller keeps one deadline for the
+    whole body instead, see bench/bench_download.py). The parser is left behind mid-body, so
+    the client closes this connection instead of reusing it; a download is one request anyway.
+    Errors are the client's (``httpx2.ReadError``).
     """
     parts = body.__aiter__()
     try:
@@ -540,11 +548,14 @@ async def _socket_body(
     yield first
     left = length - len(first)
     _widen_socket_reads(stream)
+    receive = _receiver(stream)
     while left > 0:
         try:
-            chunk = await stream.read(min(left, SOCKET_READ_BYTES), timeout=read_timeout)
-        except httpcore2.TimeoutException as exc:
-            raise httpx2.ReadTimeout(str(exc) or "read timed out") from exc
+            chunk = await receive(min(left, SOCKET_READ_BYTES))
+        except anyio.EndOfStream:
+            chunk = b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise httpx2.ReadError(str(exc) or "read failed") from exc
         except httpcore2.NetworkError as exc:
             raise httpx2.ReadError(str(exc) or "read failed") from exc
         if not chunk:
@@ -553,6 +564,23 @@ async def _socket_body(
             )
         left -= len(chunk)
         yield chunk
+
+
+def _receiver(stream: httpcore2.AsyncNetworkStream) -> Callable[[int], Awaitable[bytes]]:
+    """The anyio stream's own ``receive`` under the client's stream when there is one (the
+    client's anyio backend), else the client's ``read`` with no timeout of its own."""
+    inner = getattr(stream, "_stream", None)
+    if isinstance(inner, anyio.abc.ByteReceiveStream):
+        return inner.receive
+
+    async def read(max_bytes: int) -> bytes:
+        return await stream.read(max_bytes)
+
+    return read
+
+
+def _after(seconds: float | None) -> float:
+    return math.inf if seconds is None else anyio.current_time() + seconds
 
 
 def _widen_socket_reads(stream: httpcore2.AsyncNetworkStream) -> None:
@@ -565,7 +593,7 @@ def _widen_socket_reads(stream: httpcore2.AsyncNetworkStream) -> None:
         transport.max_size = max(transport.max_size, SOCKET_READ_BYTES)
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
+async def _once(data: bytes) -> AsyncGenerator[bytes]:
     """A body already read (a response built from bytes, as ``httpx2.MockTransport`` makes)."""
     yield data
 
