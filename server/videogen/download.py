@@ -396,44 +396,47 @@ class _Transfer:
         """Write the body to the file as it arrives. ``received`` counts only bytes on disk,
         so a resume starts exactly there; what did arrive before a drop is kept."""
         failure: Exception | None = None
-        async with anyio.create_task_group() as group:  # for the writeback hints
+        async with anyio.create_task_group() as group:  # writeback hints, the stall watch
             try:
-                await self._copy_body(response, _Disk(self.part, group))
+                await self._copy_body(response, _Disk(self.part, group), group)
             except (httpx2.TransportError, DownloadError, OutputError) as exc:
                 failure = exc  # raised below, not wrapped in the task group's ExceptionGroup
         if failure is not None:
             raise failure
 
-    async def _copy_body(self, response: httpx2.Response, disk: _Disk) -> None:
+    async def _copy_body(
+        self, response: httpx2.Response, disk: _Disk, group: anyio.abc.TaskGroup
+    ) -> None:
         limit = self.max_bytes - self.received
         read = pending = 0
         block: list[bytes] = []
-        timeout = self.client.timeout.read
+        stall = _StallWatch(self.client.timeout.read)
+        group.start_soon(stall.watch)
         try:
-            # One deadline for the whole body, moved on after each read (not a timeout scope
-            # per read): a server that sends nothing for the client's read timeout is given up
-            # on, and the download resumes. The disk's time does not count.
-            with anyio.CancelScope(deadline=_after(timeout)) as stall:
+            with stall.scope:
                 async with contextlib.aclosing(self._body(response)) as chunks:
                     async for chunk in chunks:
+                        stall.last = time.monotonic()
                         read += len(chunk)
                         if read > limit:
                             raise DownloadError(_too_big(self.max_bytes), retryable=False)
                         block.append(chunk)
                         pending += len(chunk)
                         if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
-                            stall.deadline = math.inf
+                            stall.last = math.inf  # the disk's time does not count
                             await disk.write(block)
+                            stall.last = time.monotonic()
                             self.received += pending
                             block, pending = [], 0
-                        stall.deadline = _after(timeout)
-            if stall.cancelled_caught:
-                raise httpx2.ReadTimeout(f"no byte of the body arrived for {timeout:g} s")
+            if stall.scope.cancelled_caught:
+                raise httpx2.ReadTimeout(f"no byte of the body arrived for {stall.timeout:g} s")
         except httpx2.TransportError:
             if block:  # good bytes: keep them so the resume starts after them
                 await disk.write(block)
                 self.received += pending
             raise
+        finally:
+            stall.stop()
         if block:
             await disk.write(block)
             self.received += pending
@@ -525,6 +528,35 @@ class _Disk:
             self.hinting = False
 
 
+class _StallWatch:
+    """Gives up on a body when no byte of it arrived for ``timeout`` seconds (the client's read
+    timeout): one deadline for the whole body, watched by one task that wakes about once per
+    ``timeout``, instead of a timeout scope per read (a timer armed and cancelled for each read,
+    which for a TLS body is every 16 KiB record). The reader sets ``last`` (``time.monotonic``)
+    after each read, and to infinity while it waits for the disk; ``scope`` is cancelled when
+    the body stalls."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.last = time.monotonic()
+        self.scope = anyio.CancelScope()
+        self._watching = anyio.CancelScope()
+
+    async def watch(self) -> None:
+        if self.timeout is None:
+            return
+        with self._watching:
+            while True:
+                left = self.last + self.timeout - time.monotonic()
+                if left <= 0:
+                    self.scope.cancel()
+                    return
+                await anyio.sleep(min(left, self.timeout))
+
+    def stop(self) -> None:
+        self._watching.cancel()
+
+
 async def _socket_body(
     body: httpx2.AsyncByteStream, stream: httpcore2.AsyncNetworkStream, length: int
 ) -> AsyncGenerator[bytes]:
@@ -577,10 +609,6 @@ def _receiver(stream: httpcore2.AsyncNetworkStream) -> Callable[[int], Awaitable
         return await stream.read(max_bytes)
 
     return read
-
-
-def _after(seconds: float | None) -> float:
-    return math.inf if seconds is None else anyio.current_time() + seconds
 
 
 def _widen_socket_reads(stream: httpcore2.AsyncNetworkStream) -> None:
