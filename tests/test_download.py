@@ -197,12 +197,12 @@ async def test_a_download_saves_the_exact_bytes_under_the_name_and_nothing_else(
 
 
 @pytest.mark.anyio
-async def test_blocks_are_written_from_the_event_loop_until_one_write_is_slow(
+async def test_blocks_are_written_from_the_event_loop_until_writes_are_slow(
     server: FileServer, body: tuple[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A block goes to the page cache from the event loop's thread (no thread hop); after one
-    write slower than SLOW_WRITE_SECONDS (here: every write) the rest of the download is
-    written from worker threads, and the file is the same."""
+    """A block goes to the page cache from the event loop's thread (no thread hop); after
+    SLOW_WRITES writes in a row slower than SLOW_WRITE_SECONDS (here: every write) the rest of
+    the download is written from worker threads, and the file is the same."""
     import videogen.download as dl
 
     threads: list[bool] = []
@@ -214,10 +214,12 @@ async def test_blocks_are_written_from_the_event_loop_until_one_write_is_slow(
 
     monkeypatch.setattr(dl._PartFile, "write_blocks", recording)
     monkeypatch.setattr(dl, "SLOW_WRITE_SECONDS", -1.0)
+    monkeypatch.setattr(dl, "WRITE_BLOCK", 256 * 1024)
     name, data = body
     path = await fetch(server.url(name), tmp_path)
     assert path.read_bytes() == data
-    assert len(threads) >= 3 and threads[0] and not any(threads[1:])
+    inline = dl.SLOW_WRITES
+    assert len(threads) > inline and all(threads[:inline]) and not any(threads[inline:])
 
 
 @pytest.mark.anyio

@@ -69,9 +69,13 @@ from videogen.retry import RetryPolicy, honouring, retry_after
 WRITE_BLOCK: Final = 1 << 20
 #: Bytes written between two writeback hints (``_start_writeback``, in a worker thread).
 WRITEBACK_STEP: Final = 8 << 20
-#: A write on the event loop slower than this means the disk, not the page cache, sets the
-#: pace: the rest of that download writes from a worker thread so the loop never waits for it.
+#: SLOW_WRITES writes in a row on the event loop, each slower than SLOW_WRITE_SECONDS, mean
+#: the disk, not the page cache, sets the pace: the rest of that download writes from a worker
+#: thread, so the loop does not wait for the disk. (A 1 MiB write takes about 0.25 ms; on a busy
+#: machine single writes of 4-9 ms were seen, the process losing the CPU for a moment, and
+#: one of them alone must not send the download down the slower path.)
 SLOW_WRITE_SECONDS: Final = 0.01
+SLOW_WRITES: Final = 3
 #: Bytes httpcore2 may read per HTTP/1.1 socket read (see ``_widen_http11_reads``).
 HTTP11_READ_BYTES: Final = 256 * 1024
 #: Bytes read per call when the body comes straight off the connection (``_socket_body``).
@@ -497,25 +501,26 @@ class _Transfer:
 
 class _Disk:
     """The part file's writer for one request: ``write`` copies a block to the page cache from
-    the event loop (no thread hop, the bytes still hot in the CPU cache) until one such write is
-    slow, then from a worker thread; every WRITEBACK_STEP bytes a worker thread asks the kernel
-    to start writing back (``_start_writeback``), so the disk works while the network does and
-    the loop never waits for the disk."""
+    the event loop (no thread hop, the bytes still hot in the CPU cache) until SLOW_WRITES such
+    writes in a row are slow, then from a worker thread; every WRITEBACK_STEP bytes a worker
+    thread asks the kernel to start writing back (``_start_writeback``), so the disk works while
+    the network does and the loop does not wait for the disk."""
 
     def __init__(self, part: _PartFile, group: anyio.abc.TaskGroup) -> None:
         self.part = part
         self.group = group
-        self.in_thread = False
+        self.slow = 0  # slow writes in a row; SLOW_WRITES or more: writes go to a thread
         self.written = self.hinted = 0
         self.hinting = False
 
     async def write(self, block: list[bytes]) -> None:
-        if self.in_thread:
+        if self.slow >= SLOW_WRITES:
             await anyio.to_thread.run_sync(self.part.write_blocks, block)
         else:
             started = time.perf_counter()
             self.part.write_blocks(block)
-            self.in_thread = time.perf_counter() - started > SLOW_WRITE_SECONDS
+            slow = time.perf_counter() - started > SLOW_WRITE_SECONDS
+            self.slow = self.slow + 1 if slow else 0
         self.written += sum(map(len, block))
         if self.written - self.hinted >= WRITEBACK_STEP and not self.hinting:
             self.hinting, self.hinted = True, self.written
