@@ -42,7 +42,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import anyio
 import anyio.abc
@@ -66,7 +66,9 @@ from videogen.retry import RetryPolicy, honouring, retry_after
 #: SOCKET_READ_BYTES, or one TLS record). The write happens on the event loop right after the
 #: read, while the bytes are still in this CPU's cache: copying them to the page cache is the
 #: largest cost of a download, and it doubled when a worker thread did it (bench_download).
-WRITE_BLOCK: Final = 1 << 20
+#: 256 KiB, not 1 MiB: with other processes on the CPUs, 1 MiB blocks left the cache before they
+#: were written and cost up to twice the CPU; 256 KiB stayed near curl's.
+WRITE_BLOCK: Final = 256 * 1024
 #: Bytes written between two writeback hints (``_start_writeback``, in a worker thread).
 WRITEBACK_STEP: Final = 8 << 20
 #: SLOW_WRITES writes in a row on the event loop, each slower than SLOW_WRITE_SECONDS, mean
@@ -78,8 +80,9 @@ SLOW_WRITE_SECONDS: Final = 0.01
 SLOW_WRITES: Final = 3
 #: Bytes httpcore2 may read per HTTP/1.1 socket read (see ``_widen_http11_reads``).
 HTTP11_READ_BYTES: Final = 256 * 1024
-#: Bytes read per call when the body comes straight off the connection (``_socket_body``).
-SOCKET_READ_BYTES: Final = 1 << 20
+#: Bytes read per call when the body comes straight off the connection (``_socket_body``);
+#: also what asyncio's transport hands over per ``recv``.
+SOCKET_READ_BYTES: Final = 256 * 1024
 #: ``sync_file_range`` flag: start writing back dirty pages of the range, do not wait.
 SYNC_FILE_RANGE_WRITE: Final = 2
 #: Chunks per ``writev`` call, well under every platform's IOV_MAX (1024 on Linux).
@@ -584,7 +587,6 @@ async def _socket_body(
         return
     yield first
     left = length - len(first)
-    _widen_socket_reads(stream)
     receive = _receiver(stream)
     while left > 0:
         try:
@@ -614,16 +616,6 @@ def _receiver(stream: httpcore2.AsyncNetworkStream) -> Callable[[int], Awaitable
         return await stream.read(max_bytes)
 
     return read
-
-
-def _widen_socket_reads(stream: httpcore2.AsyncNetworkStream) -> None:
-    """Let asyncio hand over up to ``SOCKET_READ_BYTES`` per ``recv`` on this connection
-    (its default is 256 KiB, so a fast link costs four times the event-loop turns). The
-    attribute is asyncio's transport's own; nothing happens if it is not there."""
-    inner = getattr(stream, "_stream", None)
-    transport: Any = getattr(inner, "_transport", None)
-    if isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = max(transport.max_size, SOCKET_READ_BYTES)
 
 
 async def _once(data: bytes) -> AsyncGenerator[bytes]:
