@@ -197,6 +197,32 @@ async def test_a_download_saves_the_exact_bytes_under_the_name_and_nothing_else(
 
 
 @pytest.mark.anyio
+async def test_blocks_are_written_from_the_event_loop_until_writes_are_slow(
+    server: FileServer, body: tuple[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block goes to the page cache from the event loop's thread (no thread hop); after
+    SLOW_WRITES writes in a row slower than SLOW_WRITE_SECONDS (here: every write) the rest of
+    the download is written from worker threads, and the file is the same."""
+    import videogen.download as dl
+
+    threads: list[bool] = []
+    write_blocks = dl._PartFile.write_blocks
+
+    def recording(self: Any, blocks: list[bytes]) -> None:
+        threads.append(threading.current_thread() is threading.main_thread())
+        write_blocks(self, blocks)
+
+    monkeypatch.setattr(dl._PartFile, "write_blocks", recording)
+    monkeypatch.setattr(dl, "SLOW_WRITE_SECONDS", -1.0)
+    monkeypatch.setattr(dl, "WRITE_BLOCK", 256 * 1024)
+    name, data = body
+    path = await fetch(server.url(name), tmp_path)
+    assert path.read_bytes() == data
+    inline = dl.SLOW_WRITES
+    assert len(threads) > inline and all(threads[:inline]) and not any(threads[inline:])
+
+
+@pytest.mark.anyio
 async def test_a_truncated_download_resumes_with_range_and_is_byte_identical(
     server: FileServer, body: tuple[str, bytes], tmp_path: Path
 ) -> None:

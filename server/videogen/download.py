@@ -33,20 +33,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import math
 import os
 import re
 import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import httpcore2
 import httpx2
-from anyio.streams.memory import MemoryObjectSendStream
 
 from videogen.destination import FIX, open_folder
 from videogen.errors import DownloadError, InputError, OutputError
@@ -60,16 +62,27 @@ from videogen.files import safe_filename as safe_filename  # where callers long 
 from videogen.providers.base import DownloadSource
 from videogen.retry import RetryPolicy, honouring, retry_after
 
-#: Bytes handed to the disk per write: large enough that thread hops cost little, small enough
-#: that a block is still in the CPU cache when it is copied to the page cache (that copy is the
-#: largest cost of a download; 2, 4 and 8 MiB measured slower, 256 KiB costs more hops). With
-#: WRITE_QUEUE blocks waiting, at most (WRITE_QUEUE + 2) blocks are in memory at once.
-WRITE_BLOCK: Final = 1 << 20
-WRITE_QUEUE: Final = 1
+#: Bytes gathered before one write to the file (the body arrives in pieces of up to
+#: SOCKET_READ_BYTES, or one TLS record). The write happens on the event loop right after the
+#: read, while the bytes are still in this CPU's cache: copying them to the page cache is the
+#: largest cost of a download, and it doubled when a worker thread did it (bench_download).
+#: 256 KiB, not 1 MiB: with other processes on the CPUs, 1 MiB blocks left the cache before they
+#: were written and cost up to twice the CPU; 256 KiB stayed near curl's.
+WRITE_BLOCK: Final = 256 * 1024
+#: Bytes written between two writeback hints (``_start_writeback``, in a worker thread).
+WRITEBACK_STEP: Final = 8 << 20
+#: SLOW_WRITES writes in a row on the event loop, each slower than SLOW_WRITE_SECONDS, mean
+#: the disk, not the page cache, sets the pace: the rest of that download writes from a worker
+#: thread, so the loop does not wait for the disk. (A 1 MiB write takes about 0.25 ms; on a busy
+#: machine single writes of 4-9 ms were seen, the process losing the CPU for a moment, and
+#: one of them alone must not send the download down the slower path.)
+SLOW_WRITE_SECONDS: Final = 0.01
+SLOW_WRITES: Final = 3
 #: Bytes httpcore2 may read per HTTP/1.1 socket read (see ``_widen_http11_reads``).
 HTTP11_READ_BYTES: Final = 256 * 1024
-#: Bytes read per call when the body comes straight off the connection (``_socket_body``).
-SOCKET_READ_BYTES: Final = 1 << 20
+#: Bytes read per call when the body comes straight off the connection (``_socket_body``);
+#: also what asyncio's transport hands over per ``recv``.
+SOCKET_READ_BYTES: Final = 256 * 1024
 #: ``sync_file_range`` flag: start writing back dirty pages of the range, do not wait.
 SYNC_FILE_RANGE_WRITE: Final = 2
 #: Chunks per ``writev`` call, well under every platform's IOV_MAX (1024 on Linux).
@@ -151,7 +164,6 @@ class _PartFile:
             raise _output_error(exc, self.root) from exc
         if written < sum(map(len, blocks)):
             self.write(memoryview(b"".join(blocks))[written:])
-        _start_writeback(self.fd)
 
     def restart(self) -> None:
         """Throw away what was received (the server would not resume)."""
@@ -367,57 +379,55 @@ class _Transfer:
         return self.total is None or self.received == self.total
 
     async def _stream_to_disk(self, response: httpx2.Response) -> None:
-        """Read the body while a second task writes the previous blocks: network and disk
-        overlap. ``received`` counts only bytes on disk, so a resume starts exactly there."""
-        send, receive = anyio.create_memory_object_stream[list[bytes]](WRITE_QUEUE)
-        failures: list[Exception] = []
-
-        async def write_blocks() -> None:
+        """Write the body to the file as it arrives. ``received`` counts only bytes on disk,
+        so a resume starts exactly there; what did arrive before a drop is kept."""
+        failure: Exception | None = None
+        async with anyio.create_task_group() as group:  # writeback hints, the stall watch
             try:
-                async with receive:
-                    async for block in receive:
-                        await anyio.to_thread.run_sync(self.part.write_blocks, block)
-                        self.received += sum(map(len, block))
-            except OutputError as exc:
-                failures.append(exc)
-                group.cancel_scope.cancel()
+                await self._copy_body(response, _Disk(self.part, group), group)
+            except (httpx2.TransportError, DownloadError, OutputError) as exc:
+                failure = exc  # raised below, not wrapped in the task group's ExceptionGroup
+        if failure is not None:
+            raise failure
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(write_blocks)
-            async with send:
-                try:
-                    await self._read_blocks(response, send)
-                except (httpx2.TransportError, DownloadError) as exc:
-                    # What did arrive is good: the writer finishes it before the retry.
-                    failures.append(exc)
-        if failures:
-            raise failures[0]
-
-    async def _read_blocks(
-        self, response: httpx2.Response, send: MemoryObjectSendStream[list[bytes]]
+    async def _copy_body(
+        self, response: httpx2.Response, disk: _Disk, group: anyio.abc.TaskGroup
     ) -> None:
         limit = self.max_bytes - self.received
         read = pending = 0
         block: list[bytes] = []
-        chunks = self._body(response)
+        stall = _StallWatch(self.client.timeout.read)
+        group.start_soon(stall.watch)
         try:
-            async for chunk in chunks:
-                read += len(chunk)
-                if read > limit:
-                    raise DownloadError(_too_big(self.max_bytes), retryable=False)
-                block.append(chunk)
-                pending += len(chunk)
-                if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
-                    await send.send(block)
-                    block, pending = [], 0
+            with stall.scope:
+                async with contextlib.aclosing(self._body(response)) as chunks:
+                    async for chunk in chunks:
+                        stall.last = time.monotonic()
+                        read += len(chunk)
+                        if read > limit:
+                            raise DownloadError(_too_big(self.max_bytes), retryable=False)
+                        block.append(chunk)
+                        pending += len(chunk)
+                        if pending >= WRITE_BLOCK or len(block) >= MAX_IOVECS:
+                            stall.last = math.inf  # the disk's time does not count
+                            await disk.write(block)
+                            stall.last = time.monotonic()
+                            self.received += pending
+                            block, pending = [], 0
+            if stall.scope.cancelled_caught:
+                raise httpx2.ReadTimeout(f"no byte of the body arrived for {stall.timeout:g} s")
         except httpx2.TransportError:
-            if block:  # what did arrive is good: keep it so the resume starts after it
-                await send.send(block)
+            if block:  # good bytes: keep them so the resume starts after them
+                await disk.write(block)
+                self.received += pending
             raise
+        finally:
+            stall.stop()
         if block:
-            await send.send(block)
+            await disk.write(block)
+            self.received += pending
 
-    def _body(self, response: httpx2.Response) -> AsyncIterator[bytes]:
+    def _body(self, response: httpx2.Response) -> AsyncGenerator[bytes]:
         """The body's bytes: straight off the connection when its length is known (see
         ``_socket_body``), else through the client's own reader."""
         if response.is_stream_consumed:
@@ -431,8 +441,7 @@ class _Transfer:
             and int(length) > 0
             and "transfer-encoding" not in response.headers
         ):
-            timeout = self.client.timeout.read
-            return _socket_body(response.stream, stream, int(length), read_timeout=timeout)
+            return _socket_body(response.stream, stream, int(length))
         return response.aiter_raw()
 
     def _check_status(self, response: httpx2.Response) -> None:
@@ -472,22 +481,83 @@ class _Transfer:
             raise DownloadError(_too_big(self.max_bytes, self.total), retryable=False)
 
 
+class _Disk:
+    """The part file's writer for one request: ``write`` copies a block to the page cache from
+    the event loop (no thread hop, the bytes still hot in the CPU cache) until SLOW_WRITES such
+    writes in a row are slow, then from a worker thread; every WRITEBACK_STEP bytes a worker
+    thread asks the kernel to start writing back (``_start_writeback``), so the disk works while
+    the network does and the loop does not wait for the disk."""
+
+    def __init__(self, part: _PartFile, group: anyio.abc.TaskGroup) -> None:
+        self.part = part
+        self.group = group
+        self.slow = 0  # slow writes in a row; SLOW_WRITES or more: writes go to a thread
+        self.written = self.hinted = 0
+        self.hinting = False
+
+    async def write(self, block: list[bytes]) -> None:
+        if self.slow >= SLOW_WRITES:
+            await anyio.to_thread.run_sync(self.part.write_blocks, block)
+        else:
+            started = time.perf_counter()
+            self.part.write_blocks(block)
+            slow = time.perf_counter() - started > SLOW_WRITE_SECONDS
+            self.slow = self.slow + 1 if slow else 0
+        self.written += sum(map(len, block))
+        if self.written - self.hinted >= WRITEBACK_STEP and not self.hinting:
+            self.hinting, self.hinted = True, self.written
+            self.group.start_soon(self._hint)
+
+    async def _hint(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(_start_writeback, self.part.fd)
+        finally:
+            self.hinting = False
+
+
+class _StallWatch:
+    """Gives up on a body when no byte of it arrived for ``timeout`` seconds (the client's read
+    timeout): one deadline for the whole body, watched by one task that wakes about once per
+    ``timeout``, instead of a timeout scope per read (a timer armed and cancelled for each read,
+    which for a TLS body is every 16 KiB record). The reader sets ``last`` (``time.monotonic``)
+    after each read, and to infinity while it waits for the disk; ``scope`` is cancelled when
+    the body stalls."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.last = time.monotonic()
+        self.scope = anyio.CancelScope()
+        self._watching = anyio.CancelScope()
+
+    async def watch(self) -> None:
+        if self.timeout is None:
+            return
+        with self._watching:
+            while True:
+                left = self.last + self.timeout - time.monotonic()
+                if left <= 0:
+                    self.scope.cancel()
+                    return
+                await anyio.sleep(min(left, self.timeout))
+
+    def stop(self) -> None:
+        self._watching.cancel()
+
+
 async def _socket_body(
-    body: httpx2.AsyncByteStream,
-    stream: httpcore2.AsyncNetworkStream,
-    length: int,
-    *,
-    read_timeout: float | None,
-) -> AsyncIterator[bytes]:
+    body: httpx2.AsyncByteStream, stream: httpcore2.AsyncNetworkStream, length: int
+) -> AsyncGenerator[bytes]:
     """The ``length`` bytes of an HTTP/1.1 body, the first chunk through the client (it holds
     what arrived with the headers) and the rest read from the connection itself.
 
     Why: the client's HTTP/1.1 parser copies every body byte three times more and reads 64 KiB
     at a time, which costs a 1 GiB download about a second of CPU more than ``curl``; read
-    here, a byte is copied once off the socket, up to ``SOCKET_READ_BYTES`` at a time (see
-    bench/bench_download.py). The parser is left behind mid-body, so the client closes this
-    connection instead of reusing it; a download is one request anyway. Errors are the
-    client's (``httpx2.ReadError``/``ReadTimeout``), the read timeout the client's own.
+    here, a byte is copied once off the socket, up to ``SOCKET_READ_BYTES`` at a time, and
+    straight from the anyio stream under it when there is one (the client's ``read`` wraps
+    each call in a timeout scope and an exception map; the caller keeps one deadline for the
+    whole body instead, see bench/bench_download.py). The parser is left behind mid-body, so
+    the client closes this connection instead of reusing it; a download is one request anyway.
+    Errors are the client's (``httpx2.ReadError``).
     """
     parts = body.__aiter__()
     try:
@@ -496,12 +566,14 @@ async def _socket_body(
         return
     yield first
     left = length - len(first)
-    _widen_socket_reads(stream)
+    receive = _receiver(stream)
     while left > 0:
         try:
-            chunk = await stream.read(min(left, SOCKET_READ_BYTES), timeout=read_timeout)
-        except httpcore2.TimeoutException as exc:
-            raise httpx2.ReadTimeout(str(exc) or "read timed out") from exc
+            chunk = await receive(min(left, SOCKET_READ_BYTES))
+        except anyio.EndOfStream:
+            chunk = b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise httpx2.ReadError(str(exc) or "read failed") from exc
         except httpcore2.NetworkError as exc:
             raise httpx2.ReadError(str(exc) or "read failed") from exc
         if not chunk:
@@ -512,17 +584,20 @@ async def _socket_body(
         yield chunk
 
 
-def _widen_socket_reads(stream: httpcore2.AsyncNetworkStream) -> None:
-    """Let asyncio hand over up to ``SOCKET_READ_BYTES`` per ``recv`` on this connection
-    (its default is 256 KiB, so a fast link costs four times the event-loop turns). The
-    attribute is asyncio's transport's own; nothing happens if it is not there."""
+def _receiver(stream: httpcore2.AsyncNetworkStream) -> Callable[[int], Awaitable[bytes]]:
+    """The anyio stream's own ``receive`` under the client's stream when there is one (the
+    client's anyio backend), else the client's ``read`` with no timeout of its own."""
     inner = getattr(stream, "_stream", None)
-    transport: Any = getattr(inner, "_transport", None)
-    if isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = max(transport.max_size, SOCKET_READ_BYTES)
+    if isinstance(inner, anyio.abc.ByteReceiveStream):
+        return inner.receive
+
+    async def read(max_bytes: int) -> bytes:
+        return await stream.read(max_bytes)
+
+    return read
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
+async def _once(data: bytes) -> AsyncGenerator[bytes]:
     """A body already read (a response built from bytes, as ``httpx2.MockTransport`` makes)."""
     yield data
 
