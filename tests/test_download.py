@@ -459,7 +459,7 @@ async def test_an_output_path_that_is_a_file_is_an_output_error(
     """A regular file where the directory should be is refused."""
     name, _ = body
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="not a folder.*VIDEOGEN_OUTPUT_DIR"):
+    with pytest.raises(OutputError, match=r"not a folder.*VIDEOGEN_OUTPUT_DIR"):
         await fetch(server.url(name), tmp_path / "file")
 
 
@@ -485,7 +485,7 @@ async def test_an_unwritable_output_directory_is_an_output_error(
 ) -> None:
     """A directory without write permission is refused before any byte is fetched."""
     name, _ = body
-    with pytest.raises(OutputError, match="Cannot write in .*VIDEOGEN_OUTPUT_DIR"):
+    with pytest.raises(OutputError, match=r"Cannot write in .*VIDEOGEN_OUTPUT_DIR"):
         await fetch(server.url(name), locked)
     assert server.count(name) == 0
     assert files_in(locked) == []
