@@ -19,11 +19,12 @@ closed.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -90,11 +91,43 @@ class ProviderClients:
             await client.aclose()
 
 
+#: glibc's ``mallopt`` parameter for the most malloc arenas (``M_ARENA_MAX``).
+_M_ARENA_MAX: Final = -8
+#: Arenas kept: the event loop's and one for the worker threads.
+MALLOC_ARENAS: Final = 2
+
+
+def limit_malloc_arenas() -> bool:
+    """Let glibc keep at most ``MALLOC_ARENAS`` malloc arenas in this process, unless
+    ``MALLOC_ARENA_MAX`` says otherwise; True when the limit was set.
+
+    The engine's file work runs in up to 40 worker threads, and glibc gives each thread that
+    allocates while another holds the lock an arena of its own (up to 8 per core), whose
+    freed memory it rarely returns: with a thousand tasks in flight that is about 30 MB of
+    resident memory that buys nothing here (the threads mostly wait on system calls)."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not _glibc():
+        return False
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+    except (OSError, AttributeError):
+        return False
+
+
+def _glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError, AttributeError):  # not a glibc system (or no confstr at all)
+        return False
+
+
 @asynccontextmanager
 async def open_app(
     settings: Settings, *, track: bool = True, sandbox_options: SandboxOptions | None = None
 ) -> AsyncIterator[App]:
     """The engine, ledger and (when ``settings.sandbox``) the sandbox, for one run or server."""
+    limit_malloc_arenas()
     async with AsyncExitStack() as stack:
         # The ledger first: the SQLite one creates the data dir (private) the sandbox keeps its
         # state in.

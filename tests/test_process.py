@@ -1,0 +1,66 @@
+"""The process's own tuning: at most ``MALLOC_ARENAS`` glibc malloc arenas once the app opens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from videogen.app import MALLOC_ARENAS
+
+#: Threads that allocate at once and hold what they allocated, then glibc's own account of its
+#: heaps (``malloc_info``: one ``<heap nr=...>`` per arena).
+ARENAS_CHILD = """
+import ctypes, os, sys, tempfile, threading
+from videogen.app import limit_malloc_arenas
+if sys.argv[1] == "limited":
+    assert limit_malloc_arenas()
+start, held = threading.Barrier(16), []
+def work():
+    start.wait()
+    held.append([bytearray(4096) for _ in range(2000)])
+threads = [threading.Thread(target=work) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL(None)
+libc.fdopen.restype = ctypes.c_void_p
+with tempfile.TemporaryFile() as out:
+    stream = libc.fdopen(os.dup(out.fileno()), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fclose(ctypes.c_void_p(stream))
+    out.seek(0)
+    print(out.read().decode().count("<heap nr="))
+"""
+
+
+def _glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def _arenas(mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", ARENAS_CHILD, mode],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
+@pytest.mark.skipif(not _glibc(), reason="malloc arenas are glibc's")
+def test_the_app_keeps_few_malloc_arenas_however_many_threads_allocate() -> None:
+    """16 threads allocating at once: glibc alone makes an arena for most of them (each keeps
+    what is freed in it); with the app's limit there are at most ``MALLOC_ARENAS``."""
+    assert _arenas("limited") <= MALLOC_ARENAS
+    assert _arenas("default") > MALLOC_ARENAS  # what the limit changes, on this machine
+
+
+def test_an_explicit_malloc_arena_max_is_left_to_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from videogen.app import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
