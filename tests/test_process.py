@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from videogen.app import MALLOC_ARENAS
+from videogen.app import MALLOC_ARENAS, on_glibc
 
 #: Threads that allocate at once and hold what they allocated, then glibc's own account of its
 #: heaps (``malloc_info``: one ``<heap nr=...>`` per arena).
@@ -35,13 +35,6 @@ with tempfile.TemporaryFile() as out:
 """
 
 
-def _glibc() -> bool:
-    try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (ValueError, OSError, AttributeError):
-        return False
-
-
 def _arenas(mode: str) -> int:
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     done = subprocess.run(
@@ -51,7 +44,7 @@ def _arenas(mode: str) -> int:
     return int(done.stdout.strip())
 
 
-@pytest.mark.skipif(not _glibc(), reason="malloc arenas are glibc's")
+@pytest.mark.skipif(not on_glibc(), reason="malloc arenas are glibc's")
 def test_the_app_keeps_few_malloc_arenas_however_many_threads_allocate() -> None:
     """16 threads allocating at once: glibc alone makes an arena for most of them (each keeps
     what is freed in it); with the app's limit there are at most ``MALLOC_ARENAS``."""

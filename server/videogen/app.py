@@ -105,7 +105,7 @@ def limit_malloc_arenas() -> bool:
     allocates while another holds the lock an arena of its own (up to 8 per core), whose
     freed memory it rarely returns: with a thousand tasks in flight that is about 30 MB of
     resident memory that buys nothing here (the threads mostly wait on system calls)."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not _glibc():
+    if os.environ.get("MALLOC_ARENA_MAX") or not on_glibc():
         return False
     import ctypes
 
@@ -115,7 +115,8 @@ def limit_malloc_arenas() -> bool:
         return False
 
 
-def _glibc() -> bool:
+def on_glibc() -> bool:
+    """Whether this process runs on glibc (whose malloc ``limit_malloc_arenas`` tunes)."""
     try:
         return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
     except (ValueError, OSError, AttributeError):  # not a glibc system (or no confstr at all)
