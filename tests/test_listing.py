@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,19 @@ def test_the_readmes_install_commands_name_the_distribution() -> None:
     wheel = re.sub(r"[-_.]+", "_", name) + f"-{project()['version']}-py3-none-any.whl"
     assert f"dist/{wheel}" in readme
     assert "uvx --from /path/to/checkout " + name in readme
+
+
+def test_the_version_is_found_under_another_distribution_name_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``package_version`` asks the distribution by name (cheap); a renamed distribution is
+    still found by the import name."""
+    import videogen
+
+    expected = metadata.version(videogen.DISTRIBUTION)
+    monkeypatch.setattr(videogen, "DISTRIBUTION", "no-such-distribution")
+    videogen.package_version.cache_clear()
+    try:
+        assert videogen.package_version() == expected
+    finally:
+        videogen.package_version.cache_clear()
