@@ -105,6 +105,7 @@ class Sample:
 class Run:
     samples: list[Sample]
     renders: int
+    jobs: int  # generations the embedded sandbox ran (videogen's and the loops')
     round_trips: list[float] = field(default_factory=list)  # seconds, not scaled
 
 
@@ -167,7 +168,7 @@ class Bench:
             finally:
                 ledger.close()
                 await clients.aclose()
-        return Run(samples, renderer.renders, self.round_trips)
+        return Run(samples, renderer.renders, self.counter, self.round_trips)
 
     async def batches(
         self, engine: Engine, provider: Provider, sandbox: RunningSandbox
@@ -288,10 +289,13 @@ def main() -> None:
     print(f"  poll round trip (loopback): median {rtt * 1000:.1f} ms, p95 "
           f"{trips[int(0.95 * (len(trips) - 1))] * 1000 if trips else 0:.1f} ms = "
           f"{rtt / close:.1%} of the shortest compressed gap ({close * 1000:.0f} ms)")  # fmt: skip
-    print(f"  renders per run {[r.renders for r in runs]}, peak RSS {rss_mb:.0f} MB, "
+    print(f"  renders per run {[r.renders for r in runs]}, jobs per run {[r.jobs for r in runs]}, "
+          f"peak RSS {rss_mb:.0f} MB (engine + embedded sandbox), "
           f"wall time {time.monotonic() - started:.0f} s")  # fmt: skip
     print(json.dumps({"bench": "polls", "figures": figures, "scale": args.scale,
-                      "runs": args.runs, "peak_rss_mb": round(rss_mb),
+                      "runs": args.runs, "runs_completed": len(runs),
+                      "jobs_per_run": [r.jobs for r in runs],
+                      "renders_per_run": [r.renders for r in runs], "peak_rss_mb": round(rss_mb),
                       "round_trip_ms": round(rtt * 1000, 2)}))  # fmt: skip
 
 
