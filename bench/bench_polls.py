@@ -61,7 +61,7 @@ from pathlib import Path
 
 import anyio
 
-from videogen.app import ProviderClients
+from videogen.app import ProviderClients, limit_malloc_arenas
 from videogen.catalog import JimengMode
 from videogen.config import Settings
 from videogen.engine import Engine
@@ -264,6 +264,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.05, help="time scale (1/20)")
     parser.add_argument("--sigma", type=float, default=0.15, help="spread within a kind")
     args = parser.parse_args()
+    limit_malloc_arenas()  # as ``open_app`` does in the program that embeds the sandbox
     started = time.monotonic()
     runs: list[Run] = []
     for run in range(args.runs):
