@@ -61,12 +61,13 @@ from pathlib import Path
 
 import anyio
 
-from videogen.app import ProviderClients, limit_malloc_arenas
+from videogen.app import ProviderClients
 from videogen.catalog import JimengMode
 from videogen.config import Settings
 from videogen.engine import Engine
 from videogen.engine.context import FIRST_POLL_SECONDS
 from videogen.ledger import open_ledger
+from videogen.memory import limit_malloc_arenas
 from videogen.models import GenerationRequest
 from videogen.providers.base import PreparedInputs, Provider, TaskRef
 from videogen.sandbox import RunningSandbox, SandboxOptions, serve

@@ -19,12 +19,11 @@ closed.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -33,6 +32,7 @@ from videogen.config import Settings
 from videogen.engine import Engine, Task
 from videogen.errors import ConfigError
 from videogen.ledger import Ledger, ledger_exists, open_ledger, private_dir
+from videogen.memory import limit_malloc_arenas
 from videogen.spending import UsageReport, ledger_usage
 
 if TYPE_CHECKING:
@@ -89,38 +89,6 @@ class ProviderClients:
         self._providers = {}
         for client in clients.values():
             await client.aclose()
-
-
-#: glibc's ``mallopt`` parameter for the most malloc arenas (``M_ARENA_MAX``).
-_M_ARENA_MAX: Final = -8
-#: Arenas kept: the event loop's and one for the worker threads.
-MALLOC_ARENAS: Final = 2
-
-
-def limit_malloc_arenas() -> bool:
-    """Let glibc keep at most ``MALLOC_ARENAS`` malloc arenas in this process, unless
-    ``MALLOC_ARENA_MAX`` says otherwise; True when the limit was set.
-
-    The engine's file work runs in up to 40 worker threads, and glibc gives each thread that
-    allocates while another holds the lock an arena of its own (up to 8 per core), whose
-    freed memory it rarely returns: with a thousand tasks in flight that is about 30 MB of
-    resident memory that buys nothing here (the threads mostly wait on system calls)."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not on_glibc():
-        return False
-    import ctypes
-
-    try:
-        return bool(ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
-    except (OSError, AttributeError):
-        return False
-
-
-def on_glibc() -> bool:
-    """Whether this process runs on glibc (whose malloc ``limit_malloc_arenas`` tunes)."""
-    try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (ValueError, OSError, AttributeError):  # not a glibc system (or no confstr at all)
-        return False
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""The process's own tuning: at most ``MALLOC_ARENAS`` glibc malloc arenas once the app opens."""
+"""The process's memory on glibc: few malloc arenas once the app opens; freed memory handed
+back after a sandbox render."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import sys
 
 import pytest
 
-from videogen.app import MALLOC_ARENAS, on_glibc
+from videogen.memory import MALLOC_ARENAS, on_glibc
 
 #: Threads that allocate at once and hold what they allocated, then glibc's own account of its
 #: heaps (``malloc_info``: one ``<heap nr=...>`` per arena).
 ARENAS_CHILD = """
 import ctypes, os, sys, tempfile, threading
-from videogen.app import limit_malloc_arenas
+from videogen.memory import limit_malloc_arenas
 if sys.argv[1] == "limited":
     assert limit_malloc_arenas()
 start, held = threading.Barrier(16), []
@@ -53,7 +54,38 @@ def test_the_app_keeps_few_malloc_arenas_however_many_threads_allocate() -> None
 
 
 def test_an_explicit_malloc_arena_max_is_left_to_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from videogen.app import limit_malloc_arenas
+    from videogen.memory import limit_malloc_arenas
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+#: One 720p render in a fresh process: how much its resident memory grew (MB) once it is done.
+RENDER_CHILD = """
+import sys, tempfile, psutil
+from pathlib import Path
+import videogen.sandbox.render as render
+if sys.argv[1] == "kept":
+    render.return_freed_memory = lambda: False
+render.encode(render.RenderSpec("text", 64, 64, 2, text="warm"), Path(tempfile.mkdtemp()) / "w.mp4")
+before = psutil.Process().memory_info().rss
+spec = render.RenderSpec("text", 1280, 720, 48, text="a paper boat")
+render.Renderer(Path(tempfile.mkdtemp())).render_sync(spec)
+print((psutil.Process().memory_info().rss - before) / 1e6)
+"""
+
+
+def _growth_after_render(mode: str) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", RENDER_CHILD, mode],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return float(done.stdout.strip())
+
+
+@pytest.mark.skipif(not on_glibc(), reason="malloc_trim is glibc's")
+def test_a_sandbox_render_hands_its_frames_memory_back_when_done() -> None:
+    """The embedded sandbox lives in the server's process: a render's frames and encoder
+    buffers do not stay resident after it (they do when nothing hands them back)."""
+    assert _growth_after_render("returned") < 15
+    assert _growth_after_render("kept") > 25  # what the hand-back changes, on this machine
