@@ -215,9 +215,14 @@ async def test_a_burst_of_submits_proves_a_folder_once_and_a_failure_is_not_reme
         for _ in range(50):
             assert await folders.prepare(tmp_path / "out") == tmp_path / "out"
         assert len(made) == 1
+        async with anyio.create_task_group() as group:  # all at once: one proof in flight
+            now[0] += PROVEN_SECONDS
+            for _ in range(50):
+                group.start_soon(folders.prepare, tmp_path / "out")
+        assert len(made) == 2
         now[0] += PROVEN_SECONDS
         await folders.prepare(tmp_path / "out")
-        assert len(made) == 2
+        assert len(made) == 3
         (tmp_path / "file").write_text("not a folder")
         for _ in range(2):
             with pytest.raises(OutputError, match="not a folder"):

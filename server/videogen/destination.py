@@ -77,21 +77,31 @@ PROVEN_SECONDS: Final = 2.0
 
 class ProvenFolders:
     """``prepare_folder`` in a worker thread, remembered for ``PROVEN_SECONDS``: a thousand
-    submits to one folder at once prove it once, not a thousand times. A folder that turns
-    unwritable within that time fails at save time instead, the task kept with its URL."""
+    submits to one folder at once prove it once, not a thousand times (those arriving while the
+    proof runs wait for it). A folder that turns unwritable within that time fails at save time
+    instead, the task kept with its URL."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._proven: dict[Path, tuple[float, Path]] = {}
+        self._proving: dict[Path, anyio.Event] = {}
 
     async def prepare(self, folder: Path) -> Path:
-        now = self._clock()
-        proven = self._proven.get(folder)
-        if proven is not None and now - proven[0] < PROVEN_SECONDS:
-            return proven[1]
-        absolute = await anyio.to_thread.run_sync(prepare_folder, folder)
-        self._proven[folder] = (now, absolute)
-        return absolute
+        while True:
+            proven = self._proven.get(folder)
+            if proven is not None and self._clock() - proven[0] < PROVEN_SECONDS:
+                return proven[1]
+            proving = self._proving.get(folder)
+            if proving is None:
+                break
+            await proving.wait()  # then look again: proven, or this call proves it itself
+        now, self._proving[folder] = self._clock(), anyio.Event()
+        try:
+            absolute = await anyio.to_thread.run_sync(prepare_folder, folder)
+            self._proven[folder] = (now, absolute)
+            return absolute
+        finally:
+            self._proving.pop(folder).set()
 
 
 def posters_folder(video_folder: Path) -> Path:
