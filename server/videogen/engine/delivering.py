@@ -80,6 +80,8 @@ class Delivery:
     async def deliver(self, task: Task, request: GenerationRequest, notes: list[str]) -> Task:
         """A repeated request gets the video where it asks: a copy of the saved file under the
         request's folder and name, unless the file already is there (nothing is billed)."""
+        if self.destination_of(task) == self.destination_of(request):
+            return task  # the task's own request, or one asking for the same place: it is there
         folder = self._ctx.folder(request.output_dir)
         name = safe_filename(task.request.prompt, task.id, request.filename)
         saved = Path(task.local_path or "")

@@ -51,7 +51,7 @@ class Finisher:
         self._ctx = ctx
         self._book = book
         self._poller = poller
-        self._finishes = anyio.CapacityLimiter(CONCURRENT_FINISHES)
+        self._finishes = anyio.Semaphore(CONCURRENT_FINISHES)  # its waiters cost a future each
 
     async def finish(self, watcher: Watcher, task: Task) -> Task:
         """Download, conform and probe a ready task (this engine holds its lease)."""
@@ -64,9 +64,8 @@ class Finisher:
                     return self._unrecoverable(task)
                 task.error = task_error(exc)
                 return self._book.save(task)
-            task = self._book.get(task.id)
-            task.local_path = str(path)
-            task = self._book.save(task)
+            task = self._book.get(task.id)  # as it stands now (a retarget, a fresh link)
+            task.local_path = str(path)  # recorded with the probed facts, in one write
             return await self._describe_file(task, path)
 
     def _unrecoverable(self, task: Task) -> Task:
