@@ -9,7 +9,7 @@ It sits underneath every other engine module and imports none of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 
@@ -23,8 +23,6 @@ class Watcher:
     """One task's poll loop, shared by every caller waiting for that task."""
 
     task: Task
-    changed: anyio.Event = field(default_factory=anyio.Event)
-    done: anyio.Event = field(default_factory=anyio.Event)
     last_poll: PollResult | None = None
     #: When (``anyio.current_time()``) the watcher polls the provider next, while it waits.
     next_poll: float | None = None
@@ -34,11 +32,32 @@ class Watcher:
     #: the task itself and has held its lease since. A killed run's leftovers belong to a
     #: resumed task (``fresh`` False), so only those sweep the folder before saving.
     fresh: bool = False
+    #: True once the loop has ended (``TaskBook.close``).
+    finished: bool = False
+    #: The events below are made when someone first waits on them (most wakes have no one
+    #: waiting; a thousand watchers need not hold two thousand events).
+    _changed: anyio.Event | None = None
+    _done: anyio.Event | None = None
+
+    @property
+    def changed(self) -> anyio.Event:
+        """Set at the task's next change."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        return self._changed
+
+    async def wait_done(self) -> None:
+        """Return once the loop has ended."""
+        if not self.finished:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
 
     def _wake(self, task: Task) -> None:
         self.task = task
-        changed, self.changed = self.changed, anyio.Event()
-        changed.set()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
 
 class TaskBook:
@@ -172,7 +191,9 @@ class TaskBook:
     def close(self, watcher: Watcher) -> None:
         """The watcher's loop ended: its waiters return with the task as it stands."""
         self._watchers.pop(watcher.task.id, None)
-        watcher.done.set()
+        watcher.finished = True
+        if watcher._done is not None:
+            watcher._done.set()
         watcher._wake(watcher.task)
 
     @property
@@ -181,4 +202,4 @@ class TaskBook:
 
     async def wait_idle(self) -> None:
         while self._watchers:
-            await next(iter(self._watchers.values())).done.wait()
+            await next(iter(self._watchers.values())).wait_done()

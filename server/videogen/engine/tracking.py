@@ -17,7 +17,7 @@ it stands.
 from __future__ import annotations
 
 import logging
-import math
+from contextlib import nullcontext
 from typing import Protocol
 
 import anyio
@@ -166,14 +166,19 @@ class Tracker:
         watcher = self.watch(task)
         if watcher is None:
             return self._book.get(task.id)
-        with anyio.move_on_after(math.inf if budget is None else max(budget, 0.0)):
-            while not watcher.done.is_set() and not self._stopping:
+        task_id = task.id
+        del task  # the watcher holds the task while it is followed: one copy, not two
+        bounded = nullcontext() if budget is None else anyio.move_on_after(max(budget, 0.0))
+        with bounded:
+            while not watcher.finished and not self._stopping:
                 changed = watcher.changed
+                if on_progress is None:  # woken by a change (``stop_waiting`` wakes them all)
+                    await changed.wait()
+                    continue
                 with anyio.move_on_after(self._ctx.heartbeat):
                     await changed.wait()
-                if on_progress is not None:
-                    await on_progress(self._progress(watcher.task))
-        return self._book.get(task.id)
+                await on_progress(self._progress(watcher.task))
+        return self._book.get(task_id)
 
     def _progress(self, task: Task) -> Progress:
         task = self._queue.placed(task.model_copy())
@@ -224,7 +229,9 @@ class Tracker:
 
     async def _work(self, watcher: Watcher, task_id: str) -> None:
         """Poll until the provider is done, then finish (this engine holds the lease)."""
-        task = self._book.refresh(task_id)
+        # A fresh watcher's task is as this engine recorded it: nobody else can have written it
+        # since (and one copy of it is held, not two, while it is polled).
+        task = watcher.task if watcher.fresh else self._book.refresh(task_id)
         sending = self.sending.get(task_id)
         if sending is not None:  # this engine's own submit: wait for it, not for the grace
             await sending.wait()
