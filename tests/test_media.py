@@ -21,6 +21,7 @@ import pytest
 from videogen import h264
 from videogen.errors import DownloadError
 from videogen.media import conform, poster, probe
+from videogen.models import MediaInfo
 
 WIDTH, HEIGHT = 1280, 720
 
@@ -109,6 +110,35 @@ async def test_probe_reads_the_facts_of_a_provider_clip(clips: dict[str, Path]) 
     )
     assert info.duration == pytest.approx(121 / 24, abs=0.01)
     assert info.size_bytes == clips["5s"].stat().st_size
+
+
+@pytest.mark.parametrize("clip", ["5s", "10s", "mute", "gops"])
+def test_the_probe_decodes_no_frame_and_reads_what_a_decoding_probe_reads(
+    clips: dict[str, Path], clip: str
+) -> None:
+    """The probe opens the file without decoding a frame; its facts are the same as those of
+    a probe that decodes the first one."""
+    from videogen.media import _probe, probe_sync
+
+    assert probe_sync(clips[clip]) == _probe(clips[clip], decode=True)
+
+
+def test_a_stream_whose_size_only_decoding_tells_is_probed_again_decoding(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from videogen import media
+
+    real = media._probe
+    opened: list[bool] = []
+
+    def without_size(path: Path, *, decode: bool) -> MediaInfo:
+        opened.append(decode)
+        info = real(path, decode=decode)
+        return info if decode else info.model_copy(update={"width": 0, "height": 0})
+
+    monkeypatch.setattr(media, "_probe", without_size)
+    assert media.probe_sync(clips["5s"]).width == WIDTH
+    assert opened == [False, True]
 
 
 @pytest.mark.anyio
