@@ -51,6 +51,8 @@ class Seen:
     query: str
     host: str
     headers: dict[str, str]
+    #: The client's port: one per connection.
+    client_port: int = 0
 
 
 @dataclass
@@ -81,7 +83,8 @@ class FileServer:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         query = scope["query_string"].decode()
         params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-        seen = Seen(scope["path"], query, headers.get("host", ""), headers)
+        client_port = scope["client"][1] if scope.get("client") else 0
+        seen = Seen(scope["path"], query, headers.get("host", ""), headers, client_port)
         self.seen.append(seen)
         attempt = self.count(scope["path"].removeprefix("/f/"))
         await self._answer(seen, params, attempt, send)
@@ -194,6 +197,30 @@ async def test_a_download_saves_the_exact_bytes_under_the_name_and_nothing_else(
     assert path.name == "out.mp4" and path.parent.samefile(tmp_path)
     assert path.read_bytes() == data
     assert files_in(tmp_path) == ["out.mp4"]
+
+
+@pytest.mark.anyio
+async def test_a_short_body_leaves_its_connection_to_the_next_download_a_long_one_does_not(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """Bodies under ``SOCKET_BODY_MIN_BYTES`` are read through the client, so many small
+    downloads share one connection; a longer body is read off the connection itself, which
+    then cannot serve another request."""
+    from videogen.download import SOCKET_BODY_MIN_BYTES
+
+    short, long = fake_mp4(64 * 1024), fake_mp4(SOCKET_BODY_MIN_BYTES)
+    server.bodies |= {"reuse-short": short, "reuse-long": long}
+    async with httpx2.AsyncClient() as client:
+        for n, name in enumerate(["reuse-short"] * 3 + ["reuse-long"] * 2 + ["reuse-short"]):
+            source = DownloadSource(url=server.url(name))
+            path = await download(
+                client, source, tmp_path, f"{n}.mp4", max_bytes=64 * MiB, deadline_seconds=20
+            )
+            assert path.read_bytes() == (short if name == "reuse-short" else long)
+    ports = [s.client_port for s in server.seen if s.path.startswith("/f/reuse-")]
+    assert len(ports) == 6
+    assert ports[0] == ports[1] == ports[2] == ports[3]  # the first long one reuses it too ...
+    assert len({ports[3], ports[4], ports[5]}) == 3  # ... and ends it; so does the second
 
 
 @pytest.mark.anyio
