@@ -26,8 +26,13 @@ INTERVAL = 5.0
 HISTORY = expect([280.0, 300.0, 320.0])
 
 
-def test_without_history_or_progress_the_fixed_interval_applies() -> None:
-    assert next_delay(elapsed=1.0, interval=INTERVAL) == INTERVAL
+def test_without_history_or_progress_polls_keep_seed_002s_grid_from_the_submit() -> None:
+    """Every 5 s after the accepted submit; the early first poll (1 s) does not shift it, and a
+    poll at a grid point (or a hair before it) waits for the next one."""
+    assert next_delay(elapsed=1.0, interval=INTERVAL) == 4.0
+    assert next_delay(elapsed=5.0, interval=INTERVAL) == INTERVAL
+    assert math.isclose(next_delay(elapsed=4.999, interval=INTERVAL), 5.001)
+    assert math.isclose(next_delay(elapsed=7.3, interval=INTERVAL), 2.7)
     assert next_delay(elapsed=400.0, interval=INTERVAL, expected=expect([300.0, 310.0])) == 5.0
 
 

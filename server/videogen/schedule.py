@@ -5,8 +5,9 @@ it: ``Expected`` summarises what earlier tasks of the same origin, mode and clip
 from the accepted submit to ``ready`` (``Ledger.finish_times``), and a provider's own progress,
 where it gives one, gives a second estimate. ``next_delay`` then spaces the polls:
 
-- no history and no progress: today's fixed schedule (``interval``, the configured
-  ``JIMENG_VIDEO_POLL_INTERVAL``);
+- no history and no progress: seed 002's fixed schedule, a poll every ``interval`` (the
+  configured ``JIMENG_VIDEO_POLL_INTERVAL``) counted from the accepted submit; the engine's
+  early first poll is one more, and does not shift that grid (``on_grid``);
 - before the *window* (where the task may end: from a little before the 5th percentile of the
   earlier tasks' times to their 95th) it sleeps until the window opens, but never more than
   ``MAX_GAP_FACTOR`` x ``interval`` (30 s at the default 5 s): a long job still shows life;
@@ -136,8 +137,8 @@ def next_delay(
     polls: int = 0,
     max_polls: int | None = None,
 ) -> float:
-    """Seconds from this poll to the next one, for a task accepted ``elapsed`` s ago and still
-    unfinished after ``polls`` polls (see the module docstring)."""
+    """Seconds from this poll to the next one, for a task accepted ``elapsed`` s before this
+    poll started and still unfinished after ``polls`` polls (see the module docstring)."""
     if poll_after is not None:
         low, high = POLL_HINT_BOUNDS
         delay = min(max(poll_after, low), high)
@@ -148,9 +149,21 @@ def next_delay(
     return delay
 
 
+#: A grid point closer than this fraction of the interval is skipped for the one after it.
+GRID_SLACK: Final = 0.1
+
+
+def on_grid(elapsed: float, interval: float) -> float:
+    """Seconds to the next multiple of ``interval`` after ``elapsed`` (the fixed schedule's
+    grid), skipping one closer than ``GRID_SLACK`` x ``interval``: a poll made at a grid point
+    (or a hair before it, clocks being clocks) waits for the next one."""
+    gap = interval - elapsed % interval
+    return gap + interval if gap < GRID_SLACK * interval else gap
+
+
 def _learned(elapsed: float, interval: float, span: Window | None) -> float:
     if span is None:
-        return interval
+        return on_grid(elapsed, interval)
     near, edge = NEAR_FACTOR * interval, EDGE_FACTOR * interval
     longest = max(MAX_GAP_FACTOR * interval, edge)
     if elapsed < span.start:

@@ -145,7 +145,7 @@ class Poller:
             if task.status not in ("queued", "running"):
                 self._history.forget(task)
                 break
-            delay = self.next_delay(task, result, polls)
+            delay = self.next_delay(task, result, polls, anyio.current_time() - sent)
             # A provider's hint counts from its answer; the schedule's gap from the poll's start.
             next_poll = (anyio.current_time() if result.poll_after is not None else sent) + delay
             watcher.next_poll = next_poll
@@ -178,12 +178,15 @@ class Poller:
         error = TaskError(kind="expired", message=message or EXPIRED_MESSAGE)
         return self._book.update(task, "expired", error=error)
 
-    def next_delay(self, task: Task, result: PollResult, polls: int) -> float:
+    def next_delay(
+        self, task: Task, result: PollResult, polls: int, since_sent: float = 0.0
+    ) -> float:
         """The gap to the next poll of an unfinished task (``videogen.schedule``), from what
-        earlier tasks of its kind took and the provider's progress and hint."""
+        earlier tasks of its kind took and the provider's progress and hint; ``since_sent``: how
+        long ago the poll that answered ``result`` started (the gap counts from there)."""
         settings = self._ctx.settings
         return next_delay(
-            elapsed=self._ctx.clock() - accepted_at(task),
+            elapsed=self._ctx.clock() - since_sent - accepted_at(task),
             interval=settings.poll_interval,
             expected=self._history.expected(task),
             progress=result.progress,
