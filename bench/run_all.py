@@ -378,7 +378,8 @@ def render(outcomes: list[Outcome], quick: bool, started: str, total: float, ev:
         "- each figure is next to its baseline measured in the same run; ratio = figure / "
         "baseline.",
         "- targets: start-up <= 1.15x and exit <= 500 ms after stdin closes (issues 5, 16), "
-        "in-flight (job + 2 polls, RSS < 200 MB), download >= 0.8x of curl and conform faster "
+        "in-flight (job + 2 polls; within 1.3x the bare loop's time and 1.5x its CPU per task; "
+        "RSS < 150 MB), download >= 0.8x of curl and conform faster "
         "than real time (issue 4), download >= 0.95x of curl + fsync with CPU <= 1.5x curl's "
         "and RSS growth < 32 MB, polls <= 0.5x seed 002's loop at no worse median latency "
         "after done (issue 16) come from the issues.",
