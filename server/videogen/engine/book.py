@@ -53,6 +53,12 @@ class Watcher:
                 self._done = anyio.Event()
             await self._done.wait()
 
+    def _end(self) -> None:
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
+        self._wake(self.task)
+
     def _wake(self, task: Task) -> None:
         self.task = task
         changed, self._changed = self._changed, None
@@ -191,10 +197,7 @@ class TaskBook:
     def close(self, watcher: Watcher) -> None:
         """The watcher's loop ended: its waiters return with the task as it stands."""
         self._watchers.pop(watcher.task.id, None)
-        watcher.finished = True
-        if watcher._done is not None:
-            watcher._done.set()
-        watcher._wake(watcher.task)
+        watcher._end()
 
     @property
     def watching(self) -> int:
