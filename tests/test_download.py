@@ -127,7 +127,7 @@ class FileServer:
             await send(
                 {"type": "http.response.body", "body": part[: len(part) // 2], "more_body": True}
             )
-            await anyio.sleep(2)
+            await anyio.sleep(60)  # longer than the tests wait: only the client's timeout ends it
             raise ConnectionAbortedError("giving up on a stalled answer")
         step = 4096 if "slow" in behaviours else len(part)
         for offset in range(0, len(part), step):
@@ -360,17 +360,26 @@ async def test_a_missing_file_is_a_download_error(server: FileServer, tmp_path: 
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("size", "how"),
+    [
+        (3 * MiB + 12345, "stall"),  # straight off the socket: the stall watch
+        (512 * 1024 + 7, "stall"),  # short, through the client's reader: its read timeout
+        (3 * MiB + 12345, "stall,chunked"),  # length unknown: the client's reader too
+    ],
+)
 async def test_a_stalled_body_times_out_on_the_clients_read_timeout_and_resumes(
-    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+    server: FileServer, tmp_path: Path, size: int, how: str
 ) -> None:
     """The body's bytes come off the connection with the client's read timeout: a server that
     stops sending mid-body is given up on after it, and the rest is fetched with Range."""
-    name, data = body
+    name = f"stalled_{size}_{how.replace(',', '_')}"
+    data = server.bodies[name] = fake_mp4(size, seed=size % 251)
     with anyio.fail_after(10):
         async with httpx2.AsyncClient(timeout=httpx2.Timeout(5, read=0.3)) as client:
             path = await download(
                 client,
-                DownloadSource(url=server.url(name, "stall")),
+                DownloadSource(url=server.url(name, how)),
                 tmp_path,
                 "out.mp4",
                 max_bytes=64 * MiB,

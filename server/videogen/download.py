@@ -290,6 +290,15 @@ class _Restart(Exception):
     """The server will not resume; start again from byte zero."""
 
 
+@dataclass(frozen=True)
+class _Chunks:
+    """A response body's chunks, and whether they come straight off the socket (no read
+    timeout of the client's)."""
+
+    parts: AsyncGenerator[bytes]
+    from_socket: bool
+
+
 @dataclass
 class _Transfer:
     client: httpx2.AsyncClient
@@ -387,27 +396,35 @@ class _Transfer:
     async def _stream_to_disk(self, response: httpx2.Response) -> None:
         """Write the body to the file as it arrives. ``received`` counts only bytes on disk,
         so a resume starts exactly there; what did arrive before a drop is kept."""
+        chunks, short = self._body(response)
+        if short:  # no writeback hint will be due: no task group either
+            await self._copy_body(chunks, _Disk(self.part, None), None)
+            return
         failure: Exception | None = None
         async with anyio.create_task_group() as group:  # writeback hints, the stall watch
             try:
-                await self._copy_body(response, _Disk(self.part, group), group)
+                await self._copy_body(chunks, _Disk(self.part, group), group)
             except (httpx2.TransportError, DownloadError, OutputError) as exc:
                 failure = exc  # raised below, not wrapped in the task group's ExceptionGroup
         if failure is not None:
             raise failure
 
     async def _copy_body(
-        self, response: httpx2.Response, disk: _Disk, group: anyio.abc.TaskGroup
+        self, chunks: _Chunks, disk: _Disk, group: anyio.abc.TaskGroup | None
     ) -> None:
+        """The body into the file. Straight off the socket, no read has a timeout of its own:
+        a ``_StallWatch`` in ``group`` ends a stalled body. Through the client's reader, each
+        read has the client's read timeout."""
         limit = self.max_bytes - self.received
         read = pending = 0
         block: list[bytes] = []
-        stall = _StallWatch(self.client.timeout.read)
-        group.start_soon(stall.watch)
+        stall = _StallWatch(self.client.timeout.read if chunks.from_socket else None)
+        if group is not None:
+            group.start_soon(stall.watch)
         try:
             with stall.scope:
-                async with contextlib.aclosing(self._body(response)) as chunks:
-                    async for chunk in chunks:
+                async with contextlib.aclosing(chunks.parts) as parts:
+                    async for chunk in parts:
                         stall.last = time.monotonic()
                         read += len(chunk)
                         if read > limit:
@@ -433,23 +450,26 @@ class _Transfer:
             await disk.write(block)
             self.received += pending
 
-    def _body(self, response: httpx2.Response) -> AsyncGenerator[bytes]:
+    def _body(self, response: httpx2.Response) -> tuple[_Chunks, bool]:
         """The body's bytes: straight off the connection when its length is known and at
         least ``SOCKET_BODY_MIN_BYTES`` (see ``_socket_body``), else through the client's own
-        reader."""
+        reader; and whether the body is short (its length known and under
+        ``SOCKET_BODY_MIN_BYTES``, so under ``WRITEBACK_STEP``)."""
         if response.is_stream_consumed:
-            return _once(response.content)
+            return _Chunks(_once(response.content), from_socket=False), True
         stream = response.extensions.get("network_stream")
         length = response.headers.get("content-length", "")
+        known = length.isdigit() and "transfer-encoding" not in response.headers
+        if known and int(length) < SOCKET_BODY_MIN_BYTES:
+            return _Chunks(response.aiter_raw(), from_socket=False), True
         if (
-            isinstance(stream, httpcore2.AsyncNetworkStream)
+            known
+            and isinstance(stream, httpcore2.AsyncNetworkStream)
             and isinstance(response.stream, httpx2.AsyncByteStream)
-            and length.isdigit()
-            and int(length) >= SOCKET_BODY_MIN_BYTES
-            and "transfer-encoding" not in response.headers
         ):
-            return _socket_body(response.stream, stream, int(length))
-        return response.aiter_raw()
+            body = _socket_body(response.stream, stream, int(length))
+            return _Chunks(body, from_socket=True), False
+        return _Chunks(response.aiter_raw(), from_socket=False), False
 
     def _check_status(self, response: httpx2.Response) -> None:
         status = response.status_code
@@ -493,9 +513,10 @@ class _Disk:
     the event loop (no thread hop, the bytes still hot in the CPU cache) until SLOW_WRITES such
     writes in a row are slow, then from a worker thread; every WRITEBACK_STEP bytes a worker
     thread asks the kernel to start writing back (``_start_writeback``), so the disk works while
-    the network does and the loop does not wait for the disk."""
+    the network does and the loop does not wait for the disk (with no ``group``, a short body,
+    no hint is given)."""
 
-    def __init__(self, part: _PartFile, group: anyio.abc.TaskGroup) -> None:
+    def __init__(self, part: _PartFile, group: anyio.abc.TaskGroup | None) -> None:
         self.part = part
         self.group = group
         self.slow = 0  # slow writes in a row; SLOW_WRITES or more: writes go to a thread
@@ -511,7 +532,8 @@ class _Disk:
             slow = time.perf_counter() - started > SLOW_WRITE_SECONDS
             self.slow = self.slow + 1 if slow else 0
         self.written += sum(map(len, block))
-        if self.written - self.hinted >= WRITEBACK_STEP and not self.hinting:
+        due = self.written - self.hinted >= WRITEBACK_STEP
+        if due and not self.hinting and self.group is not None:
             self.hinting, self.hinted = True, self.written
             self.group.start_soon(self._hint)
 
