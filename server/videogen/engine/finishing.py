@@ -87,9 +87,12 @@ class Finisher:
 
         filename = safe_filename(task.request.prompt, task.id, task.request.filename)
         fresh, watcher.fresh = watcher.fresh, False  # a retry tidies what this attempt left
-        dest_dir, adopted = await anyio.to_thread.run_sync(self._make_room, task, filename, fresh)
-        if adopted is not None:
-            return adopted
+        if fresh:  # nothing to tidy or adopt: the download makes the folder (no thread hop)
+            dest_dir = self._ctx.folder(task.request.output_dir)
+        else:
+            dest_dir, adopted = await anyio.to_thread.run_sync(self._make_room, task, filename)
+            if adopted is not None:
+                return adopted
         provider = self._ctx.providers(task.provider)
         poll = watcher.last_poll
         if poll is None or self._url_stale(task):
@@ -110,14 +113,12 @@ class Finisher:
             refresh=refresh,
         )
 
-    def _make_room(self, task: Task, filename: str, fresh: bool) -> tuple[Path, Path | None]:
+    def _make_room(self, task: Task, filename: str) -> tuple[Path, Path | None]:
         """The destination folder, tidied of what a killed run left for this task, and the
         file such a run saved but did not record (to adopt instead of downloading again).
-        A ``fresh`` task (recorded by this process, leased since) has no such run: nothing is
-        listed, so a save costs the same whatever the folder holds."""
+        Not for a fresh task (recorded by this process, leased since): it has no such run, so
+        nothing is listed and a save costs the same whatever the folder holds."""
         dest_dir = self._destination(task)
-        if fresh:
-            return dest_dir, None
         unique = task.id in filename
         # Under the lease nobody else saves this task: what a killed run left can go. A name
         # not unique to the task (a requested filename) is swept only when long untouched.
