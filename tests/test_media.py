@@ -27,17 +27,24 @@ WIDTH, HEIGHT = 1280, 720
 
 
 def make_clip(
-    path: Path, frames: int, fps: int = 24, *, audio: bool = True, gops: bool = False
+    path: Path,
+    frames: int,
+    fps: int = 24,
+    *,
+    audio: bool = True,
+    gops: bool = False,
+    movflags: str = "",
 ) -> Path:
     """A moving-bar clip of ``frames`` frames at ``fps`` with a 440 Hz tone as long as it.
-    ``gops``: like a streaming encoder's output, a keyframe about every 2 s and B-frames."""
+    ``gops``: like a streaming encoder's output, a keyframe about every 2 s and B-frames.
+    ``movflags``: the MP4 muxer's layout (``faststart``: the header first; fragmented...)."""
     options = {"preset": "ultrafast"}
     if gops:
         options = {
             "preset": "veryfast",
             "x264-params": f"keyint={2 * fps + 2}:scenecut=0:bframes=3:b-adapt=0",
         }
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options={"movflags": movflags} if movflags else {}) as out:
         video = out.add_stream("libx264", rate=Fraction(fps), options=options)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         sound = out.add_stream("aac", rate=48_000) if audio else None
@@ -85,6 +92,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "10s": make_clip(root / "ten.mp4", 241),
         "mute": make_clip(root / "mute.mp4", 121, audio=False),
         "gops": make_clip(root / "gops.mp4", 241, gops=True),
+        "faststart": make_clip(root / "faststart.mp4", 73, 30, movflags="faststart"),
+        "fragmented": make_clip(
+            root / "fragmented.mp4", 73, 30, movflags="frag_keyframe+empty_moov"
+        ),
     }
 
 
@@ -112,12 +123,13 @@ async def test_probe_reads_the_facts_of_a_provider_clip(clips: dict[str, Path]) 
     assert info.size_bytes == clips["5s"].stat().st_size
 
 
-@pytest.mark.parametrize("clip", ["5s", "10s", "mute", "gops"])
+@pytest.mark.parametrize("clip", ["5s", "10s", "mute", "gops", "faststart", "fragmented"])
 def test_the_probe_decodes_no_frame_and_reads_what_a_decoding_probe_reads(
     clips: dict[str, Path], clip: str
 ) -> None:
-    """The probe opens the file without decoding a frame; its facts are the same as those of
-    a probe that decodes the first one."""
+    """The probe opens the file without decoding a frame or analysing packets; its facts are
+    the same as those of a probe that analyses the stream and decodes its first frame, whatever
+    the MP4's layout (header last, first, or fragmented)."""
     from videogen.media import _probe, probe_sync
 
     assert probe_sync(clips[clip]) == _probe(clips[clip], decode=True)
