@@ -675,12 +675,16 @@ async def download(
     max_bytes: int,
     deadline_seconds: float,
     refresh: Callable[[], Awaitable[DownloadSource]] | None = None,
+    after: Callable[[Path], None] | None = None,
 ) -> Path:
     """Save the video at ``source`` as ``dest_dir/filename`` (or ``filename-N`` if taken).
 
     Returns the path written. Raises :class:`DownloadError` (network, integrity, size cap,
     deadline) or :class:`OutputError` (directory or name); never leaves a partial file and
     never overwrites. ``refresh`` is awaited for a fresh source when the URL has expired.
+    ``after`` is called with the saved file's path in the worker thread that saved it (work on
+    the file without a thread hop of its own); it must not raise what it wants told apart from
+    a failed download.
     """
     _check_bare(filename)
     _widen_http11_reads()
@@ -695,7 +699,7 @@ async def download(
                 f"The download did not finish within {deadline_seconds:g} s "
                 f"({transfer.received} bytes received); {_KEEPS_URL}."
             ) from None
-        return await anyio.to_thread.run_sync(_complete, part, filename)
+        return await anyio.to_thread.run_sync(_complete, part, filename, after)
     finally:
         # Synchronous on purpose: it must also run when the task is being cancelled.
         part.discard()
@@ -711,7 +715,10 @@ def _start(dest_dir: Path, filename: str) -> _PartFile:
     return _PartFile.create(root, filename)
 
 
-def _complete(part: _PartFile, filename: str) -> Path:
+def _complete(part: _PartFile, filename: str, after: Callable[[Path], None] | None) -> Path:
     part.finish()
     check_mp4(part.path)
-    return _publish(part, filename)
+    path = _publish(part, filename)
+    if after is not None:
+        after(path)
+    return path

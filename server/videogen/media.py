@@ -65,7 +65,7 @@ async def conform(path: Path, *, duration: float, fps: int, reencode: bool = Fal
     docstring for the no-op, never-pad and copy rules. Returns the probe of the result.
     ``reencode=True`` re-encodes every frame even where a trim could copy them (the slow path
     the copy is measured against in bench/bench_conform.py)."""
-    return await anyio.to_thread.run_sync(_conform_sync, Path(path), duration, fps, reencode)
+    return await anyio.to_thread.run_sync(conform_sync, Path(path), duration, fps, reencode)
 
 
 async def poster(path: Path, dest: Path, *, max_width: int = 320) -> Path:
@@ -160,7 +160,8 @@ def needs_conform(info: MediaInfo, *, duration: float, fps: int) -> bool:
     return not (same_rate and info.frames is not None and info.frames in {wanted, wanted + 1})
 
 
-def _conform_sync(path: Path, duration: float, fps: int, reencode: bool = False) -> MediaInfo:
+def conform_sync(path: Path, duration: float, fps: int, reencode: bool = False) -> MediaInfo:
+    """:func:`conform` without the thread hop, for code already off the event loop."""
     if duration <= 0 or fps <= 0:
         raise ValueError(f"duration and fps must be positive, not {duration!r} and {fps!r}")
     info = probe_sync(path)

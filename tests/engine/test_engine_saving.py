@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 CLIP = tiny_mp4(seconds=121 / 24)
 
 
-async def disk_full(path: Path, *, duration: float, fps: int) -> MediaInfo:
+def disk_full(path: Path, *, duration: float, fps: int) -> MediaInfo:
     """A conform whose output cannot be written (as media.conform reports ENOSPC)."""
     raise OutputError(
         f"The disk is full: the conform of {path.name!r} could not be written; the saved "
@@ -53,7 +53,7 @@ async def test_a_conform_that_fails_is_reported_with_the_real_length_and_a_nonze
 async def test_a_conform_that_fails_for_another_reason_exits_1(tmp_path: Path) -> None:
     from videogen.errors import DownloadError
 
-    async def broken(path: Path, *, duration: float, fps: int) -> MediaInfo:
+    def broken(path: Path, *, duration: float, fps: int) -> MediaInfo:
         raise DownloadError("The conform of 'x.mp4' failed (codec error).", retryable=False)
 
     settings = make_settings(tmp_path)

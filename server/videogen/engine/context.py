@@ -60,9 +60,10 @@ ClientFactory = Callable[[ProviderName], "httpx2.AsyncClient"]
 
 class Conform(Protocol):
     """Makes a saved clip the asked duration and fps in place and returns the probe of the
-    result, or raises ``VideogenError`` (``media.conform``; tests give a failing one)."""
+    result, or raises ``VideogenError`` (``media.conform_sync``; tests give a failing one).
+    Called in a worker thread."""
 
-    def __call__(self, path: Path, *, duration: float, fps: int) -> Awaitable[MediaInfo]: ...
+    def __call__(self, path: Path, *, duration: float, fps: int) -> MediaInfo: ...
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Context:
     heartbeat: float = HEARTBEAT_SECONDS
     lease_seconds: float = LEASE_SECONDS
     queue_recheck: float = QUEUE_RECHECK_SECONDS
-    #: None: ``media.conform`` (imported when first needed: it brings PyAV's helpers).
+    #: None: ``media.conform_sync`` (imported when first needed: it brings PyAV's helpers).
     conform: Conform | None = None
     #: The object store (``VIDEOGEN_STORAGE_URL``); None when not configured.
     storage: Storage | None = None

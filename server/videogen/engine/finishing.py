@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -56,8 +58,9 @@ class Finisher:
     async def finish(self, watcher: Watcher, task: Task) -> Task:
         """Download, conform and probe a ready task (this engine holds its lease)."""
         async with self._finishes:
+            measured: list[_Facts | VideogenError] = []  # by the thread that saved the file
             try:
-                path = await self._save_video(watcher, task)
+                path = await self._save_video(watcher, task, measured.append)
             except VideogenError as exc:
                 task = self._book.refresh(task.id)
                 if task.terminal:  # the refresh learned the task is gone: already recorded
@@ -66,7 +69,9 @@ class Finisher:
                 return self._book.save(task)
             task = self._book.get(task.id)  # as it stands now (a retarget, a fresh link)
             task.local_path = str(path)  # recorded with the probed facts, in one write
-            return await self._describe_file(task, path)
+            if not measured:  # an adopted file
+                measured.append(await anyio.to_thread.run_sync(self._measure, task, path))
+            return await self._describe_file(task, path, measured[0])
 
     def _unrecoverable(self, task: Task) -> Task:
         """A task reopened because its saved video was lost, that the provider no longer has:
@@ -82,7 +87,11 @@ class Finisher:
         task.error = TaskError(kind=task.error.kind, message=f"{message} ({task.error.message})")
         return self._book.save(task)
 
-    async def _save_video(self, watcher: Watcher, task: Task) -> Path:
+    async def _save_video(
+        self, watcher: Watcher, task: Task, measured: Callable[[_Facts | VideogenError], None]
+    ) -> Path:
+        """The video saved (or adopted); a downloaded one is measured (``_measure``) by the
+        thread that saved it, and the facts handed to ``measured``."""
         from videogen.download import download
 
         filename = safe_filename(task.request.prompt, task.id, task.request.filename)
@@ -111,6 +120,7 @@ class Finisher:
             max_bytes=settings.max_download_bytes,
             deadline_seconds=settings.download_timeout,
             refresh=refresh,
+            after=lambda path: measured(self._measure(task, path)),
         )
 
     def _make_room(self, task: Task, filename: str) -> tuple[Path, Path | None]:
@@ -165,25 +175,32 @@ class Finisher:
             lambda: provider.download_source(ref, poll), policy=self._ctx.policy
         )
 
-    async def _describe_file(self, task: Task, path: Path) -> Task:
-        """Conform (Jimeng clips only) and probe: the file is what the task reports. A conform
-        that fails leaves the provider's clip, and says so: the task is ``completed`` with the
-        probed duration and fps and an error naming what was asked and why it was not made."""
+    def _measure(self, task: Task, path: Path) -> _Facts | VideogenError:
+        """Conform (Jimeng clips only) and probe, in a worker thread: what the file is (or why
+        it cannot be read as a video). A conform that fails leaves the provider's clip, probed."""
         from videogen import media
 
-        info: MediaInfo | None = None
-        failure: VideogenError | None = None
         request = task.request
-        if request.mode in JIMENG_MODES:  # OmniHuman and scenes last as long as they last
-            conform = self._ctx.conform or media.conform
-            try:
-                info = await conform(path, duration=request.duration, fps=request.fps)
-            except VideogenError as exc:
-                failure = exc
-        if info is None:
-            info = await media.probe(path)
+        failure: VideogenError | None = None
+        try:
+            if request.mode in JIMENG_MODES:  # OmniHuman and scenes last as long as they last
+                conform = self._ctx.conform or media.conform_sync
+                try:
+                    return _Facts(conform(path, duration=request.duration, fps=request.fps))
+                except VideogenError as exc:
+                    failure = exc
+            return _Facts(media.probe_sync(path), failure)
+        except VideogenError as exc:
+            return exc
+
+    async def _describe_file(self, task: Task, path: Path, facts: _Facts | VideogenError) -> Task:
+        """The file is what the task reports: the probed facts and, when the conform failed,
+        an error naming what was asked and why it was not made (the task is ``completed``)."""
+        if isinstance(facts, VideogenError):
+            raise facts
+        info, failure = facts.info, facts.failure
         task.media = info
-        task.error = None if failure is None else _conform_error(failure, request, info)
+        task.error = None if failure is None else _conform_error(failure, task.request, info)
         await store_video(self._ctx, task, path)
         if task.error is not None:
             note = task.error.message
@@ -216,6 +233,14 @@ class Finisher:
             current.poster_path = task.poster_path
             self._book.save(current)
         return task
+
+
+@dataclass
+class _Facts:
+    """A saved file measured: its probe, and why the conform failed when it did."""
+
+    info: MediaInfo
+    failure: VideogenError | None = None
 
 
 def _conform_error(exc: VideogenError, request: GenerationRequest, info: MediaInfo) -> TaskError:
