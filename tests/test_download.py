@@ -176,6 +176,16 @@ def body(server: FileServer, request: pytest.FixtureRequest) -> tuple[str, bytes
     return name, data
 
 
+@pytest.fixture(params=["long", "short"])
+def any_body(server: FileServer, request: pytest.FixtureRequest) -> tuple[str, bytes]:
+    """A body read straight off the socket (``long``), or one under ``SOCKET_BODY_MIN_BYTES``
+    read through the client's reader (``short``)."""
+    name = re.sub(r"\W", "_", request.node.name)
+    size = 3 * MiB + 12345 if request.param == "long" else 300 * 1024 + 7
+    server.bodies[name] = data = fake_mp4(size, seed=len(name))
+    return name, data
+
+
 def files_in(path: Path) -> list[str]:
     return sorted(os.listdir(path))
 
@@ -251,10 +261,10 @@ async def test_blocks_are_written_from_the_event_loop_until_writes_are_slow(
 
 @pytest.mark.anyio
 async def test_a_truncated_download_resumes_with_range_and_is_byte_identical(
-    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+    server: FileServer, any_body: tuple[str, bytes], tmp_path: Path
 ) -> None:
     """A connection dropped half way is resumed from where it stopped, not restarted."""
-    name, data = body
+    name, data = any_body
     path = await fetch(server.url(name, "truncate"), tmp_path)
     assert path.read_bytes() == data
     ranges = [s.headers.get("range") for s in server.seen if s.path == f"/f/{name}"]
@@ -264,10 +274,10 @@ async def test_a_truncated_download_resumes_with_range_and_is_byte_identical(
 
 @pytest.mark.anyio
 async def test_a_server_that_ignores_range_makes_the_download_restart_from_zero(
-    server: FileServer, body: tuple[str, bytes], tmp_path: Path
+    server: FileServer, any_body: tuple[str, bytes], tmp_path: Path
 ) -> None:
     """A 200 answer to a Range request replaces what was received, so nothing is doubled."""
-    name, data = body
+    name, data = any_body
     path = await fetch(server.url(name, "truncate,norange"), tmp_path)
     assert path.read_bytes() == data
     assert server.count(name) == 2
@@ -516,11 +526,13 @@ def locked(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("size", [3 * MiB + 12345, 300 * 1024])
 async def test_an_unwritable_output_directory_is_an_output_error(
-    server: FileServer, body: tuple[str, bytes], locked: Path
+    server: FileServer, locked: Path, size: int
 ) -> None:
     """A directory without write permission is refused before any byte is fetched."""
-    name, _ = body
+    name = f"unwritable_{size}"
+    server.bodies[name] = fake_mp4(size, seed=3)
     with pytest.raises(OutputError, match=r"Cannot write in .*VIDEOGEN_OUTPUT_DIR"):
         await fetch(server.url(name), locked)
     assert server.count(name) == 0
